@@ -1,0 +1,55 @@
+# One virtual environment for everything; `make test` and `make serve` create it on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+GEN_DIR := src/flowrpc/v1
+PROTOS := $(wildcard protos/flowrpc/v1/*.proto)
+
+.PHONY: install proto proto-check lint test serve bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Generates messages, gRPC stubs and typed .pyi stubs into $(GEN_DIR) (committed, never edited).
+proto: $(INSTALLED)
+	rm -rf $(GEN_DIR) && mkdir -p $(GEN_DIR)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=src --grpc_python_out=src \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=src \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=src \
+		$(PROTOS)
+	touch $(GEN_DIR)/__init__.py
+
+# Fails when the committed stubs differ from what the protos generate.
+proto-check: $(INSTALLED)
+	rm -rf .proto-check && mkdir -p .proto-check
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=.proto-check --grpc_python_out=.proto-check \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=.proto-check \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=.proto-check \
+		$(PROTOS)
+	touch .proto-check/flowrpc/v1/__init__.py
+	diff -r .proto-check/flowrpc/v1 $(GEN_DIR) -x __pycache__ \
+		|| (echo "generated code is stale: run 'make proto' and commit" && exit 1)
+	rm -rf .proto-check
+
+lint: $(INSTALLED)
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+test: proto-check lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+serve: $(INSTALLED)
+	$(VENV)/bin/flowrpc server start
+
+bench: $(INSTALLED)
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .proto-check .pytest_cache

@@ -1,0 +1,1 @@
+"""flowrpc: a flow-run orchestration service with a gRPC API."""
