@@ -1,0 +1,46 @@
+"""The `flowrpc` command: `flowrpc server start [--host H] [--port P] [--database-url URL]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from flowrpc.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="flowrpc", description="flowrpc: flow runs over gRPC")
+    commands = parser.add_subparsers(dest="command", required=True)
+    server = commands.add_parser("server", help="run the service").add_subparsers(
+        dest="action", required=True
+    )
+    start = server.add_parser("start", help="serve until SIGINT or SIGTERM")
+    start.add_argument("--host", help="address to bind (default 127.0.0.1, FLOWRPC_HOST)")
+    start.add_argument("--port", type=int, help="port (default 4250, FLOWRPC_PORT; 0 = any)")
+    start.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (FLOWRPC_DATABASE_URL); default: SQLite under FLOWRPC_HOME",
+    )
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("database_url", args.database_url),
+        )
+        if value is not None
+    }
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from flowrpc.server.app import serve
+
+    try:
+        asyncio.run(serve(Settings(**overrides)))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The async client: drives the shared operations over a grpc.aio channel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from flowrpc.client.base import BaseClient
+from flowrpc.client.errors import from_rpc_error
+from flowrpc.client.protocol import Call, Items, Operation, Stream, install
+
+
+class FlowRPCClient(BaseClient):
+    """`async with get_client() as client:`; methods follow PrefectClient (see operations)."""
+
+    async def __aenter__(self) -> FlowRPCClient:
+        self._enter(self._config.open_async)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        channel = self._exit()
+        if channel is not None:
+            await channel.close()
+
+    async def _call(self, step: Call) -> Any:
+        rpc = self._rpc(step.stub, step.method)
+        try:
+            return await rpc(
+                step.request, metadata=self._config.metadata, timeout=self._config.timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from error
+
+    async def _run(self, operation: Operation) -> Any:
+        response = None
+        while True:
+            try:
+                step = operation.send(response)
+            except StopIteration as done:
+                return done.value
+            response = await self._call(step)
+
+    async def _iterate(self, operation: Operation) -> AsyncIterator[Any]:
+        response = None
+        while True:
+            try:
+                step = operation.send(response)
+            except StopIteration:
+                return
+            response = None
+            if isinstance(step, Call):
+                response = await self._call(step)
+            elif isinstance(step, Items):
+                for item in step.items:
+                    yield item
+            else:
+                async for item in self._stream(step):
+                    yield item
+
+    async def _stream(self, step: Stream) -> AsyncIterator[Any]:
+        # No deadline: a bulk call over many runs may take long; keepalive detects dead peers.
+        call = self._rpc(step.stub, step.method)(step.request, metadata=self._config.metadata)
+        try:
+            async for message in call:
+                for item in step.items(message):
+                    yield item
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from error
+        finally:
+            call.cancel()  # a caller that stops early also stops the server's work
+
+
+def _method(operation: Callable[..., Operation], is_iterator: bool) -> Callable[..., Any]:
+    if is_iterator:
+
+        def iterate(self: FlowRPCClient, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            return self._iterate(operation(*args, **kwargs))
+
+        return iterate
+
+    async def run(self: FlowRPCClient, *args: Any, **kwargs: Any) -> Any:
+        return await self._run(operation(*args, **kwargs))
+
+    return run
+
+
+install(FlowRPCClient, _method)

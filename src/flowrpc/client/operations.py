@@ -1,0 +1,677 @@
+"""Every client operation, written once (see `protocol`): PrefectClient's names and keyword
+arguments, then flowrpc's streaming extras. Both clients get one method per function here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from flowrpc.client.protocol import Call, Items, Operation, Stream, iterator, unary
+from flowrpc.schemas._proto import to_message, to_python
+from flowrpc.schemas.actions import WorkPoolCreate
+from flowrpc.schemas.filters import (
+    DeploymentFilter,
+    FlowFilter,
+    FlowRunFilter,
+    TaskRunFilter,
+    WorkPoolFilter,
+    WorkQueueFilter,
+    filter_set,
+)
+from flowrpc.schemas.objects import (
+    Deployment,
+    Flow,
+    FlowRun,
+    State,
+    TaskRun,
+    TaskRunInput,
+    WorkPool,
+)
+from flowrpc.schemas.responses import (
+    BulkSetStateResult,
+    DependencyResult,
+    HistoryResponse,
+    OrchestrationResult,
+)
+from flowrpc.schemas.sorting import FlowRunSort
+from flowrpc.states import Pending, Scheduled
+from flowrpc.v1 import deployment_service_pb2 as deployments_pb
+from flowrpc.v1 import (
+    deployment_service_pb2_grpc,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2_grpc,
+    task_run_service_pb2_grpc,
+    work_pool_service_pb2_grpc,
+)
+from flowrpc.v1 import flow_run_service_pb2 as flow_runs_pb
+from flowrpc.v1 import flow_service_pb2 as flows_pb
+from flowrpc.v1 import task_run_service_pb2 as task_runs_pb
+from flowrpc.v1 import work_pool_service_pb2 as work_pools_pb
+
+HEALTH = health_pb2_grpc.HealthStub
+FLOWS = flow_service_pb2_grpc.FlowServiceStub
+FLOW_RUNS = flow_run_service_pb2_grpc.FlowRunServiceStub
+DEPLOYMENTS = deployment_service_pb2_grpc.DeploymentServiceStub
+WORK_POOLS = work_pool_service_pb2_grpc.WorkPoolServiceStub
+TASK_RUNS = task_run_service_pb2_grpc.TaskRunServiceStub
+
+IdLike = UUID | str
+
+
+def _proposal(state: State, **details: Any) -> dict[str, Any]:
+    """A state as proposed to the server: without id and timestamp, which the server assigns."""
+    proposed = state.model_dump(exclude={"id", "timestamp"}, exclude_none=True)
+    proposed["state_details"].update(details)
+    return proposed
+
+
+# ---- health ----
+
+
+@unary
+def hello() -> Operation:
+    """Checks that the server is serving (grpc.health.v1 Check); returns "SERVING"."""
+    response = yield Call(HEALTH, "Check", health_pb2.HealthCheckRequest())
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+# ---- flows ----
+
+
+@unary
+def create_flow(flow: Any) -> Operation:
+    """Creates the flow named `flow.name` (or finds it); returns its id."""
+    return (yield from create_flow_from_name(flow.name))
+
+
+@unary
+def create_flow_from_name(flow_name: str) -> Operation:
+    """Creates a flow by name (or finds it); returns its id."""
+    response = yield Call(FLOWS, "CreateFlow", flows_pb.CreateFlowRequest(name=flow_name))
+    return UUID(response.flow.id)
+
+
+@unary
+def read_flow(flow_id: IdLike) -> Operation:
+    response = yield Call(FLOWS, "GetFlow", flows_pb.GetFlowRequest(id=str(flow_id)))
+    return Flow.from_proto(response.flow)
+
+
+@unary
+def read_flow_by_name(flow_name: str) -> Operation:
+    request = flows_pb.GetFlowByNameRequest(name=flow_name)
+    response = yield Call(FLOWS, "GetFlowByName", request)
+    return Flow.from_proto(response.flow)
+
+
+@unary
+def read_flows(
+    *, flow_filter: FlowFilter | None = None, limit: int | None = None, offset: int = 0
+) -> Operation:
+    """Flows matching the filter, by name. limit=None means the server default (200)."""
+    request = to_message(
+        flows_pb.ListFlowsRequest, {"flows": flow_filter, "limit": limit, "offset": offset}
+    )
+    response = yield Call(FLOWS, "ListFlows", request)
+    return [Flow.from_proto(flow) for flow in response.flows]
+
+
+# ---- deployments ----
+
+
+@unary
+def create_deployment(
+    flow_id: IdLike,
+    name: str,
+    *,
+    version: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    description: str | None = None,
+    work_queue_name: str | None = None,
+    work_pool_name: str | None = None,
+    tags: list[str] | None = None,
+    path: str | None = None,
+    entrypoint: str | None = None,
+    paused: bool | None = None,
+    job_variables: dict[str, Any] | None = None,
+    labels: dict[str, Any] | None = None,
+) -> Operation:
+    """Creates (or replaces) the flow's deployment of this name; returns its id."""
+    # The arguments are Deployment fields by name; unset ones stay unset.
+    deployment = {key: value for key, value in locals().items() if value is not None}
+    request = to_message(deployments_pb.CreateDeploymentRequest, {"deployment": deployment})
+    response = yield Call(DEPLOYMENTS, "CreateDeployment", request)
+    return UUID(response.deployment.id)
+
+
+@unary
+def read_deployment(deployment_id: IdLike) -> Operation:
+    request = deployments_pb.GetDeploymentRequest(id=str(deployment_id))
+    response = yield Call(DEPLOYMENTS, "GetDeployment", request)
+    return Deployment.from_proto(response.deployment)
+
+
+@unary
+def read_deployment_by_name(name: str) -> Operation:
+    """Reads a deployment by "<flow name>/<deployment name>"."""
+    flow_name, slash, deployment_name = name.partition("/")
+    if not slash:
+        raise ValueError(f"Expected '<flow name>/<deployment name>', got {name!r}")
+    request = deployments_pb.GetDeploymentByNameRequest(
+        flow_name=flow_name, deployment_name=deployment_name
+    )
+    response = yield Call(DEPLOYMENTS, "GetDeploymentByName", request)
+    return Deployment.from_proto(response.deployment)
+
+
+@unary
+def read_deployments(
+    *,
+    flow_filter: FlowFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Operation:
+    request = to_message(
+        deployments_pb.ListDeploymentsRequest,
+        {
+            "flows": flow_filter,
+            "deployments": deployment_filter,
+            "work_pools": work_pool_filter,
+            "work_pool_queues": work_queue_filter,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
+    response = yield Call(DEPLOYMENTS, "ListDeployments", request)
+    return [Deployment.from_proto(deployment) for deployment in response.deployments]
+
+
+# ---- work pools ----
+
+
+@unary
+def create_work_pool(work_pool: WorkPoolCreate) -> Operation:
+    """Creates a work pool with its "default" queue; ObjectAlreadyExists if the name is taken."""
+    request = to_message(work_pools_pb.CreateWorkPoolRequest, work_pool)
+    response = yield Call(WORK_POOLS, "CreateWorkPool", request)
+    return WorkPool.from_proto(response.work_pool)
+
+
+@unary
+def read_work_pool(work_pool_name: str) -> Operation:
+    request = work_pools_pb.GetWorkPoolRequest(name=work_pool_name)
+    response = yield Call(WORK_POOLS, "GetWorkPool", request)
+    return WorkPool.from_proto(response.work_pool)
+
+
+@unary
+def read_work_pools(
+    limit: int | None = None, offset: int = 0, work_pool_filter: WorkPoolFilter | None = None
+) -> Operation:
+    request = to_message(
+        work_pools_pb.ListWorkPoolsRequest,
+        {"work_pools": work_pool_filter, "limit": limit, "offset": offset},
+    )
+    response = yield Call(WORK_POOLS, "ListWorkPools", request)
+    return [WorkPool.from_proto(pool) for pool in response.work_pools]
+
+
+# ---- flow runs ----
+
+
+@unary
+def create_flow_run(
+    flow: Any,
+    name: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    tags: Iterable[str] | None = None,
+    parent_task_run_id: IdLike | None = None,
+    state: State | None = None,
+    work_pool_name: str | None = None,
+    work_queue_name: str | None = None,
+    job_variables: dict[str, Any] | None = None,
+) -> Operation:
+    """Creates a run of `flow` (any object with .name; .version, .retries and
+    .retry_delay_seconds are used when present), creating the flow first if needed.
+    The initial state defaults to Pending."""
+    flow_id = yield from create_flow(flow)
+    request = to_message(
+        flow_runs_pb.CreateFlowRunRequest,
+        {
+            "flow_id": flow_id,
+            "name": name,
+            "flow_version": getattr(flow, "version", None),
+            "parameters": parameters or {},
+            "context": context or {},
+            "tags": list(tags or []),
+            "parent_task_run_id": parent_task_run_id,
+            "state": _proposal(state or Pending()),
+            "empirical_policy": {
+                "retries": getattr(flow, "retries", None),
+                "retry_delay": int(getattr(flow, "retry_delay_seconds", None) or 0),
+            },
+            "work_pool_name": work_pool_name,
+            "work_queue_name": work_queue_name,
+            "job_variables": job_variables,
+        },
+    )
+    response = yield Call(FLOW_RUNS, "CreateFlowRun", request)
+    return FlowRun.from_proto(response.flow_run)
+
+
+@unary
+def create_flow_run_from_deployment(
+    deployment_id: IdLike,
+    *,
+    parameters: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    state: State | None = None,
+    name: str | None = None,
+    tags: Iterable[str] | None = None,
+    idempotency_key: str | None = None,
+    parent_task_run_id: IdLike | None = None,
+    work_queue_name: str | None = None,
+    job_variables: dict[str, Any] | None = None,
+    labels: dict[str, Any] | None = None,
+) -> Operation:
+    """Creates a run of a deployment; the initial state defaults to Scheduled (now)."""
+    request = to_message(
+        deployments_pb.CreateFlowRunFromDeploymentRequest,
+        {
+            "deployment_id": deployment_id,
+            "parameters": parameters or {},
+            "context": context or {},
+            "state": _proposal(state or Scheduled()),
+            "name": name,
+            "tags": list(tags or []),
+            "idempotency_key": idempotency_key,
+            "parent_task_run_id": parent_task_run_id,
+            "work_queue_name": work_queue_name,
+            "job_variables": job_variables,
+            "labels": labels,
+        },
+    )
+    response = yield Call(DEPLOYMENTS, "CreateFlowRunFromDeployment", request)
+    return FlowRun.from_proto(response.flow_run)
+
+
+@unary
+def read_flow_run(flow_run_id: IdLike) -> Operation:
+    request = flow_runs_pb.GetFlowRunRequest(id=str(flow_run_id))
+    response = yield Call(FLOW_RUNS, "GetFlowRun", request)
+    return FlowRun.from_proto(response.flow_run)
+
+
+@unary
+def read_flow_runs(
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+    sort: FlowRunSort | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Operation:
+    """Runs matching every given filter, in `sort` order (default ID_DESC, newest first).
+    limit=None means the server default (200); use iter_flow_runs for more."""
+    filters = filter_set(
+        flow_filter,
+        flow_run_filter,
+        task_run_filter,
+        deployment_filter,
+        work_pool_filter,
+        work_queue_filter,
+    )
+    request = to_message(
+        flow_runs_pb.ListFlowRunsRequest,
+        {"filter": filters, "sort": sort, "limit": limit, "offset": offset},
+    )
+    response = yield Call(FLOW_RUNS, "ListFlowRuns", request)
+    return [FlowRun.from_proto(run) for run in response.flow_runs]
+
+
+@unary
+def count_flow_runs(
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+) -> Operation:
+    filters = filter_set(
+        flow_filter,
+        flow_run_filter,
+        task_run_filter,
+        deployment_filter,
+        work_pool_filter,
+        work_queue_filter,
+    )
+    request = to_message(flow_runs_pb.CountFlowRunsRequest, {"filter": filters})
+    response = yield Call(FLOW_RUNS, "CountFlowRuns", request)
+    return response.count
+
+
+@unary
+def update_flow_run(
+    flow_run_id: IdLike,
+    flow_version: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    name: str | None = None,
+    tags: Iterable[str] | None = None,
+    empirical_policy: Any = None,
+    infrastructure_pid: str | None = None,
+    job_variables: dict[str, Any] | None = None,
+) -> Operation:
+    """Writes the arguments that are not None, each replaced whole; returns the updated run
+    (Prefect returns the HTTP response). name="" regenerates a slug."""
+    changes = {
+        "flow_version": flow_version,
+        "parameters": parameters,
+        "name": name,
+        "tags": None if tags is None else list(tags),
+        "empirical_policy": empirical_policy,
+        "infrastructure_pid": infrastructure_pid,
+        "job_variables": job_variables,
+    }
+    changes = {key: value for key, value in changes.items() if value is not None}
+    request = to_message(
+        flow_runs_pb.UpdateFlowRunRequest,
+        {"flow_run": {"id": flow_run_id, **changes}, "update_mask": list(changes)},
+    )
+    response = yield Call(FLOW_RUNS, "UpdateFlowRun", request)
+    return FlowRun.from_proto(response.flow_run)
+
+
+@unary
+def delete_flow_run(flow_run_id: IdLike) -> Operation:
+    yield Call(FLOW_RUNS, "DeleteFlowRun", flow_runs_pb.DeleteFlowRunRequest(id=str(flow_run_id)))
+
+
+@unary
+def set_flow_run_state(flow_run_id: IdLike, state: State, force: bool = False) -> Operation:
+    """Proposes `state`; REJECT/WAIT/ABORT come back in the result, not as exceptions.
+    Like Prefect, each call carries a fresh transition_id, so a replayed call is a no-op."""
+    request = to_message(
+        flow_runs_pb.SetFlowRunStateRequest,
+        {
+            "flow_run_id": flow_run_id,
+            "state": _proposal(state, flow_run_id=flow_run_id, transition_id=uuid4()),
+            "force": force,
+        },
+    )
+    response = yield Call(FLOW_RUNS, "SetFlowRunState", request)
+    return OrchestrationResult.from_proto(response.result)
+
+
+@unary
+def resume_flow_run(flow_run_id: IdLike, run_input: dict[str, Any] | None = None) -> Operation:
+    request = to_message(
+        flow_runs_pb.ResumeFlowRunRequest, {"flow_run_id": flow_run_id, "run_input": run_input}
+    )
+    response = yield Call(FLOW_RUNS, "ResumeFlowRun", request)
+    return OrchestrationResult.from_proto(response.result)
+
+
+@unary
+def read_flow_run_states(flow_run_id: IdLike) -> Operation:
+    """The run's states, oldest first."""
+    request = flow_runs_pb.ListFlowRunStatesRequest(flow_run_id=str(flow_run_id))
+    response = yield Call(FLOW_RUNS, "ListFlowRunStates", request)
+    return [State.from_proto(state) for state in response.states]
+
+
+@unary
+def read_flow_run_graph(flow_run_id: IdLike) -> Operation:
+    """The run's task runs with their upstream dependencies."""
+    request = flow_runs_pb.GetFlowRunGraphRequest(flow_run_id=str(flow_run_id))
+    response = yield Call(FLOW_RUNS, "GetFlowRunGraph", request)
+    return [DependencyResult.from_proto(node) for node in response.nodes]
+
+
+# ---- task runs ----
+
+
+@unary
+def create_task_run(
+    task: Any,
+    flow_run_id: IdLike | None,
+    dynamic_key: str,
+    name: str | None = None,
+    extra_tags: Iterable[str] | None = None,
+    state: State | None = None,
+    task_inputs: dict[str, list[TaskRunInput | dict[str, Any]]] | None = None,
+) -> Operation:
+    """Creates a task run of `task` (any object with .name; .task_key, .version, .tags,
+    .retries, .retry_delay_seconds and .retry_jitter_factor are used when present)."""
+    retry_delay = getattr(task, "retry_delay_seconds", None)
+    if isinstance(retry_delay, list):
+        retry_delay = [int(delay) for delay in retry_delay]
+    elif retry_delay is not None:
+        retry_delay = int(retry_delay)
+    request = to_message(
+        task_runs_pb.CreateTaskRunRequest,
+        {
+            "flow_run_id": flow_run_id,
+            "name": name or f"{task.name}-{dynamic_key}",
+            "task_key": getattr(task, "task_key", None) or task.name,
+            "dynamic_key": str(dynamic_key),
+            "task_version": getattr(task, "version", None),
+            "tags": sorted(set(getattr(task, "tags", None) or ()).union(extra_tags or ())),
+            "empirical_policy": {
+                "retries": getattr(task, "retries", None),
+                "retry_delay": retry_delay,
+                "retry_jitter_factor": getattr(task, "retry_jitter_factor", None),
+            },
+            "state": _proposal(state or Pending()),
+            "task_inputs": task_inputs or {},
+        },
+    )
+    response = yield Call(TASK_RUNS, "CreateTaskRun", request)
+    return TaskRun.from_proto(response.task_run)
+
+
+@unary
+def read_task_run(task_run_id: IdLike) -> Operation:
+    response = yield Call(TASK_RUNS, "GetTaskRun", task_runs_pb.GetTaskRunRequest(id=str(task_run_id)))
+    return TaskRun.from_proto(response.task_run)
+
+
+@unary
+def read_task_runs(
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Operation:
+    request = to_message(
+        task_runs_pb.ListTaskRunsRequest,
+        {
+            "flows": flow_filter,
+            "flow_runs": flow_run_filter,
+            "task_runs": task_run_filter,
+            "deployments": deployment_filter,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
+    response = yield Call(TASK_RUNS, "ListTaskRuns", request)
+    return [TaskRun.from_proto(task_run) for task_run in response.task_runs]
+
+
+@unary
+def set_task_run_state(task_run_id: IdLike, state: State, force: bool = False) -> Operation:
+    request = to_message(
+        task_runs_pb.SetTaskRunStateRequest,
+        {
+            "task_run_id": task_run_id,
+            "state": _proposal(state, task_run_id=task_run_id),
+            "force": force,
+        },
+    )
+    response = yield Call(TASK_RUNS, "SetTaskRunState", request)
+    return OrchestrationResult.from_proto(response.result)
+
+
+# ---- beyond Prefect: streams and paging ----
+
+
+@iterator
+def iter_flow_runs(
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+    sort: FlowRunSort | None = None,
+    page_size: int | None = None,
+) -> Operation:
+    """Every matching run in `sort` order, fetched a page at a time with next_page_token (a
+    constant cost per page however deep). page_size=None means the server default (200)."""
+    filters = filter_set(
+        flow_filter,
+        flow_run_filter,
+        task_run_filter,
+        deployment_filter,
+        work_pool_filter,
+        work_queue_filter,
+    )
+    page_token = ""
+    while True:
+        request = to_message(
+            flow_runs_pb.ListFlowRunsRequest,
+            {"filter": filters, "sort": sort, "limit": page_size, "page_token": page_token},
+        )
+        response = yield Call(FLOW_RUNS, "ListFlowRuns", request)
+        yield Items([FlowRun.from_proto(run) for run in response.flow_runs])
+        page_token = response.next_page_token
+        if not page_token:
+            return
+
+
+@iterator
+def stream_flow_run_history(
+    history_start: datetime,
+    history_end: datetime,
+    history_interval: timedelta | float,
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+) -> Operation:
+    """HistoryResponse intervals, oldest first, as the server streams them. history_interval is
+    a timedelta or seconds (at least 1 s; at most 500 intervals)."""
+    filters = filter_set(
+        flow_filter,
+        flow_run_filter,
+        task_run_filter,
+        deployment_filter,
+        work_pool_filter,
+        work_queue_filter,
+    )
+    request = to_message(
+        flow_runs_pb.StreamFlowRunHistoryRequest,
+        {
+            "history_start": history_start,
+            "history_end": history_end,
+            "history_interval": history_interval,
+            "filter": filters,
+        },
+    )
+    yield Stream(
+        FLOW_RUNS,
+        "StreamFlowRunHistory",
+        request,
+        lambda message: [HistoryResponse.from_proto(message)],
+    )
+
+
+@iterator
+def bulk_set_flow_run_state(
+    state: State,
+    force: bool = False,
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+    limit: int | None = None,
+) -> Operation:
+    """Proposes `state` to every run the filters select (at most `limit`; None means all),
+    selected on the server; yields one BulkSetStateResult per run as batches arrive."""
+    filters = filter_set(
+        flow_filter,
+        flow_run_filter,
+        task_run_filter,
+        deployment_filter,
+        work_pool_filter,
+        work_queue_filter,
+    )
+    request = to_message(
+        flow_runs_pb.BulkSetFlowRunStateRequest,
+        {"filter": filters, "state": _proposal(state), "force": force, "limit": limit},
+    )
+
+    def results(message: flow_runs_pb.BulkSetFlowRunStateResponse) -> list[BulkSetStateResult]:
+        return [
+            BulkSetStateResult.model_validate(
+                {"flow_run_id": item.flow_run_id, **to_python(item.result)}
+            )
+            for item in message.results
+        ]
+
+    yield Stream(FLOW_RUNS, "BulkSetFlowRunState", request, results)
+
+
+@iterator
+def bulk_delete_flow_runs(
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+    limit: int | None = None,
+) -> Operation:
+    """Deletes every run the filters select (at most `limit`; None means all); yields the id
+    of each deleted run as batches arrive."""
+    filters = filter_set(
+        flow_filter,
+        flow_run_filter,
+        task_run_filter,
+        deployment_filter,
+        work_pool_filter,
+        work_queue_filter,
+    )
+    request = to_message(
+        flow_runs_pb.BulkDeleteFlowRunsRequest, {"filter": filters, "limit": limit}
+    )
+    yield Stream(
+        FLOW_RUNS,
+        "BulkDeleteFlowRuns",
+        request,
+        lambda message: [UUID(run_id) for run_id in message.deleted_flow_run_ids],
+    )

@@ -1,0 +1,79 @@
+"""How operations talk to the drivers, so each operation is written once for both clients.
+
+An operation is a generator function with PrefectClient's name and keyword arguments. It builds
+requests and converts responses but does no I/O: it yields a step and the driver performs it.
+
+* `Call`: one unary RPC; the driver sends the response message back into the generator.
+* `Stream`: a server-streaming RPC; the driver yields `items(message)` for every message to the
+  caller as it arrives.
+* `Items`: values to hand to the caller now (a page of a paged listing).
+
+A unary operation yields only Calls and returns its result. An iterator operation's items go to
+the caller; the async client exposes it as an async iterator, the sync client as an iterator.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+
+@dataclass(frozen=True)
+class Call:
+    stub: type  # a generated *Stub class
+    method: str
+    request: Message
+
+
+@dataclass(frozen=True)
+class Stream:
+    stub: type
+    method: str
+    request: Message
+    items: Callable[[Message], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class Items:
+    items: list[Any]
+
+
+Step = Call | Stream | Items
+Operation = Generator[Step, Any, Any]
+
+# name -> (operation function, True if it is an iterator operation)
+OPERATIONS: dict[str, tuple[Callable[..., Operation], bool]] = {}
+
+
+def unary(fn: Callable[..., Operation]) -> Callable[..., Operation]:
+    """Register an operation that returns one result."""
+    OPERATIONS[fn.__name__] = (fn, False)
+    return fn
+
+
+def iterator(fn: Callable[..., Operation]) -> Callable[..., Operation]:
+    """Register an operation whose results are iterated."""
+    OPERATIONS[fn.__name__] = (fn, True)
+    return fn
+
+
+def install(cls: type, make_method: Callable[[Callable[..., Operation], bool], Callable]) -> type:
+    """Give a client class one method per registered operation, built by its driver's
+    `make_method`; each keeps the operation's name, docstring and signature (plus self)."""
+    for name, (fn, is_iterator) in OPERATIONS.items():
+        method = functools.update_wrapper(make_method(fn, is_iterator), fn)
+        del method.__wrapped__  # so help() shows the signature below, self included
+        signature = inspect.signature(fn)
+        self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[self_param, *signature.parameters.values()],
+            return_annotation=inspect.Signature.empty,
+        )
+        method.__qualname__ = f"{cls.__name__}.{name}"
+        setattr(cls, name, method)
+    return cls

@@ -1,0 +1,59 @@
+"""Shared pieces of the client schemas: base models, UTC datetimes, case-tolerant enums."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from google.protobuf.message import Message
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from flowrpc.schemas import _proto
+
+
+def _utc(value: datetime) -> datetime:
+    # Prefect's datetimes are timezone-aware UTC; naive input is taken as UTC.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+DateTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProtoEnum(StrEnum):
+    """A Prefect enum (value == name) that also accepts the unprefixed proto spelling in any case
+    (the wire says TASK_RUN where Prefect says task_run)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            wanted = value.rstrip("_").lower()
+            for member in cls:
+                if member.value.rstrip("_").lower() == wanted:
+                    return member
+        return None
+
+
+class FlowRPCBaseModel(BaseModel):
+    """Objects the server returns: unknown keys are ignored, as Prefect's response models do."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def from_proto(cls, message: Message) -> Self:
+        return cls.model_validate(_proto.to_python(message))
+
+    def to_proto(self, message_cls: type[Message]) -> Message:
+        return _proto.to_message(message_cls, self)
+
+
+class ActionBaseModel(FlowRPCBaseModel):
+    """Request payloads: unknown keys are an error, as in Prefect."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -1,0 +1,131 @@
+"""Prefect's response schemas (`prefect.client.schemas.responses`) and flowrpc's stream items."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field, model_validator
+
+from flowrpc.schemas._base import DateTime, FlowRPCBaseModel, ProtoEnum
+from flowrpc.schemas.objects import (
+    Deployment,
+    FlowRun,
+    State,
+    StateType,
+    TaskRunResult,
+)
+
+__all__ = [
+    "BulkSetStateResult",
+    "DependencyResult",
+    "DeploymentResponse",
+    "FlowRunResponse",
+    "HistoryResponse",
+    "HistoryResponseState",
+    "OrchestrationResult",
+    "SetStateStatus",
+    "StateAbortDetails",
+    "StateAcceptDetails",
+    "StateRejectDetails",
+    "StateWaitDetails",
+]
+
+# Prefect's read methods return *Response models; here they are the objects themselves.
+FlowRunResponse = FlowRun
+DeploymentResponse = Deployment
+
+
+class SetStateStatus(ProtoEnum):
+    ACCEPT = "ACCEPT"
+    REJECT = "REJECT"
+    ABORT = "ABORT"
+    WAIT = "WAIT"
+
+
+class StateAcceptDetails(FlowRPCBaseModel):
+    type: Literal["accept_details"] = "accept_details"
+
+
+class StateRejectDetails(FlowRPCBaseModel):
+    type: Literal["reject_details"] = "reject_details"
+    reason: str | None = None
+
+
+class StateAbortDetails(FlowRPCBaseModel):
+    type: Literal["abort_details"] = "abort_details"
+    reason: str | None = None
+
+
+class StateWaitDetails(FlowRPCBaseModel):
+    type: Literal["wait_details"] = "wait_details"
+    delay_seconds: int = 0
+    reason: str | None = None
+
+
+# The proto's `details` oneof arms, by field name.
+_DETAILS = {
+    "accept": "accept_details",
+    "reject": "reject_details",
+    "wait": "wait_details",
+    "abort": "abort_details",
+}
+
+
+class OrchestrationResult(FlowRPCBaseModel):
+    """What orchestration decided. REJECT, WAIT and ABORT are normal results, not errors."""
+
+    state: State | None = None
+    status: SetStateStatus
+    details: StateAcceptDetails | StateWaitDetails | StateRejectDetails | StateAbortDetails = Field(
+        default_factory=StateAcceptDetails, discriminator="type"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _details_from_oneof(cls, data: Any) -> Any:
+        # The wire carries details as a oneof (accept/reject/wait/abort); Prefect tags them by type.
+        if isinstance(data, dict):
+            for arm, tag in _DETAILS.items():
+                if arm in data:
+                    rest = {k: v for k, v in data.items() if k != arm}
+                    return {**rest, "details": {**data[arm], "type": tag}}
+        return data
+
+
+class BulkSetStateResult(OrchestrationResult):
+    """One run's outcome in bulk_set_flow_run_state."""
+
+    flow_run_id: UUID
+
+
+class HistoryResponseState(FlowRPCBaseModel):
+    state_type: StateType
+    state_name: str
+    count_runs: int = 0
+    sum_estimated_run_time: timedelta = timedelta(0)
+    sum_estimated_lateness: timedelta = timedelta(0)
+
+
+class HistoryResponse(FlowRPCBaseModel):
+    """Run counts per state among the runs expected to start in [interval_start, interval_end)."""
+
+    interval_start: DateTime
+    interval_end: DateTime
+    states: list[HistoryResponseState] = Field(default_factory=list)
+
+
+class DependencyResult(FlowRPCBaseModel):
+    """One task run of a flow run's graph (Prefect's `read_flow_run_graph` v1 node)."""
+
+    id: UUID
+    name: str
+    upstream_dependencies: list[TaskRunResult] = Field(default_factory=list)
+    state: State | None = None
+    expected_start_time: DateTime | None = None
+    start_time: DateTime | None = None
+    end_time: DateTime | None = None
+    total_run_time: timedelta | None = None
+    estimated_run_time: timedelta | None = None
+    untrackable_result: bool = False

@@ -1,0 +1,140 @@
+"""Server interceptors: API-key authentication, and domain errors to gRPC statuses."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from flowrpc.server import errors
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "flowrpc"
+CODES = {
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+}
+# Probes and tooling must work without a key.
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour passed through `around`."""
+    if handler.unary_unary:
+        factory, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+    elif handler.unary_stream:
+        factory, behaviour = grpc.unary_stream_rpc_method_handler, handler.unary_stream
+    else:  # no client-streaming RPCs in the contract
+        return handler
+    return factory(
+        around(behaviour, streaming=handler.unary_stream is not None),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+async def abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -> None:
+    """Ends the call with a rich status: ErrorInfo, plus BadRequest for field violations."""
+    code = CODES.get(type(error), grpc.StatusCode.FAILED_PRECONDITION)
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN)
+    details = [info]
+    if isinstance(error, errors.InvalidArgument):
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in error.violations.items()
+                ]
+            )
+        )
+    status = status_pb2.Status(code=code.value[0], message=error.message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    await context.abort(
+        code, error.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    )
+
+
+def _guard(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, context)
+        except Exception as error:  # noqa: BLE001 - every failure becomes a status
+            await _fail(context, error)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in behaviour(request, context):
+                yield item
+        except Exception as error:  # noqa: BLE001
+            await _fail(context, error)
+
+    return stream if streaming else unary
+
+
+async def _fail(context: grpc.aio.ServicerContext, error: Exception) -> None:
+    if isinstance(error, grpc.aio.AbortError):
+        raise error
+    if isinstance(error, errors.ServiceError):
+        await abort(context, error)
+    log.error("unexpected error in a call", exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, "Internal error; see the server log.")
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Domain errors become their status; anything else INTERNAL, never a traceback."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        return _wrap(handler, _guard) if handler is not None else handler
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """Requires 'authorization: Bearer <key>' on every call but health checks and reflection."""
+
+    def __init__(self, api_key: str) -> None:
+        self._expected = f"Bearer {api_key}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(OPEN_SERVICES):
+            return handler
+        sent = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(str(sent).encode(), self._expected):
+            return handler
+        return _wrap(handler, lambda behaviour, streaming: _refuse(streaming))
+
+
+def _refuse(streaming: bool) -> Callable[..., Any]:
+    error = errors.Unauthenticated(
+        "UNAUTHENTICATED", "Missing or wrong API key: send 'authorization: Bearer <key>'."
+    )
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await abort(context, error)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await abort(context, error)
+        yield  # makes this an async generator
+
+    return stream if streaming else unary
+

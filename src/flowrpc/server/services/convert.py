@@ -1,0 +1,468 @@
+"""Protobuf <-> storage rows and orchestration records, and request validation.
+
+Times are microseconds inside the server; Timestamp/Duration on the wire.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from flowrpc.server.errors import InvalidArgument
+from flowrpc.server.ids import new_id
+from flowrpc.server.orchestration import Decision
+from flowrpc.server.orchestration.records import (
+    TERMINAL_STATES,
+    SetStateStatus,
+    State,
+    StateDetails,
+    StateType,
+    default_state_name,
+)
+from flowrpc.server.storage.rows import details_from_json
+from flowrpc.v1 import (
+    deployment_pb2,
+    flow_pb2,
+    flow_run_pb2,
+    orchestration_pb2,
+    state_pb2,
+    task_run_pb2,
+    work_pool_pb2,
+)
+
+MAX_LIMIT = 200
+
+# ---- scalars ----
+
+
+def timestamp(micros: int | None) -> Timestamp | None:
+    if micros is None:
+        return None
+    return Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
+
+
+def duration(micros: int) -> Duration:
+    return Duration(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
+
+
+def micros(message: Message, field: str) -> int | None:
+    """A Timestamp or Duration field in microseconds; None when unset."""
+    if not message.HasField(field):
+        return None
+    value = getattr(message, field)
+    return value.seconds * 1_000_000 + value.nanos // 1000
+
+
+def struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
+    if value is None:
+        return None
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def plain_struct(message: Message, field: str) -> dict[str, Any] | None:
+    """A Struct field as a dict; None when unset."""
+    if not message.HasField(field):
+        return None
+    return json_format.MessageToDict(getattr(message, field))
+
+
+def optional(message: Message, field: str) -> Any:
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def require_id(value: str, field: str) -> str:
+    """A UUID string in canonical form, or INVALID_ARGUMENT naming the field."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument({field: f"must be a UUID, got {value!r}"}) from None
+
+
+def optional_id(value: str, field: str) -> str | None:
+    return require_id(value, field) if value else None
+
+
+def limit_of(request: Message, field: str = "limit") -> int:
+    if not request.HasField(field):
+        return MAX_LIMIT
+    limit = getattr(request, field)
+    if not 0 <= limit <= MAX_LIMIT:
+        raise InvalidArgument({field: f"must be between 0 and {MAX_LIMIT}, got {limit}"})
+    return limit
+
+
+def offset_of(request: Message) -> int:
+    if request.offset < 0:
+        raise InvalidArgument({"offset": f"must be at least 0, got {request.offset}"})
+    return request.offset
+
+
+def enum_name(enum: EnumDescriptor, number: int, field: str) -> str:
+    """The value's name without the enum's prefix (STATE_TYPE_RUNNING -> RUNNING)."""
+    value = enum.values_by_number.get(number)
+    if value is None:
+        raise InvalidArgument({field: f"unknown {enum.name} value {number}"})
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
+    return value.name.removeprefix(prefix)
+
+
+def state_type_of(number: int, field: str) -> StateType:
+    name = enum_name(state_pb2.StateType.DESCRIPTOR, number, field)
+    if name == "UNSPECIFIED":
+        raise InvalidArgument({field: "a state type is required"})
+    return StateType(name)
+
+
+# ---- filters ----
+
+_LISTS = {"StringList", "StateTypeList"}
+
+
+def filters(message: Message, path: str = "filter") -> dict[str, Any]:
+    """A filter message as the plain nested dict storage compiles (see storage/filters.py):
+    set fields only, lists unwrapped, times in microseconds, enum names without prefix."""
+    plain: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if field.message_type is None:
+            plain[field.name] = (
+                enum_name(field.enum_type, value, where) if field.enum_type else value
+            )
+        elif field.message_type.full_name == "google.protobuf.Timestamp":
+            plain[field.name] = micros(message, field.name)
+        elif field.message_type.name in _LISTS:
+            plain[field.name] = _list(message, field, value, where)
+        else:
+            plain[field.name] = filters(value, where)
+    return plain
+
+
+def _list(owner: Message, field: FieldDescriptor, value: Message, where: str) -> list[Any]:
+    values = list(value.values)
+    if field.message_type.name == "StateTypeList":
+        return [state_type_of(v, f"{where}.values").value for v in values]
+    if owner.DESCRIPTOR.name.endswith("Id"):  # lists of ids: reject what cannot be an id
+        return [require_id(v, f"{where}.values") for v in values]
+    return values
+
+
+# ---- states ----
+
+_DETAIL_TIMES = ("scheduled_time", "cache_expiration", "pause_timeout")
+
+
+def details_to_proto(details: StateDetails) -> state_pb2.StateDetails:
+    message = state_pb2.StateDetails()
+    for name, value in vars(details).items():
+        if value is None:
+            continue
+        if name in _DETAIL_TIMES:
+            getattr(message, name).CopyFrom(timestamp(value))
+        elif name == "run_input_keyset":
+            message.run_input_keyset.update(value)
+        else:
+            setattr(message, name, value)
+    return message
+
+
+def details_from_proto(message: state_pb2.StateDetails) -> StateDetails:
+    values: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.name in _DETAIL_TIMES:
+            values[field.name] = micros(message, field.name)
+        elif field.name == "run_input_keyset":
+            values[field.name] = dict(value)
+        else:
+            values[field.name] = value
+    return StateDetails(**values)
+
+
+def data_to_proto(data: Any) -> struct_pb2.Value | None:
+    return None if data is None else json_format.ParseDict(data, struct_pb2.Value())
+
+
+def state_to_proto(state: State) -> state_pb2.State:
+    return state_pb2.State(
+        id=state.id,
+        type=state_pb2.StateType.Value(f"STATE_TYPE_{state.type.value}"),
+        name=state.name,
+        timestamp=timestamp(state.timestamp),
+        message=state.message,
+        data=data_to_proto(state.data),
+        state_details=details_to_proto(state.details),
+    )
+
+
+def proposed_state(message: state_pb2.State, now: int, field: str = "state") -> State:
+    """A proposal from a request: a fresh id and timestamp whatever it carried, the default name,
+    and a SCHEDULED state's scheduled_time defaulting to now."""
+    state_type = state_type_of(message.type, f"{field}.type")
+    details = details_from_proto(message.state_details)
+    if state_type == StateType.SCHEDULED and details.scheduled_time is None:
+        details.scheduled_time = now
+    data = json_format.MessageToDict(message.data) if message.HasField("data") else None
+    return State(
+        id=new_id(),
+        type=state_type,
+        name=message.name or default_state_name(state_type),
+        timestamp=now,
+        message=optional(message, "message"),
+        data=data,
+        details=details,
+    )
+
+
+def state_from_row(row: Any) -> state_pb2.State | None:
+    """The current state carried by a run row (run columns plus state_message/data/details)."""
+    if row.state_id is None:
+        return None
+    return state_pb2.State(
+        id=row.state_id,
+        type=state_pb2.StateType.Value(f"STATE_TYPE_{row.state_type}"),
+        name=row.state_name,
+        timestamp=timestamp(row.state_timestamp),
+        message=row.state_message,
+        data=data_to_proto(row.state_data),
+        state_details=details_to_proto(details_from_json(row.state_details)),
+    )
+
+
+def history_state_from_row(row: Any) -> state_pb2.State:
+    """A row of a state table."""
+    return state_pb2.State(
+        id=row.id,
+        type=state_pb2.StateType.Value(f"STATE_TYPE_{row.type}"),
+        name=row.name,
+        timestamp=timestamp(row.timestamp),
+        message=row.message,
+        data=data_to_proto(row.data),
+        state_details=details_to_proto(details_from_json(row.state_details)),
+    )
+
+
+def result_to_proto(decision: Decision, state: State | None) -> orchestration_pb2.OrchestrationResult:
+    result = orchestration_pb2.OrchestrationResult(
+        status=orchestration_pb2.SetStateStatus.Value(f"SET_STATE_STATUS_{decision.status.value}"),
+        state=state_to_proto(state) if state is not None else None,
+    )
+    reason = decision.reason or ""
+    if decision.status == SetStateStatus.ACCEPT:
+        result.accept.SetInParent()
+    elif decision.status == SetStateStatus.REJECT:
+        result.reject.reason = reason
+    elif decision.status == SetStateStatus.WAIT:
+        result.wait.reason = reason
+        result.wait.delay_seconds = decision.delay_seconds or 0
+    else:
+        result.abort.reason = reason
+    return result
+
+
+# ---- runs ----
+
+
+def _estimates(row: Any, now: int) -> tuple[int, int]:
+    """(estimated_run_time, estimated_start_time_delta) at `now` (semantics §2.1)."""
+    run_time = row.total_run_time
+    if row.state_type == "RUNNING" and row.state_timestamp is not None:
+        run_time += max(0, now - row.state_timestamp)
+    expected, start = row.expected_start_time, row.start_time
+    lateness = 0
+    if expected is not None:
+        if start is not None:
+            lateness = max(0, start - expected)
+        elif row.state_type not in TERMINAL_STATES and expected < now:
+            lateness = now - expected
+    return run_time, lateness
+
+
+def state_type_number(value: str | None) -> int:
+    return state_pb2.StateType.Value(f"STATE_TYPE_{value}") if value else 0
+
+
+def flow_run_to_proto(row: Any, now: int) -> flow_run_pb2.FlowRun:
+    run_time, lateness = _estimates(row, now)
+    policy = row.empirical_policy or {}
+    created_by = row.created_by
+    return flow_run_pb2.FlowRun(
+        id=row.id,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+        name=row.name,
+        flow_id=row.flow_id,
+        state_id=row.state_id or "",
+        deployment_id=row.deployment_id or "",
+        deployment_version=row.deployment_version,
+        work_queue_name=row.work_queue_name,
+        work_queue_id=row.work_queue_id or "",
+        work_pool_id=row.work_pool_id or "",
+        work_pool_name=row.work_pool_name,
+        flow_version=row.flow_version,
+        parameters=struct(row.parameters or {}),
+        idempotency_key=row.idempotency_key,
+        context=struct(row.context or {}),
+        empirical_policy=flow_run_pb2.FlowRunPolicy(**policy),
+        tags=row.tags or [],
+        labels=struct(row.labels or {}),
+        parent_task_run_id=row.parent_task_run_id or "",
+        state_type=state_type_number(row.state_type),
+        state_name=row.state_name,
+        run_count=row.run_count,
+        expected_start_time=timestamp(row.expected_start_time),
+        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
+        start_time=timestamp(row.start_time),
+        end_time=timestamp(row.end_time),
+        total_run_time=duration(row.total_run_time),
+        estimated_run_time=duration(run_time),
+        estimated_start_time_delta=duration(lateness),
+        auto_scheduled=row.auto_scheduled,
+        infrastructure_document_id=row.infrastructure_document_id or "",
+        infrastructure_pid=row.infrastructure_pid,
+        created_by=flow_run_pb2.CreatedBy(**created_by) if created_by else None,
+        state=state_from_row(row),
+        job_variables=struct(row.job_variables or {}),
+    )
+
+
+def flow_run_policy(message: flow_run_pb2.FlowRunPolicy) -> dict[str, Any]:
+    return {
+        "retries": optional(message, "retries"),
+        "retry_delay": optional(message, "retry_delay"),
+        "pause_keys": list(message.pause_keys),
+        "resuming": message.resuming,
+        "retry_type": optional(message, "retry_type"),
+        "max_retries": message.max_retries,
+        "retry_delay_seconds": message.retry_delay_seconds,
+    }
+
+
+def task_run_policy(message: task_run_pb2.TaskRunPolicy) -> dict[str, Any]:
+    delays = list(message.retry_delay)
+    return {
+        "retries": optional(message, "retries"),
+        "retry_delay": delays[0] if len(delays) == 1 else (delays or None),
+        "retry_jitter_factor": optional(message, "retry_jitter_factor"),
+        "max_retries": message.max_retries,
+        "retry_delay_seconds": message.retry_delay_seconds,
+    }
+
+
+def task_run_to_proto(row: Any, now: int) -> task_run_pb2.TaskRun:
+    run_time, lateness = _estimates(row, now)
+    policy = dict(row.empirical_policy or {})
+    delay = policy.get("retry_delay")
+    policy["retry_delay"] = [] if delay is None else delay if isinstance(delay, list) else [delay]
+    return task_run_pb2.TaskRun(
+        id=row.id,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+        name=row.name,
+        flow_run_id=row.flow_run_id or "",
+        task_key=row.task_key,
+        dynamic_key=row.dynamic_key,
+        cache_key=row.cache_key,
+        cache_expiration=timestamp(row.cache_expiration),
+        task_version=row.task_version,
+        empirical_policy=task_run_pb2.TaskRunPolicy(**policy),
+        tags=row.tags or [],
+        labels=struct(row.labels or {}),
+        state_id=row.state_id or "",
+        state_type=state_type_number(row.state_type),
+        state_name=row.state_name,
+        run_count=row.run_count,
+        flow_run_run_count=row.flow_run_run_count,
+        expected_start_time=timestamp(row.expected_start_time),
+        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
+        start_time=timestamp(row.start_time),
+        end_time=timestamp(row.end_time),
+        total_run_time=duration(row.total_run_time),
+        estimated_run_time=duration(run_time),
+        estimated_start_time_delta=duration(lateness),
+        task_inputs={
+            name: json_format.ParseDict({"inputs": inputs}, task_run_pb2.TaskRunInputs())
+            for name, inputs in (row.task_inputs or {}).items()
+        },
+        state=state_from_row(row),
+    )
+
+
+def task_inputs(message: Any) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: [
+            json_format.MessageToDict(item, preserving_proto_field_name=True)
+            for item in inputs.inputs
+        ]
+        for name, inputs in message.items()
+    }
+
+
+def flow_to_proto(row: Any) -> flow_pb2.Flow:
+    return flow_pb2.Flow(
+        id=row.id,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+        name=row.name,
+        tags=row.tags or [],
+        labels=struct(row.labels or {}),
+    )
+
+
+def deployment_to_proto(row: Any) -> deployment_pb2.Deployment:
+    return deployment_pb2.Deployment(
+        id=row.id,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+        name=row.name,
+        flow_id=row.flow_id,
+        version=row.version,
+        description=row.description,
+        paused=row.paused,
+        tags=row.tags or [],
+        labels=struct(row.labels or {}),
+        parameters=struct(row.parameters or {}),
+        job_variables=struct(row.job_variables or {}),
+        work_pool_name=row.work_pool_name,
+        work_queue_name=row.work_queue_name,
+        work_queue_id=row.work_queue_id or "",
+        entrypoint=row.entrypoint,
+        path=row.path,
+    )
+
+
+def work_pool_to_proto(row: Any) -> work_pool_pb2.WorkPool:
+    return work_pool_pb2.WorkPool(
+        id=row.id,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+        name=row.name,
+        description=row.description,
+        type=row.type,
+        base_job_template=struct(row.base_job_template or {}),
+        is_paused=row.is_paused,
+        concurrency_limit=row.concurrency_limit,
+        default_queue_id=row.default_queue_id or "",
+    )
+
+
+def work_queue_to_proto(row: Any) -> work_pool_pb2.WorkQueue:
+    return work_pool_pb2.WorkQueue(
+        id=row.id,
+        created=timestamp(row.created),
+        updated=timestamp(row.updated),
+        name=row.name,
+        description=row.description,
+        is_paused=row.is_paused,
+        concurrency_limit=row.concurrency_limit,
+        priority=row.priority,
+        work_pool_id=row.work_pool_id,
+        work_pool_name=row.work_pool_name,
+    )

@@ -1,0 +1,61 @@
+"""TaskRunService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowrpc.server.ids import now_micros
+from flowrpc.server.orchestration.records import StateType
+from flowrpc.server.services import convert as c
+from flowrpc.server.services.flow_runs import initial_state
+from flowrpc.server.storage import task_runs as storage
+from flowrpc.server.storage.database import Database
+from flowrpc.v1 import task_run_service_pb2 as pb
+from flowrpc.v1 import task_run_service_pb2_grpc
+
+
+class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def CreateTaskRun(self, request: pb.CreateTaskRunRequest, context: Any) -> Any:
+        now = now_micros()
+        values = {
+            "flow_run_id": c.optional_id(request.flow_run_id, "flow_run_id"),
+            "name": request.name,
+            "task_key": request.task_key,
+            "dynamic_key": request.dynamic_key,
+            "cache_key": c.optional(request, "cache_key"),
+            "cache_expiration": c.micros(request, "cache_expiration"),
+            "task_version": c.optional(request, "task_version"),
+            "empirical_policy": c.task_run_policy(request.empirical_policy),
+            "tags": list(request.tags),
+            "labels": c.plain_struct(request, "labels") or {},
+            "task_inputs": c.task_inputs(request.task_inputs),
+        }
+        state = initial_state(request, now, StateType.PENDING)
+        row, created = await self.db.write(storage.create_task_run, values, state, now)
+        return pb.CreateTaskRunResponse(task_run=c.task_run_to_proto(row, now), created=created)
+
+    async def GetTaskRun(self, request: pb.GetTaskRunRequest, context: Any) -> Any:
+        row = await self.db.read(storage.get_task_run, c.require_id(request.id, "id"))
+        return pb.GetTaskRunResponse(task_run=c.task_run_to_proto(row, now_micros()))
+
+    async def ListTaskRuns(self, request: pb.ListTaskRunsRequest, context: Any) -> Any:
+        filters = {
+            key: c.filters(getattr(request, key), key)
+            for key in ("flows", "flow_runs", "task_runs", "deployments")
+            if request.HasField(key)
+        }
+        rows = await self.db.read(
+            storage.list_task_runs, filters, c.limit_of(request), c.offset_of(request)
+        )
+        now = now_micros()
+        return pb.ListTaskRunsResponse(task_runs=[c.task_run_to_proto(r, now) for r in rows])
+
+    async def SetTaskRunState(self, request: pb.SetTaskRunStateRequest, context: Any) -> Any:
+        task_run_id = c.require_id(request.task_run_id, "task_run_id")
+        now = now_micros()
+        proposed = c.proposed_state(request.state, now)
+        outcome = await self.db.write(storage.set_state, task_run_id, proposed, request.force, now)
+        return pb.SetTaskRunStateResponse(result=c.result_to_proto(outcome.decision, outcome.state))

@@ -1,0 +1,197 @@
+"""Engines and the two ways into them: `read` and `write`.
+
+Storage functions are plain synchronous functions of a SQLAlchemy Connection; `Database` runs them
+off the event loop. SQLite has one writer, so every write goes through a single writer thread that
+commits many calls per transaction (group commit), each call in its own SAVEPOINT so one failing
+call never undoes another: writers never wait on each other's locks, so "database is locked" cannot
+reach a caller. PostgreSQL takes writes from a thread pool, one transaction per call; row locks
+(SELECT ... FOR UPDATE) keep concurrent transitions, and several replicas, safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from flowrpc.server.storage.tables import metadata
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+StorageFn = Callable[..., T]
+
+MAX_GROUP = 256  # calls committed together at most
+
+
+class Database:
+    def __init__(self, url: str, *, readers: int = 4, pool_size: int = 8) -> None:
+        self.url = sa.make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect == "sqlite":
+            self._read_engine = _sqlite_engine(self.url, immediate=False, pool_size=readers)
+            # One connection for the writer thread, one for set-up (schema, write_now).
+            self._write_engine = _sqlite_engine(self.url, immediate=True, pool_size=2)
+            self._writer: _Writer = _GroupCommitWriter(self._write_engine)
+        else:
+            engine = sa.create_engine(
+                self.url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True
+            )
+            self._read_engine = self._write_engine = engine
+            self._writer = _PoolWriter(engine, pool_size)
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="flowrpc-read")
+
+    def create_schema(self) -> None:
+        metadata.create_all(self._write_engine)
+
+    async def read(self, fn: StorageFn[T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_now, fn, args)
+
+    def _read_now(self, fn: StorageFn[T], args: tuple[Any, ...]) -> T:
+        with self._read_engine.connect() as conn:
+            return fn(conn, *args)
+
+    async def write(self, fn: StorageFn[T], *args: Any) -> T:
+        """Runs fn(conn, *args) in a transaction that commits before this returns."""
+        return await self._writer.submit(fn, args)
+
+    def write_now(self, fn: StorageFn[T], *args: Any) -> T:
+        """The blocking form of `write`, for set-up code outside the event loop."""
+        with self._write_engine.begin() as conn:
+            return fn(conn, *args)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._readers.shutdown(wait=True)
+        self._read_engine.dispose()
+        self._write_engine.dispose()
+
+
+def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0)
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, issue BEGIN, so SAVEPOINTs work.
+        dbapi_conn.isolation_level = None
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "busy_timeout=60000",
+        ):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # The writer takes the write lock up front; readers read a snapshot.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class _Writer:
+    def submit(self, fn: StorageFn[T], args: tuple[Any, ...]) -> asyncio.Future[T]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _PoolWriter(_Writer):
+    def __init__(self, engine: Engine, size: int) -> None:
+        self._engine = engine
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix="flowrpc-write")
+
+    def submit(self, fn: StorageFn[T], args: tuple[Any, ...]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._pool, self._run, fn, args)
+
+    def _run(self, fn: StorageFn[T], args: tuple[Any, ...]) -> T:
+        with self._engine.begin() as conn:
+            return fn(conn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class _GroupCommitWriter(_Writer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="flowrpc-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: StorageFn[T], args: tuple[Any, ...]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, args, future, loop))
+        return future
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        with self._engine.connect() as conn:
+            while (batch := self._next_batch()) is not None:
+                self._commit(conn, batch)
+
+    def _next_batch(self) -> list[Any] | None:
+        """Blocks for one call, then takes every call already waiting, up to MAX_GROUP."""
+        job = self._jobs.get()
+        if job is None:
+            return None
+        batch = [job]
+        while len(batch) < MAX_GROUP:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # closing: commit what came before the sentinel, then stop
+                self._jobs.put(None)
+                break
+            batch.append(job)
+        return batch
+
+    def _commit(self, conn: Connection, batch: list[Any]) -> None:
+        outcomes = []
+        try:
+            with conn.begin():
+                for fn, args, future, loop in batch:
+                    outcomes.append((future, loop, *_in_savepoint(conn, fn, args)))
+        except Exception as error:  # the commit itself failed: nothing of the batch was kept
+            log.exception("group commit failed")
+            outcomes = [(future, loop, None, error) for _, _, future, loop in batch]
+        for future, loop, result, error in outcomes:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _in_savepoint(conn: Connection, fn: StorageFn[T], args: tuple[Any, ...]) -> tuple[Any, Any]:
+    savepoint = conn.begin_nested()
+    try:
+        result = fn(conn, *args)
+    except Exception as error:
+        savepoint.rollback()
+        return None, error
+    savepoint.commit()
+    return result, None
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,350 @@
+"""Prefect's filter objects compiled to SQL criteria.
+
+Filters arrive as plain nested dicts keyed by the proto field names (`{"state": {"type": {"any_of":
+["SCHEDULED"]}}, "operator": "OR"}`), with lists for list operands, microseconds for times and
+enum names without their prefix. Absent criteria are ignored; each filter object combines its own
+criteria with AND, or OR when its operator says so (semantics §3).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from flowrpc.server.storage import tables as t
+
+Filter = Mapping[str, Any]
+Criterion = ColumnElement[bool]
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+
+
+def _combine(filter_: Filter, criteria: list[Criterion]) -> Criterion:
+    if not criteria:
+        return sa.true()
+    return sa.or_(*criteria) if filter_.get("operator") == "OR" else sa.and_(*criteria)
+
+
+def _compile(filter_: Filter, fields: Mapping[str, Callable[[Filter], list[Criterion]]]) -> Criterion:
+    """Applies each present field's builder and combines the criteria."""
+    criteria = [c for name, build in fields.items() if name in filter_ for c in build(filter_[name])]
+    return _combine(filter_, criteria)
+
+
+# ---- operators on one column ----
+
+
+def any_of(column: Any, sub: Filter) -> list[Criterion]:
+    criteria = []
+    if "any_of" in sub:
+        criteria.append(column.in_(sub["any_of"]) if sub["any_of"] else sa.false())
+    if sub.get("not_any_of"):
+        criteria.append(column.not_in(sub["not_any_of"]))
+    return criteria
+
+
+def like(column: Any, sub: Filter) -> list[Criterion]:
+    return [column.ilike(f"%{sub['like']}%")] if "like" in sub else []
+
+
+def time_range(column: Any, sub: Filter, null_column: Any = None) -> list[Criterion]:
+    criteria = []
+    if "before" in sub:
+        criteria.append(column <= sub["before"])
+    if "after" in sub:
+        criteria.append(column >= sub["after"])
+    return criteria + is_null(null_column if null_column is not None else column, sub)
+
+
+def is_null(column: Any, sub: Filter) -> list[Criterion]:
+    if "is_null" not in sub:
+        return []
+    return [column.is_(None) if sub["is_null"] else column.is_not(None)]
+
+
+def names(column: Any) -> Callable[[Filter], list[Criterion]]:
+    return lambda sub: any_of(column, sub) + like(column, sub)
+
+
+def times(column: Any) -> Callable[[Filter], list[Criterion]]:
+    return lambda sub: time_range(column, sub)
+
+
+# ---- JSON tag lists ----
+
+
+class Tags:
+    """Tag-list criteria: JSONB operators on PostgreSQL, json_each on SQLite."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgres = dialect == "postgresql"
+
+    def __call__(self, column: Any) -> Callable[[Filter], list[Criterion]]:
+        def build(sub: Filter) -> list[Criterion]:
+            criteria = []
+            if "all_of" in sub:
+                criteria.append(self.has_all(column, sub["all_of"]))
+            if "any_of" in sub:
+                criteria.append(self.has_any(column, sub["any_of"]))
+            if "is_null" in sub:
+                empty = self.is_empty(column)
+                criteria.append(empty if sub["is_null"] else sa.not_(empty))
+            return [_combine(sub, criteria)] if criteria else []
+
+        return build
+
+    def has_any(self, column: Any, tags: list[str]) -> Criterion:
+        if not tags:
+            return sa.false()
+        if self.postgres:
+            return sa.type_coerce(column, JSONB).has_any(sa.cast(tags, sa.ARRAY(sa.String)))
+        each = sa.func.json_each(column).table_valued("value")
+        return sa.exists(sa.select(1).select_from(each).where(each.c.value.in_(tags)))
+
+    def has_all(self, column: Any, tags: list[str]) -> Criterion:
+        if not tags:
+            return sa.true()
+        if self.postgres:
+            return sa.type_coerce(column, JSONB).contains(sorted(set(tags)))
+        each = sa.func.json_each(column).table_valued("value")
+        matched = sa.select(sa.func.count(sa.distinct(each.c.value))).where(each.c.value.in_(tags))
+        return matched.select_from(each).scalar_subquery() == len(set(tags))
+
+    def is_empty(self, column: Any) -> Criterion:
+        length = sa.func.jsonb_array_length if self.postgres else sa.func.json_array_length
+        return sa.or_(column.is_(None), length(column) == 0)
+
+
+# ---- the filter objects ----
+
+
+class FilterCompiler:
+    """Builds the WHERE criteria of every query that takes Prefect's filters."""
+
+    def __init__(self, dialect: str) -> None:
+        self.tags = Tags(dialect)
+
+    def flow(self, f: Filter) -> Criterion:
+        c = t.flow.c
+        has_deployment = sa.exists().where(t.deployment.c.flow_id == c.id)
+        return _compile(
+            f,
+            {
+                "id": lambda s: any_of(c.id, s),
+                "deployment": lambda s: (
+                    [sa.not_(has_deployment) if s["is_null"] else has_deployment]
+                    if "is_null" in s
+                    else []
+                ),
+                "name": names(c.name),
+                "tags": self.tags(c.tags),
+            },
+        )
+
+    def flow_run(self, f: Filter) -> Criterion:
+        c = t.flow_run.c
+        return _compile(
+            f,
+            {
+                "id": lambda s: any_of(c.id, s),
+                "name": names(c.name),
+                "tags": self.tags(c.tags),
+                "deployment_id": lambda s: _any_or_null(c.deployment_id, s),
+                "work_queue_name": lambda s: _any_or_null(c.work_queue_name, s),
+                "state": self._flow_run_state,
+                "flow_version": lambda s: any_of(c.flow_version, s),
+                "start_time": lambda s: time_range(
+                    sa.func.coalesce(c.start_time, c.expected_start_time), s, c.start_time
+                ),
+                "end_time": times(c.end_time),
+                "expected_start_time": times(c.expected_start_time),
+                "next_scheduled_start_time": times(c.next_scheduled_start_time),
+                "parent_flow_run_id": self._parent_flow_run_id,
+                "parent_task_run_id": lambda s: _any_or_null(c.parent_task_run_id, s),
+                "idempotency_key": lambda s: any_of(c.idempotency_key, s),
+                "created_by": self._created_by,
+            },
+        )
+
+    def _flow_run_state(self, sub: Filter) -> list[Criterion]:
+        c = t.flow_run.c
+        criteria = [
+            criterion
+            for key, column in (("type", c.state_type), ("name", c.state_name))
+            # Prefect applies a sub-filter only when it is a single comparison.
+            if key in sub and len(sub[key]) == 1
+            for criterion in any_of(column, sub[key])
+        ]
+        return [_combine(sub, criteria)] if criteria else []
+
+    def _parent_flow_run_id(self, sub: Filter) -> list[Criterion]:
+        if "any_of" not in sub:
+            return []
+        parents = sa.select(t.task_run.c.id).where(t.task_run.c.flow_run_id.in_(sub["any_of"]))
+        return [t.flow_run.c.parent_task_run_id.in_(parents)]
+
+    def _created_by(self, sub: Filter) -> list[Criterion]:
+        column = t.flow_run.c.created_by
+        criteria = []
+        for key in ("id", "type"):
+            if key in sub:
+                criteria.append(column[key].as_string().in_(sub[key]))
+        if "is_null" in sub:
+            missing = sa.or_(column.is_(None), sa.cast(column, sa.String) == "null")
+            criteria.append(missing if sub["is_null"] else sa.not_(missing))
+        return [_combine(sub, criteria)] if criteria else []
+
+    def task_run(self, f: Filter) -> Criterion:
+        c = t.task_run.c
+        return _compile(
+            f,
+            {
+                "id": lambda s: any_of(c.id, s),
+                "name": names(c.name),
+                "tags": self.tags(c.tags),
+                "state": lambda s: _state_any(c, s),
+                "start_time": times(c.start_time),
+                "end_time": times(c.end_time),
+                "expected_start_time": times(c.expected_start_time),
+                "subflow_runs": self._subflow_runs,
+                "flow_run_id": self._task_flow_run_id,
+            },
+        )
+
+    def _subflow_runs(self, sub: Filter) -> list[Criterion]:
+        if "exists" not in sub:
+            return []
+        is_parent = t.task_run.c.id.in_(
+            sa.select(t.flow_run.c.parent_task_run_id).where(
+                t.flow_run.c.parent_task_run_id.is_not(None)
+            )
+        )
+        return [is_parent if sub["exists"] else sa.not_(is_parent)]
+
+    def _task_flow_run_id(self, sub: Filter) -> list[Criterion]:
+        column = t.task_run.c.flow_run_id
+        criteria = any_of(column, sub)
+        # Prefect's is_null_ defaults to False: without any_of, task runs need a flow run.
+        if sub.get("is_null"):
+            criteria.append(column.is_(None))
+        elif "any_of" not in sub:
+            criteria.append(column.is_not(None))
+        return [_combine(sub, criteria)]
+
+    def deployment(self, f: Filter) -> Criterion:
+        c = t.deployment.c
+        return _compile(
+            f,
+            {
+                "id": lambda s: any_of(c.id, s),
+                "name": names(c.name),
+                "flow_or_deployment_name": self._flow_or_deployment_name,
+                "paused": lambda s: [c.paused == s["eq"]] if "eq" in s else [],
+                "tags": self.tags(c.tags),
+                "work_queue_name": lambda s: any_of(c.work_queue_name, s),
+            },
+        )
+
+    def _flow_or_deployment_name(self, sub: Filter) -> list[Criterion]:
+        if "like" not in sub:
+            return []
+        flow_named = sa.exists().where(
+            t.flow.c.id == t.deployment.c.flow_id, *like(t.flow.c.name, sub)
+        )
+        return [sa.or_(*like(t.deployment.c.name, sub), flow_named)]
+
+    def work_pool(self, f: Filter) -> Criterion:
+        c = t.work_pool.c
+        return _compile(
+            f,
+            {
+                "id": lambda s: any_of(c.id, s),
+                "name": lambda s: any_of(c.name, s),
+                "type": lambda s: any_of(c.type, s),
+            },
+        )
+
+    def work_queue(self, f: Filter) -> Criterion:
+        c = t.work_queue.c
+        return _compile(
+            f,
+            {
+                "id": lambda s: any_of(c.id, s),
+                "name": lambda s: any_of(c.name, s) + _startswith(c.name, s),
+            },
+        )
+
+    def flow_run_set(self, filters: Filter) -> Criterion:
+        """The six filter objects of a flow-run query, ANDed (semantics §3.3)."""
+        run = t.flow_run.c
+        criteria = []
+        if "flow_runs" in filters:
+            criteria.append(self.flow_run(filters["flow_runs"]))
+        if "flows" in filters:
+            criteria.append(
+                sa.exists().where(t.flow.c.id == run.flow_id, self.flow(filters["flows"]))
+            )
+        if "task_runs" in filters:
+            criteria.append(
+                sa.exists().where(
+                    t.task_run.c.flow_run_id == run.id, self.task_run(filters["task_runs"])
+                )
+            )
+        if "deployments" in filters:
+            criteria.append(
+                sa.exists().where(
+                    t.deployment.c.id == run.deployment_id,
+                    self.deployment(filters["deployments"]),
+                )
+            )
+        if "work_pools" in filters:
+            criteria.append(
+                sa.exists().where(
+                    t.work_queue.c.id == run.work_queue_id,
+                    t.work_pool.c.id == t.work_queue.c.work_pool_id,
+                    self.work_pool(filters["work_pools"]),
+                )
+            )
+        if "work_pool_queues" in filters:
+            criteria.append(
+                sa.exists().where(
+                    t.work_queue.c.id == run.work_queue_id,
+                    self.work_queue(filters["work_pool_queues"]),
+                )
+            )
+        return sa.and_(sa.true(), *criteria)
+
+
+def _any_or_null(column: Any, sub: Filter) -> list[Criterion]:
+    criteria = any_of(column, sub) + is_null(column, sub)
+    return [_combine(sub, criteria)] if criteria else []
+
+
+def _state_any(c: Any, sub: Filter) -> list[Criterion]:
+    criteria = []
+    if "type" in sub:
+        criteria += any_of(c.state_type, sub["type"])
+    if "name" in sub:
+        criteria += any_of(c.state_name, sub["name"])
+    return [_combine(sub, criteria)] if criteria else []
+
+
+def _startswith(column: Any, sub: Filter) -> list[Criterion]:
+    if "startswith" not in sub:
+        return []
+    prefixes = sub["startswith"]
+    return [sa.or_(*(column.ilike(f"{p}%") for p in prefixes)) if prefixes else sa.false()]
+
+
+@functools.cache
+def _compiler(dialect: str) -> FilterCompiler:
+    return FilterCompiler(dialect)
+
+
+def compiler_for(conn: Connection) -> FilterCompiler:
+    return _compiler(conn.dialect.name)

@@ -1,0 +1,286 @@
+"""Flow-run queries and writes: synchronous functions of a Connection, run by `Database`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from flowrpc.server.errors import not_found
+from flowrpc.server.ids import new_id
+from flowrpc.server.names import slug
+from flowrpc.server.orchestration import FlowPolicy
+from flowrpc.server.orchestration.records import State
+from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.transitions import Outcome, resume_flow_run, set_flow_run_state
+from flowrpc.server.storage.work_pools import resolve_work_queue
+
+run = t.flow_run.c
+
+# A run with the parts of its current state and work pool that the row does not carry.
+READ = sa.select(
+    t.flow_run,
+    t.flow_run_state.c.message.label("state_message"),
+    t.flow_run_state.c.data.label("state_data"),
+    t.flow_run_state.c.state_details.label("state_details"),
+    t.work_queue.c.work_pool_id.label("work_pool_id"),
+    t.work_pool.c.name.label("work_pool_name"),
+).select_from(
+    t.flow_run.outerjoin(t.flow_run_state, t.flow_run_state.c.id == run.state_id)
+    .outerjoin(t.work_queue, t.work_queue.c.id == run.work_queue_id)
+    .outerjoin(t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id)
+)
+
+
+@dataclass(frozen=True)
+class Sort:
+    """An order: key DESC NULLS FIRST, id DESC; or key ASC NULLS LAST, id ASC (PostgreSQL's
+    default NULL placement, applied on every database)."""
+
+    key: Any
+    descending: bool
+    row_key: Callable[[Any], Any]  # the key's value in a listed row, for the next page token
+
+    def order_by(self) -> list[Any]:
+        if self.key is run.id:
+            return [run.id.desc() if self.descending else run.id.asc()]
+        if self.descending:
+            return [self.key.desc().nulls_first(), run.id.desc()]
+        return [self.key.asc().nulls_last(), run.id.asc()]
+
+    def after(self, key: Any, run_id: str) -> Any:
+        """Rows that come after (key, run_id) in this order."""
+        if self.key is run.id:
+            return run.id < run_id if self.descending else run.id > run_id
+        if self.descending:
+            if key is None:
+                return sa.or_(sa.and_(self.key.is_(None), run.id < run_id), self.key.is_not(None))
+            return sa.or_(self.key < key, sa.and_(self.key == key, run.id < run_id))
+        if key is None:
+            return sa.and_(self.key.is_(None), run.id > run_id)
+        return sa.or_(
+            self.key > key, sa.and_(self.key == key, run.id > run_id), self.key.is_(None)
+        )
+
+
+def _start(row: Any) -> Any:
+    return row.start_time if row.start_time is not None else row.expected_start_time
+
+
+_START = sa.func.coalesce(run.start_time, run.expected_start_time)
+SORTS = {
+    "ID_DESC": Sort(run.id, True, lambda r: r.id),
+    "START_TIME_ASC": Sort(_START, False, _start),
+    "START_TIME_DESC": Sort(_START, True, _start),
+    "EXPECTED_START_TIME_ASC": Sort(run.expected_start_time, False, lambda r: r.expected_start_time),
+    "EXPECTED_START_TIME_DESC": Sort(run.expected_start_time, True, lambda r: r.expected_start_time),
+    "NAME_ASC": Sort(run.name, False, lambda r: r.name),
+    "NAME_DESC": Sort(run.name, True, lambda r: r.name),
+    "NEXT_SCHEDULED_START_TIME_ASC": Sort(
+        run.next_scheduled_start_time, False, lambda r: r.next_scheduled_start_time
+    ),
+    "END_TIME_DESC": Sort(run.end_time, True, lambda r: r.end_time),
+}
+
+
+def get_flow_run(conn: Connection, run_id: str) -> Row[Any] | None:
+    return conn.execute(READ.where(run.id == run_id)).first()
+
+
+def require_flow_run(conn: Connection, run_id: str) -> Row[Any]:
+    row = get_flow_run(conn, run_id)
+    if row is None:
+        raise not_found("flow run", run_id)
+    return row
+
+
+def _matching(conn: Connection, filters: Filter) -> Any:
+    return compiler_for(conn).flow_run_set(filters)
+
+
+def list_flow_runs(
+    conn: Connection,
+    filters: Filter,
+    sort: str,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, str] | None = None,
+) -> list[Row[Any]]:
+    order = SORTS[sort]
+    query = READ.where(_matching(conn, filters))
+    if after is not None:
+        query = query.where(order.after(*after))
+    query = query.order_by(*order.order_by()).limit(limit).offset(offset)
+    return list(conn.execute(query))
+
+
+def count_flow_runs(conn: Connection, filters: Filter) -> int:
+    query = sa.select(sa.func.count()).select_from(t.flow_run).where(_matching(conn, filters))
+    return conn.execute(query).scalar_one()
+
+
+def create_flow_run(
+    conn: Connection,
+    values: dict[str, Any],
+    state: State,
+    now: int,
+    work_pool_name: str | None = None,
+) -> tuple[Row[Any], bool]:
+    """Inserts a run and applies its initial state, forced; returns (run, created). A used
+    (flow_id, idempotency_key) returns the existing run unchanged."""
+    flow = conn.execute(sa.select(t.flow).where(t.flow.c.id == values["flow_id"])).first()
+    if flow is None:
+        raise not_found("flow", values["flow_id"])
+    existing = _by_idempotency_key(conn, values)
+    if existing is not None:
+        return existing, False
+    queue = resolve_work_queue(conn, work_pool_name, values.get("work_queue_name"))
+    if queue is not None:
+        values.update(work_queue_id=queue.id, work_queue_name=queue.name)
+    run_id = new_id()
+    values = {
+        **values,
+        "id": run_id,
+        "created": now,
+        "updated": now,
+        "name": values.get("name") or slug(),
+        "labels": {**(flow.labels or {}), "prefect.flow.id": flow.id, **(values.get("labels") or {})},
+    }
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(t.flow_run).values(**values))
+    except sa.exc.IntegrityError:
+        existing = _by_idempotency_key(conn, values)
+        if existing is None:
+            raise
+        return existing, False  # another transaction created it first
+    set_flow_run_state(conn, run_id, state, FlowPolicy.MINIMAL, now)
+    return require_flow_run(conn, run_id), True
+
+
+def _by_idempotency_key(conn: Connection, values: Mapping[str, Any]) -> Row[Any] | None:
+    key = values.get("idempotency_key")
+    if key is None:
+        return None
+    return conn.execute(
+        READ.where(run.flow_id == values["flow_id"], run.idempotency_key == key)
+    ).first()
+
+
+def update_flow_run(
+    conn: Connection, run_id: str, values: dict[str, Any], now: int
+) -> Row[Any]:
+    if "name" in values and not values["name"]:
+        values["name"] = slug()
+    result = conn.execute(
+        sa.update(t.flow_run).where(run.id == run_id).values(**values, updated=now)
+    )
+    if result.rowcount == 0:
+        raise not_found("flow run", run_id)
+    return require_flow_run(conn, run_id)
+
+
+def delete_flow_run(conn: Connection, run_id: str) -> None:
+    if conn.execute(sa.delete(t.flow_run).where(run.id == run_id)).rowcount == 0:
+        raise not_found("flow run", run_id)
+
+
+def set_state(conn: Connection, run_id: str, proposed: State, force: bool, now: int) -> Outcome:
+    outcome = set_flow_run_state(
+        conn, run_id, proposed, FlowPolicy.MINIMAL if force else FlowPolicy.CORE, now
+    )
+    if outcome is None:
+        raise not_found("flow run", run_id)
+    return outcome
+
+
+def resume(conn: Connection, run_id: str, now: int) -> Outcome:
+    outcome = resume_flow_run(conn, run_id, now)
+    if outcome is None:
+        raise not_found("flow run", run_id)
+    return outcome
+
+
+def list_states(conn: Connection, run_id: str) -> list[Row[Any]]:
+    require_flow_run(conn, run_id)
+    states = t.flow_run_state
+    query = sa.select(states).where(states.c.flow_run_id == run_id).order_by(states.c.timestamp)
+    return list(conn.execute(query))
+
+
+def graph(conn: Connection, run_id: str) -> list[Row[Any]]:
+    """The run's task runs with their current states."""
+    require_flow_run(conn, run_id)
+    from flowrpc.server.storage.task_runs import READ as TASK_READ
+
+    return list(conn.execute(TASK_READ.where(t.task_run.c.flow_run_id == run_id)))
+
+
+def history(
+    conn: Connection, filters: Filter, start: int, interval: int, intervals: int, now: int
+) -> list[Row[Any]]:
+    """Per (interval index, state type, state name): run count and sums of estimated run time
+    and lateness, in microseconds, over runs expected to start within the intervals."""
+    expected = run.expected_start_time
+    bucket = ((expected - start) // interval).label("bucket")
+    running = run.state_type == "RUNNING"
+    run_time = sa.case((running, run.total_run_time + (now - run.state_timestamp)), else_=run.total_run_time)
+    lateness = sa.case(
+        (run.start_time > expected, run.start_time - expected),
+        (
+            sa.and_(
+                run.start_time.is_(None),
+                run.state_type.not_in(("COMPLETED", "FAILED", "CANCELLED", "CRASHED")),
+                expected < now,
+            ),
+            now - expected,
+        ),
+        else_=0,
+    )
+    query = (
+        sa.select(
+            bucket,
+            run.state_type,
+            run.state_name,
+            sa.func.count().label("count_runs"),
+            sa.func.sum(sa.case((run_time > 0, run_time), else_=0)).label("run_time"),
+            sa.func.sum(sa.case((lateness > 0, lateness), else_=0)).label("lateness"),
+        )
+        .where(
+            expected >= start,
+            expected < start + interval * intervals,
+            _matching(conn, filters),
+        )
+        .group_by(bucket, run.state_type, run.state_name)
+    )
+    return list(conn.execute(query))
+
+
+def select_ids(conn: Connection, filters: Filter, after_id: str | None, limit: int) -> list[str]:
+    """Ids of matching runs in id order, after `after_id`: the chunks of a bulk call."""
+    query = sa.select(run.id).where(_matching(conn, filters))
+    if after_id is not None:
+        query = query.where(run.id > after_id)
+    return list(conn.execute(query.order_by(run.id).limit(limit)).scalars())
+
+
+def bulk_set_state(
+    conn: Connection, run_ids: list[str], proposal: State, force: bool, now: int
+) -> list[tuple[str, Outcome]]:
+    """Orchestrates the proposal for each run on its own; runs deleted meanwhile are skipped."""
+    policy = FlowPolicy.MINIMAL if force else FlowPolicy.CORE
+    results = []
+    for run_id in run_ids:
+        outcome = set_flow_run_state(conn, run_id, proposal.copy(id=new_id(), timestamp=now), policy, now)
+        if outcome is not None:
+            results.append((run_id, outcome))
+    return results
+
+
+def bulk_delete(conn: Connection, run_ids: list[str]) -> list[str]:
+    deleted = conn.execute(sa.delete(t.flow_run).where(run.id.in_(run_ids)).returning(run.id))
+    return list(deleted.scalars())

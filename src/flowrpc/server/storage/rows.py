@@ -1,0 +1,101 @@
+"""Rows to orchestration records and back."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, TypeVar
+
+from flowrpc.server.orchestration.records import (
+    FlowRunPolicy,
+    FlowRunRecord,
+    State,
+    StateDetails,
+    StateType,
+    TaskRunPolicy,
+    TaskRunRecord,
+)
+
+R = TypeVar("R")
+_DETAIL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StateDetails)}
+
+
+def details_to_json(details: StateDetails) -> dict[str, Any]:
+    """Only the fields that differ from their defaults: most states carry two or three."""
+    return {k: v for k, v in vars(details).items() if v != _DETAIL_DEFAULTS[k]}
+
+
+def details_from_json(value: dict[str, Any] | None) -> StateDetails:
+    return StateDetails(**{k: v for k, v in (value or {}).items() if k in _DETAIL_DEFAULTS})
+
+
+def state_from_row(row: Any) -> State:
+    """A row of a state table."""
+    return State(
+        id=row.id,
+        type=StateType(row.type),
+        name=row.name,
+        timestamp=row.timestamp,
+        message=row.message,
+        data=row.data,
+        details=details_from_json(row.state_details),
+    )
+
+
+def state_values(state: State) -> dict[str, Any]:
+    return {
+        "id": state.id,
+        "type": state.type.value,
+        "name": state.name,
+        "timestamp": state.timestamp,
+        "message": state.message,
+        "data": state.data,
+        "state_details": details_to_json(state.details),
+    }
+
+
+def _policy_from_json(cls: type[R], value: dict[str, Any] | None) -> R:
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in (value or {}).items() if k in known})
+
+
+def policy_to_json(policy: Any) -> dict[str, Any]:
+    return dataclasses.asdict(policy)
+
+
+def _record(cls: type[R], row: Any, policy_cls: type) -> R:
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = getattr(row, f.name)
+        if f.name == "empirical_policy":
+            value = _policy_from_json(policy_cls, value)
+        elif f.name == "state_type" and value is not None:
+            value = StateType(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def flow_run_record(row: Any) -> FlowRunRecord:
+    return _record(FlowRunRecord, row, FlowRunPolicy)
+
+
+def task_run_record(row: Any) -> TaskRunRecord:
+    return _record(TaskRunRecord, row, TaskRunPolicy)
+
+
+def record_changes(before: Any, after: Any) -> dict[str, Any]:
+    """Column values of `after` that differ from `before` (records of the same run)."""
+    changes = {}
+    for f in dataclasses.fields(after):
+        old, new = getattr(before, f.name), getattr(after, f.name)
+        if old != new:
+            if f.name == "empirical_policy":
+                new = policy_to_json(new)
+            elif f.name == "state_type" and new is not None:
+                new = new.value
+            changes[f.name] = new
+    return changes
+
+
+def copy_record(record: R) -> R:
+    return copy.deepcopy(record)

@@ -1,0 +1,218 @@
+"""The schema, as SQLModel tables.
+
+Conventions: ids are UUID strings; times are BIGINT microseconds since the epoch (UTC) and spans
+BIGINT microseconds, so filters, sorts and history arithmetic are plain integer SQL on SQLite and
+PostgreSQL alike; JSON values use JSONB on PostgreSQL. A run row carries its current state's type,
+name and timestamp, so filters and sorts never join the state history.
+"""
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(JsonType, nullable=nullable))
+
+
+def _time(index: bool = False) -> Any:
+    return Field(default=None, sa_type=BigInteger, index=index)
+
+
+def _parent(target: str, nullable: bool = False, index: bool = True) -> Any:
+    """A foreign key whose rows go when the parent goes."""
+    return Field(
+        default=None,
+        sa_column=Column(
+            String(36), ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=index
+        ),
+    )
+
+
+class Flow(SQLModel, table=True):
+    __tablename__ = "flow"
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    updated: int = Field(sa_type=BigInteger)
+    name: str = Field(unique=True)
+    tags: Any = _json()
+    labels: Any = _json()
+
+
+class WorkPool(SQLModel, table=True):
+    __tablename__ = "work_pool"
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    updated: int = Field(sa_type=BigInteger)
+    name: str = Field(unique=True)
+    description: str | None = None
+    type: str
+    base_job_template: Any = _json()
+    is_paused: bool = False
+    concurrency_limit: int | None = None
+    default_queue_id: str | None = Field(default=None, max_length=36)
+
+
+class WorkQueue(SQLModel, table=True):
+    __tablename__ = "work_queue"
+    __table_args__ = (UniqueConstraint("work_pool_id", "name"),)
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    updated: int = Field(sa_type=BigInteger)
+    name: str
+    description: str | None = None
+    is_paused: bool = False
+    concurrency_limit: int | None = None
+    priority: int = 1
+    work_pool_id: str = _parent("work_pool.id")
+
+
+class Deployment(SQLModel, table=True):
+    __tablename__ = "deployment"
+    __table_args__ = (UniqueConstraint("flow_id", "name"),)
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    updated: int = Field(sa_type=BigInteger)
+    name: str = Field(index=True)
+    flow_id: str = _parent("flow.id")
+    version: str | None = None
+    description: str | None = None
+    paused: bool = False
+    tags: Any = _json()
+    labels: Any = _json()
+    parameters: Any = _json()
+    job_variables: Any = _json()
+    work_queue_name: str | None = None
+    work_queue_id: str | None = Field(default=None, max_length=36)
+    entrypoint: str | None = None
+    path: str | None = None
+
+
+class FlowRun(SQLModel, table=True):
+    __tablename__ = "flow_run"
+    __table_args__ = (
+        Index("uq_flow_run_flow_id_idempotency_key", "flow_id", "idempotency_key", unique=True),
+        Index("ix_flow_run_state_name_next_start", "state_name", "next_scheduled_start_time"),
+        Index("ix_flow_run_expected_start_time_id", "expected_start_time", "id"),
+        Index("ix_flow_run_end_time_id", "end_time", "id"),
+        Index("ix_flow_run_name_id", "name", "id"),
+        Index("ix_flow_run_next_scheduled_start_time_id", "next_scheduled_start_time", "id"),
+    )
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    updated: int = Field(sa_type=BigInteger)
+    name: str
+    flow_id: str = _parent("flow.id")
+    deployment_id: str | None = Field(default=None, max_length=36, index=True)
+    deployment_version: str | None = None
+    work_queue_name: str | None = Field(default=None, index=True)
+    work_queue_id: str | None = Field(default=None, max_length=36, index=True)
+    flow_version: str | None = None
+    parameters: Any = _json()
+    idempotency_key: str | None = None
+    context: Any = _json()
+    empirical_policy: Any = _json()
+    tags: Any = _json()
+    labels: Any = _json()
+    parent_task_run_id: str | None = Field(default=None, max_length=36, index=True)
+    state_id: str | None = Field(default=None, max_length=36)
+    state_type: str | None = Field(default=None, index=True)
+    state_name: str | None = None
+    state_timestamp: int | None = _time()
+    run_count: int = 0
+    expected_start_time: int | None = _time()
+    next_scheduled_start_time: int | None = _time()
+    start_time: int | None = _time(index=True)
+    end_time: int | None = _time()
+    total_run_time: int = Field(default=0, sa_type=BigInteger)
+    auto_scheduled: bool = False
+    infrastructure_document_id: str | None = Field(default=None, max_length=36)
+    infrastructure_pid: str | None = None
+    created_by: Any = _json()
+    job_variables: Any = _json()
+
+
+class FlowRunState(SQLModel, table=True):
+    __tablename__ = "flow_run_state"
+    __table_args__ = (Index("ix_flow_run_state_run_timestamp", "flow_run_id", "timestamp"),)
+    id: str = Field(primary_key=True, max_length=36)
+    flow_run_id: str = _parent("flow_run.id", index=False)
+    type: str
+    name: str
+    timestamp: int = Field(sa_type=BigInteger)
+    message: str | None = None
+    data: Any = _json()
+    state_details: Any = _json()
+
+
+class TaskRun(SQLModel, table=True):
+    __tablename__ = "task_run"
+    __table_args__ = (
+        Index("uq_task_run_flow_run_task_key", "flow_run_id", "task_key", "dynamic_key", unique=True),
+    )
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    updated: int = Field(sa_type=BigInteger)
+    name: str
+    flow_run_id: str | None = _parent("flow_run.id", nullable=True, index=False)
+    task_key: str
+    dynamic_key: str
+    cache_key: str | None = None
+    cache_expiration: int | None = _time()
+    task_version: str | None = None
+    empirical_policy: Any = _json()
+    tags: Any = _json()
+    labels: Any = _json()
+    task_inputs: Any = _json()
+    state_id: str | None = Field(default=None, max_length=36)
+    state_type: str | None = Field(default=None, index=True)
+    state_name: str | None = None
+    state_timestamp: int | None = _time()
+    run_count: int = 0
+    flow_run_run_count: int = 0
+    expected_start_time: int | None = _time()
+    next_scheduled_start_time: int | None = _time()
+    start_time: int | None = _time()
+    end_time: int | None = _time()
+    total_run_time: int = Field(default=0, sa_type=BigInteger)
+
+
+class TaskRunState(SQLModel, table=True):
+    __tablename__ = "task_run_state"
+    __table_args__ = (Index("ix_task_run_state_run_timestamp", "task_run_id", "timestamp"),)
+    id: str = Field(primary_key=True, max_length=36)
+    task_run_id: str = _parent("task_run.id", index=False)
+    type: str
+    name: str
+    timestamp: int = Field(sa_type=BigInteger)
+    message: str | None = None
+    data: Any = _json()
+    state_details: Any = _json()
+
+
+class TaskRunStateCache(SQLModel, table=True):
+    """Completed task states by cache key (Prefect's task caching)."""
+
+    __tablename__ = "task_run_state_cache"
+    __table_args__ = (Index("ix_task_run_state_cache_key", "cache_key", "created"),)
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    cache_key: str
+    cache_expiration: int | None = _time()
+    task_run_state_id: str = _parent("task_run_state.id", index=False)
+
+
+flow = Flow.__table__
+work_pool = WorkPool.__table__
+work_queue = WorkQueue.__table__
+deployment = Deployment.__table__
+flow_run = FlowRun.__table__
+flow_run_state = FlowRunState.__table__
+task_run = TaskRun.__table__
+task_run_state = TaskRunState.__table__
+task_run_state_cache = TaskRunStateCache.__table__
+metadata = SQLModel.metadata

@@ -1,0 +1,91 @@
+"""Task runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from flowrpc.server.errors import not_found
+from flowrpc.server.ids import new_id
+from flowrpc.server.names import slug
+from flowrpc.server.orchestration import TaskPolicy
+from flowrpc.server.orchestration.records import State
+from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.transitions import Outcome, set_task_run_state
+
+task = t.task_run.c
+
+READ = sa.select(
+    t.task_run,
+    t.task_run_state.c.message.label("state_message"),
+    t.task_run_state.c.data.label("state_data"),
+    t.task_run_state.c.state_details.label("state_details"),
+).select_from(t.task_run.outerjoin(t.task_run_state, t.task_run_state.c.id == task.state_id))
+
+
+def create_task_run(
+    conn: Connection, values: dict[str, Any], state: State, now: int
+) -> tuple[Row[Any], bool]:
+    """Inserts a task run and applies its initial state, forced. Idempotent on
+    (flow_run_id, task_key, dynamic_key)."""
+    if values.get("flow_run_id"):
+        found = conn.execute(
+            sa.select(t.flow_run.c.id).where(t.flow_run.c.id == values["flow_run_id"])
+        ).first()
+        if found is None:
+            raise not_found("flow run", values["flow_run_id"])
+        existing = conn.execute(
+            READ.where(
+                task.flow_run_id == values["flow_run_id"],
+                task.task_key == values["task_key"],
+                task.dynamic_key == values["dynamic_key"],
+            )
+        ).first()
+        if existing is not None:
+            return existing, False
+    task_run_id = new_id()
+    values = {
+        **values,
+        "flow_run_id": values.get("flow_run_id") or None,
+        "id": task_run_id,
+        "created": now,
+        "updated": now,
+        "name": values.get("name") or slug(),
+    }
+    conn.execute(sa.insert(t.task_run).values(**values))
+    set_task_run_state(conn, task_run_id, state, TaskPolicy.MINIMAL, now)
+    return get_task_run(conn, task_run_id), True
+
+
+def get_task_run(conn: Connection, task_run_id: str) -> Row[Any]:
+    row = conn.execute(READ.where(task.id == task_run_id)).first()
+    if row is None:
+        raise not_found("task run", task_run_id)
+    return row
+
+
+def list_task_runs(conn: Connection, filters: Filter, limit: int, offset: int) -> list[Row[Any]]:
+    compiler = compiler_for(conn)
+    criteria = []
+    if "task_runs" in filters:
+        criteria.append(compiler.task_run(filters["task_runs"]))
+    run_filters = {k: v for k, v in filters.items() if k != "task_runs"}
+    if run_filters:
+        criteria.append(
+            sa.exists().where(
+                t.flow_run.c.id == task.flow_run_id, compiler.flow_run_set(run_filters)
+            )
+        )
+    query = READ.where(*criteria).order_by(task.id.desc()).limit(limit).offset(offset)
+    return list(conn.execute(query))
+
+
+def set_state(conn: Connection, task_run_id: str, proposed: State, force: bool, now: int) -> Outcome:
+    policy = TaskPolicy.MINIMAL if force else TaskPolicy.CORE
+    outcome = set_task_run_state(conn, task_run_id, proposed, policy, now)
+    if outcome is None:
+        raise not_found("task run", task_run_id)
+    return outcome

@@ -1,0 +1,157 @@
+"""Applying orchestration inside a write transaction: lock the run, load the facts, let
+orchestration decide, write the decision (new state row and run bookkeeping) atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from flowrpc.server.orchestration import (
+    Decision,
+    FlowPolicy,
+    TaskPolicy,
+    orchestrate_flow_run,
+    orchestrate_task_run,
+    resume_proposal,
+)
+from flowrpc.server.orchestration.records import State, StateType
+from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.rows import (
+    copy_record,
+    flow_run_record,
+    record_changes,
+    state_from_row,
+    state_values,
+    task_run_record,
+)
+
+
+@dataclass
+class Outcome:
+    """A decision and the run's current state after it (None if the run has no state)."""
+
+    decision: Decision
+    state: State | None
+
+
+def current_state(conn: Connection, table: sa.Table, state_id: str | None) -> State | None:
+    if state_id is None:
+        return None
+    row = conn.execute(sa.select(table).where(table.c.id == state_id)).first()
+    return state_from_row(row) if row else None
+
+
+def set_flow_run_state(
+    conn: Connection, run_id: str, proposed: State, policy: FlowPolicy, now: int
+) -> Outcome | None:
+    """Orchestrates one proposal; None if the run does not exist."""
+    row = conn.execute(
+        sa.select(t.flow_run).where(t.flow_run.c.id == run_id).with_for_update()
+    ).first()
+    if row is None:
+        return None
+    run = flow_run_record(row)
+    before = copy_record(run)
+    initial = current_state(conn, t.flow_run_state, run.state_id)
+    decision = orchestrate_flow_run(run, initial, proposed, policy=policy, now=now)
+    _write(conn, t.flow_run, t.flow_run_state, "flow_run_id", before, run, decision, now)
+    if decision.parent_task_state is not None and run.parent_task_run_id is not None:
+        set_task_run_state(
+            conn, run.parent_task_run_id, decision.parent_task_state, TaskPolicy.MINIMAL, now
+        )
+    return Outcome(decision, decision.state or initial)
+
+
+def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:
+    row = conn.execute(
+        sa.select(t.flow_run).where(t.flow_run.c.id == run_id).with_for_update()
+    ).first()
+    if row is None:
+        return None
+    run = flow_run_record(row)
+    proposal = resume_proposal(run, current_state(conn, t.flow_run_state, run.state_id), now)
+    if isinstance(proposal, Decision):
+        return Outcome(proposal, current_state(conn, t.flow_run_state, run.state_id))
+    return set_flow_run_state(conn, run_id, proposal, FlowPolicy.CORE, now)
+
+
+def set_task_run_state(
+    conn: Connection, task_run_id: str, proposed: State, policy: TaskPolicy, now: int
+) -> Outcome | None:
+    row = conn.execute(
+        sa.select(t.task_run).where(t.task_run.c.id == task_run_id).with_for_update()
+    ).first()
+    if row is None:
+        return None
+    task_run = task_run_record(row)
+    before = copy_record(task_run)
+    initial = current_state(conn, t.task_run_state, task_run.state_id)
+    decision = orchestrate_task_run(
+        task_run,
+        initial,
+        proposed,
+        policy=policy,
+        now=now,
+        flow_run=_flow_run_of(conn, task_run.flow_run_id),
+        cached_state=_cached_state(conn, proposed, now),
+    )
+    _write(conn, t.task_run, t.task_run_state, "task_run_id", before, task_run, decision, now)
+    if decision.cache_insert is not None and decision.state is not None:
+        key, expiration = decision.cache_insert
+        conn.execute(
+            sa.insert(t.task_run_state_cache).values(
+                id=decision.state.id,
+                created=now,
+                cache_key=key,
+                cache_expiration=expiration,
+                task_run_state_id=decision.state.id,
+            )
+        )
+    return Outcome(decision, decision.state or initial)
+
+
+def _write(
+    conn: Connection,
+    runs: sa.Table,
+    states: sa.Table,
+    owner: str,
+    before: Any,
+    run: Any,
+    decision: Decision,
+    now: int,
+) -> None:
+    if decision.state is not None:
+        conn.execute(sa.insert(states).values(**state_values(decision.state), **{owner: run.id}))
+        run.state_id = decision.state.id
+    changes = record_changes(before, run)
+    if changes:
+        conn.execute(sa.update(runs).where(runs.c.id == run.id).values(**changes, updated=now))
+
+
+def _flow_run_of(conn: Connection, flow_run_id: str | None) -> Any:
+    if flow_run_id is None:
+        return None
+    row = conn.execute(sa.select(t.flow_run).where(t.flow_run.c.id == flow_run_id)).first()
+    return flow_run_record(row) if row else None
+
+
+def _cached_state(conn: Connection, proposed: State, now: int) -> State | None:
+    """The valid cached COMPLETED state for the proposal's cache key, if it may be used."""
+    details = proposed.details
+    if proposed.type != StateType.RUNNING or not details.cache_key or details.refresh_cache:
+        return None
+    cache = t.task_run_state_cache
+    row = conn.execute(
+        sa.select(t.task_run_state)
+        .join(cache, cache.c.task_run_state_id == t.task_run_state.c.id)
+        .where(
+            cache.c.cache_key == details.cache_key,
+            sa.or_(cache.c.cache_expiration.is_(None), cache.c.cache_expiration > now),
+        )
+        .order_by(cache.c.created.desc())
+        .limit(1)
+    ).first()
+    return state_from_row(row) if row else None

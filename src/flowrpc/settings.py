@@ -1,0 +1,29 @@
+"""One settings object, read from FLOWRPC_* environment variables (or given explicitly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWRPC_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.flowrpc"), description="Where the default database lives.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: a SQLite file, $FLOWRPC_HOME/flowrpc.db (WAL mode).",
+    )
+    host: str = "127.0.0.1"
+    port: int = 4250
+    api_key: str | None = Field(
+        default=None, description="When set, calls must send 'authorization: Bearer <key>'."
+    )
+    grace_seconds: float = Field(default=10.0, description="How long in-flight calls may finish.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home.expanduser() / 'flowrpc.db'}"
