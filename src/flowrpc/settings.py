@@ -23,6 +23,16 @@ class Settings(BaseSettings):
     )
     grace_seconds: float = Field(default=10.0, description="How long in-flight calls may finish.")
 
+    # Background services (semantics §7).
+    late_runs_enabled: bool = True
+    late_runs_loop_seconds: float = 5.0
+    late_runs_after_seconds: float = Field(
+        default=15.0, description="A Scheduled run this far past its time becomes Late."
+    )
+    pause_expirations_enabled: bool = True
+    pause_expirations_loop_seconds: float = 5.0
+    batch_size: int = Field(default=400, description="Runs per background write transaction.")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -136,12 +136,12 @@ class State(FlowRPCBaseModel):
         """A copy that could be proposed again: like Prefect's, it gets a fresh timestamp."""
         return super().model_copy(update={"timestamp": now(), **(update or {})}, deep=deep)
 
-    def copy(self, *, update: dict[str, Any] | None = None, deep: bool = False, **_: Any) -> State:  # type: ignore[override]
+    def copy(self, *, update: dict[str, Any] | None = None, **_: Any) -> State:  # type: ignore[override]
         """Pydantic-v1 spelling that Prefect scripts still use (`state.copy(update={...})`).
 
-        The copy is re-validated so that `update={"type": "CANCELLED"}` becomes a StateType."""
-        copied = self.model_copy(update=update, deep=deep)
-        return type(self).model_validate(copied.model_dump())
+        Unlike model_copy, the update is validated, so `{"type": "CANCELLED"}` becomes a
+        StateType. The copy is deep and gets a fresh timestamp."""
+        return type(self).model_validate({**self.model_dump(), "timestamp": now(), **(update or {})})
 
     def fresh_copy(self, **kwargs: Any) -> State:
         """A copy with a new id and timestamp."""

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from flowrpc.server.background.services import start_services
 from flowrpc.server.interceptors import ApiKeyInterceptor, ErrorInterceptor
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
@@ -52,10 +53,14 @@ class Server:
     db: Database
     health: health.HealthServicer
     port: int
+    background: list[asyncio.Task[None]]
 
     async def stop(self, grace: float) -> None:
         """Stops accepting, lets in-flight calls finish within `grace` seconds, closes storage."""
         self.health.enter_graceful_shutdown()
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await self.grpc_server.stop(grace)
         self.db.close()
 
@@ -85,7 +90,7 @@ async def start_server(settings: Settings) -> Server:
     reflection.enable_server_reflection(names, server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
-    return Server(server, db, health_servicer, port)
+    return Server(server, db, health_servicer, port, start_services(db, settings))
 
 
 async def serve(settings: Settings) -> None:

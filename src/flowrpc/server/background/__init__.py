@@ -1,0 +1,1 @@
+"""Periodic services that run inside the server process."""
