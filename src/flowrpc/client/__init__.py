@@ -1,10 +1,10 @@
 """The flowrpc client: `get_client()` and the clients it returns, with typed errors.
 
-    async with get_client() as client:
-        runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=10)
+async with get_client() as client:
+    runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=10)
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=10)
+with get_client(sync_client=True) as client:
+    runs = client.read_flow_runs(limit=10)
 """
 
 from __future__ import annotations

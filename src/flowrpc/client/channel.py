@@ -27,7 +27,9 @@ from flowrpc.v1 import (
 
 DEFAULT_API_URL = "127.0.0.1:4250"
 DEFAULT_TIMEOUT = 30.0
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a page of 200 runs with large parameters exceeds grpc's 4 MiB
+MAX_MESSAGE_BYTES = (
+    64 * 1024 * 1024
+)  # a page of 200 runs with large parameters exceeds grpc's 4 MiB
 
 _SERVICE_MODULES = (
     flow_run_service_pb2,

@@ -485,7 +485,9 @@ def create_task_run(
 
 @unary
 def read_task_run(task_run_id: IdLike) -> Operation:
-    response = yield Call(TASK_RUNS, "GetTaskRun", task_runs_pb.GetTaskRunRequest(id=str(task_run_id)))
+    response = yield Call(
+        TASK_RUNS, "GetTaskRun", task_runs_pb.GetTaskRunRequest(id=str(task_run_id))
+    )
     return TaskRun.from_proto(response.task_run)
 
 

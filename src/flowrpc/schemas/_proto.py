@@ -77,10 +77,7 @@ def _list_wrapper_field(descriptor: Descriptor) -> FieldDescriptor | None:
 
 
 def _is_map(field: FieldDescriptor) -> bool:
-    return (
-        field.type == FieldDescriptor.TYPE_MESSAGE
-        and field.message_type.GetOptions().map_entry
-    )
+    return field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
 
 
 def _jsonable(value: Any) -> Any:
@@ -208,9 +205,7 @@ def to_python(message: Message) -> Any:
     for field, value in message.ListFields():
         if _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
-            result[field.name] = {
-                key: _get_value(value_field, item) for key, item in value.items()
-            }
+            result[field.name] = {key: _get_value(value_field, item) for key, item in value.items()}
         elif field.is_repeated:
             result[field.name] = _get_repeated(field, value)
         else:

@@ -1,4 +1,4 @@
-"""Request payloads that PrefectClient methods take as objects (`prefect.client.schemas.actions`)."""
+"""Request payloads PrefectClient methods take as objects (`prefect.client.schemas.actions`)."""
 
 from __future__ import annotations
 

@@ -141,7 +141,9 @@ class State(FlowRPCBaseModel):
 
         Unlike model_copy, the update is validated, so `{"type": "CANCELLED"}` becomes a
         StateType. The copy is deep and gets a fresh timestamp."""
-        return type(self).model_validate({**self.model_dump(), "timestamp": now(), **(update or {})})
+        return type(self).model_validate(
+            {**self.model_dump(), "timestamp": now(), **(update or {})}
+        )
 
     def fresh_copy(self, **kwargs: Any) -> State:
         """A copy with a new id and timestamp."""

@@ -157,10 +157,14 @@ def test_orchestration_result_details_from_the_oneof():
 
     wait = orchestration_pb2.OrchestrationResult(
         status=orchestration_pb2.SET_STATE_STATUS_WAIT,
-        wait=orchestration_pb2.WaitDetails(delay_seconds=12, reason="Scheduled time is in the future"),
+        wait=orchestration_pb2.WaitDetails(
+            delay_seconds=12, reason="Scheduled time is in the future"
+        ),
     )
     result = OrchestrationResult.from_proto(wait)
-    assert result.details == StateWaitDetails(delay_seconds=12, reason="Scheduled time is in the future")
+    assert result.details == StateWaitDetails(
+        delay_seconds=12, reason="Scheduled time is in the future"
+    )
     assert result.state is None
 
     accept = orchestration_pb2.OrchestrationResult(
@@ -216,7 +220,9 @@ def test_task_run_inputs_and_retry_delay_round_trip():
         },
     )
     message = run.to_proto(task_run_pb2.TaskRun)
-    assert message.task_inputs["x"].inputs[0].input_type == task_run_pb2.TASK_RUN_INPUT_TYPE_TASK_RUN
+    assert (
+        message.task_inputs["x"].inputs[0].input_type == task_run_pb2.TASK_RUN_INPUT_TYPE_TASK_RUN
+    )
     assert message.task_inputs["x"].inputs[0].id == str(upstream)
     assert list(message.empirical_policy.retry_delay) == [1, 5]
     again = TaskRun.from_proto(message)

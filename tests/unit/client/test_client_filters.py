@@ -144,7 +144,9 @@ def test_other_filters_convert_with_the_same_rule():
     queues = WorkQueueFilter(name={"startswith_": ["prod-", "eu-"]}, operator=Operator.or_)
     assert queues.to_proto() == filter_pb2.WorkQueueFilter(
         operator=filter_pb2.FILTER_OPERATOR_OR,
-        name=filter_pb2.WorkQueueFilterName(startswith=filter_pb2.StringList(values=["prod-", "eu-"])),
+        name=filter_pb2.WorkQueueFilterName(
+            startswith=filter_pb2.StringList(values=["prod-", "eu-"])
+        ),
     )
 
 

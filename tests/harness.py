@@ -1,0 +1,35 @@
+"""A real flowrpc server for tests: on 127.0.0.1:0, in a thread with its own event loop, so
+tests may call it with async and with blocking (sync) clients alike."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flowrpc.server.app import Server, start_server
+from flowrpc.settings import Settings
+
+
+@contextmanager
+def running_server(settings: Settings) -> Iterator[Server]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="flowrpc-test-server", daemon=True)
+    thread.start()
+    try:
+        server = asyncio.run_coroutine_threadsafe(start_server(settings), loop).result(timeout=30)
+        try:
+            yield server
+        finally:
+            asyncio.run_coroutine_threadsafe(server.stop(grace=1), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+
+
+def sqlite_settings(directory: Path, **overrides: Any) -> Settings:
+    return Settings(database_url=f"sqlite:///{directory / 'flowrpc.db'}", port=0, **overrides)

@@ -1,0 +1,96 @@
+"""The background services on a running server, with short loops so the tests stay quick."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from harness import running_server, sqlite_settings
+
+from flowrpc.v1 import flow_run_service_pb2 as fr
+from flowrpc.v1 import flow_run_service_pb2_grpc
+from flowrpc.v1 import flow_service_pb2 as fl
+from flowrpc.v1 import flow_service_pb2_grpc
+from flowrpc.v1 import state_pb2
+
+LOOP, AFTER = 0.2, 1.0
+
+
+@pytest.fixture
+async def runs(tmp_path):
+    settings = sqlite_settings(
+        tmp_path,
+        late_runs_loop_seconds=LOOP,
+        late_runs_after_seconds=AFTER,
+        pause_expirations_loop_seconds=LOOP,
+    )
+    with running_server(settings) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            flows = flow_service_pb2_grpc.FlowServiceStub(channel)
+            flow = (await flows.CreateFlow(fl.CreateFlowRequest(name="nightly"))).flow
+            yield flow_run_service_pb2_grpc.FlowRunServiceStub(channel), flow.id
+
+
+def at(seconds_from_now: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMicroseconds(int((time.time() + seconds_from_now) * 1e6))  # the server keeps µs
+    return stamp
+
+
+async def wait_for_state_name(stub, run_id: str, name: str, within: float) -> float:
+    """Seconds until the run's state is named `name`; fails after `within` seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        run = (await stub.GetFlowRun(fr.GetFlowRunRequest(id=run_id))).flow_run
+        if run.state.name == name:
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run did not become {name} within {within} s (is {run.state.name})")
+
+
+async def test_a_scheduled_run_becomes_late_within_loop_plus_threshold(runs):
+    stub, flow_id = runs
+    scheduled_time = at(0)
+    scheduled = state_pb2.State(
+        type=state_pb2.STATE_TYPE_SCHEDULED,
+        state_details=state_pb2.StateDetails(scheduled_time=scheduled_time),
+    )
+    future = state_pb2.State(
+        type=state_pb2.STATE_TYPE_SCHEDULED,
+        state_details=state_pb2.StateDetails(scheduled_time=at(3600)),
+    )
+    due = (await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=scheduled)))
+    later = (await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=future)))
+
+    await wait_for_state_name(stub, due.flow_run.id, "Late", within=AFTER + LOOP + 1.0)
+
+    late = (await stub.GetFlowRun(fr.GetFlowRunRequest(id=due.flow_run.id))).flow_run
+    assert late.state.type == state_pb2.STATE_TYPE_SCHEDULED
+    assert late.state.state_details.scheduled_time == scheduled_time
+    assert late.expected_start_time == due.flow_run.expected_start_time
+    assert late.next_scheduled_start_time == scheduled_time
+    not_due = (await stub.GetFlowRun(fr.GetFlowRunRequest(id=later.flow_run.id))).flow_run
+    assert not_due.state.name == "Scheduled"
+
+
+async def test_an_expired_pause_fails_the_run(runs):
+    stub, flow_id = runs
+    running = state_pb2.State(type=state_pb2.STATE_TYPE_RUNNING)
+    run = (await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=running)))
+    paused = state_pb2.State(
+        type=state_pb2.STATE_TYPE_PAUSED,
+        state_details=state_pb2.StateDetails(pause_timeout=at(0.3)),
+    )
+    result = await stub.SetFlowRunState(
+        fr.SetFlowRunStateRequest(flow_run_id=run.flow_run.id, state=paused)
+    )
+    assert result.result.status == 1  # ACCEPT
+
+    await wait_for_state_name(stub, run.flow_run.id, "Failed", within=0.3 + LOOP + 1.0)
+
+    failed = (await stub.GetFlowRun(fr.GetFlowRunRequest(id=run.flow_run.id))).flow_run
+    assert failed.state.message == "The flow was paused and never resumed."
+    assert failed.HasField("end_time")
