@@ -1,16 +1,38 @@
-"""Shared fixtures: a real flowrpc server on 127.0.0.1:0 over a fresh temporary SQLite file."""
+"""Shared fixtures: a real flowrpc server on 127.0.0.1:0, over a fresh temporary SQLite file and,
+when FLOWRPC_TEST_DATABASE_URL names a PostgreSQL database, over a fresh schema in it too."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import running_server, sqlite_settings
+from harness import postgres_schema, running_server, sqlite_settings
+
+from flowrpc.settings import Settings
+
+POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
+# CI sets this so that a missing database fails the run instead of skipping half of it.
+REQUIRE_POSTGRES = os.environ.get("FLOWRPC_TEST_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Server settings on a fresh database of each kind."""
+    if request.param == "sqlite":
+        yield sqlite_settings(tmp_path)
+        return
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("FLOWRPC_TEST_REQUIRE_POSTGRES=1 but FLOWRPC_TEST_DATABASE_URL is not set")
+        pytest.skip("set FLOWRPC_TEST_DATABASE_URL to a PostgreSQL URL to run the PostgreSQL suite")
+    with postgres_schema(POSTGRES_URL) as url:
+        yield Settings(database_url=url, port=0)
 
 
 @pytest.fixture
-def flowrpc_server(tmp_path: Path) -> Iterator[str]:
-    """The address ("127.0.0.1:PORT") of a real server on a fresh SQLite file."""
-    with running_server(sqlite_settings(tmp_path)) as server:
+def flowrpc_server(database: Settings) -> Iterator[str]:
+    """The address ("127.0.0.1:PORT") of a real server on a fresh database."""
+    with running_server(database) as server:
         yield f"127.0.0.1:{server.port}"

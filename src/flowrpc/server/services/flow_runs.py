@@ -160,7 +160,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         self, request: pb.StreamFlowRunHistoryRequest, context: Any
     ) -> AsyncIterator[pb.StreamFlowRunHistoryResponse]:
         start, end, interval = _history_window(request)
-        intervals = min(MAX_INTERVALS, -(-(end - start) // interval))
+        intervals = max(0, min(MAX_INTERVALS, -(-(end - start) // interval)))
         now = now_micros()
         filters = c.filters(request.filter)
         rows = await self.db.read(storage.history, filters, start, interval, intervals, now)
@@ -238,8 +238,6 @@ def _history_window(request: pb.StreamFlowRunHistoryRequest) -> tuple[int, int, 
         violations["history_end"] = "is required"
     if interval is None or interval < 1_000_000:
         violations["history_interval"] = "History interval must not be less than 1 second."
-    if start is not None and end is not None and end <= start:
-        violations["history_end"] = "must be after history_start"
     if violations:
         raise InvalidArgument(violations)
     return start, end, interval  # type: ignore[return-value]
