@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -33,13 +34,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         if value is not None
     }
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from flowrpc.server.app import serve
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
         asyncio.run(serve(Settings(**overrides)))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -11,10 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from harness import running_server, sqlite_settings
 
 from flowrpc.v1 import flow_run_service_pb2 as fr
-from flowrpc.v1 import flow_run_service_pb2_grpc
+from flowrpc.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc, state_pb2
 from flowrpc.v1 import flow_service_pb2 as fl
-from flowrpc.v1 import flow_service_pb2_grpc
-from flowrpc.v1 import state_pb2
 
 LOOP, AFTER = 0.2, 1.0
 
@@ -62,8 +60,8 @@ async def test_a_scheduled_run_becomes_late_within_loop_plus_threshold(runs):
         type=state_pb2.STATE_TYPE_SCHEDULED,
         state_details=state_pb2.StateDetails(scheduled_time=at(3600)),
     )
-    due = (await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=scheduled)))
-    later = (await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=future)))
+    due = await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=scheduled))
+    later = await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=future))
 
     await wait_for_state_name(stub, due.flow_run.id, "Late", within=AFTER + LOOP + 1.0)
 
@@ -79,7 +77,7 @@ async def test_a_scheduled_run_becomes_late_within_loop_plus_threshold(runs):
 async def test_an_expired_pause_fails_the_run(runs):
     stub, flow_id = runs
     running = state_pb2.State(type=state_pb2.STATE_TYPE_RUNNING)
-    run = (await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=running)))
+    run = await stub.CreateFlowRun(fr.CreateFlowRunRequest(flow_id=flow_id, state=running))
     paused = state_pb2.State(
         type=state_pb2.STATE_TYPE_PAUSED,
         state_details=state_pb2.StateDetails(pause_timeout=at(0.3)),

@@ -40,4 +40,6 @@ class InvalidArgument(ServiceError):
 
 def not_found(kind: str, key: str) -> NotFound:
     """NotFound for a missing object: not_found("flow run", id) -> FLOW_RUN_NOT_FOUND."""
-    return NotFound(f"{kind.replace(' ', '_').upper()}_NOT_FOUND", f"{kind.capitalize()} {key!r} not found.")
+    return NotFound(
+        f"{kind.replace(' ', '_').upper()}_NOT_FOUND", f"{kind.capitalize()} {key!r} not found."
+    )

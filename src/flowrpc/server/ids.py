@@ -1,4 +1,4 @@
-"""Server-minted ids and clock: UUIDv7 (time-ordered, so ID_DESC is newest first) and UTC microseconds."""
+"""Server-minted ids (UUIDv7: time-ordered, so ID_DESC is newest first) and the clock (UTC µs)."""
 
 import time
 

@@ -62,7 +62,9 @@ async def abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -
         packed.Pack(detail)
         status.details.append(packed)
     await context.abort(
-        code, error.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+        code,
+        error.message,
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
     )
 
 
@@ -137,4 +139,3 @@ def _refuse(streaming: bool) -> Callable[..., Any]:
         yield  # makes this an async generator
 
     return stream if streaming else unary
-

@@ -249,7 +249,9 @@ def history_state_from_row(row: Any) -> state_pb2.State:
     )
 
 
-def result_to_proto(decision: Decision, state: State | None) -> orchestration_pb2.OrchestrationResult:
+def result_to_proto(
+    decision: Decision, state: State | None
+) -> orchestration_pb2.OrchestrationResult:
     result = orchestration_pb2.OrchestrationResult(
         status=orchestration_pb2.SetStateStatus.Value(f"SET_STATE_STATUS_{decision.status.value}"),
         state=state_to_proto(state) if state is not None else None,

@@ -12,8 +12,8 @@ from flowrpc.server.services import convert as c
 from flowrpc.server.services import pages
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage.database import Database
-from flowrpc.v1 import flow_run_service_pb2 as pb
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, history_pb2, task_run_pb2
+from flowrpc.v1 import flow_run_service_pb2 as pb
 
 MAX_INTERVALS = 500
 BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk calls
@@ -257,11 +257,12 @@ def _graph_node(row: Any, now: int) -> graph_pb2.FlowRunGraphNode:
         name=task_run.name,
         upstream_dependencies=list(upstream.values()),
         state=state,
-        expected_start_time=task_run.expected_start_time if task_run.HasField("expected_start_time") else None,
+        expected_start_time=task_run.expected_start_time
+        if task_run.HasField("expected_start_time")
+        else None,
         start_time=task_run.start_time if task_run.HasField("start_time") else None,
         end_time=task_run.end_time if task_run.HasField("end_time") else None,
         total_run_time=task_run.total_run_time,
         estimated_run_time=task_run.estimated_run_time,
         untrackable_result=bool(state and state.state_details.untrackable_result),
     )
-

@@ -37,7 +37,9 @@ def create_deployment(
         sa.select(dep.id).where(dep.flow_id == values["flow_id"], dep.name == values["name"])
     ).scalar()
     if existing is not None:
-        conn.execute(sa.update(t.deployment).where(dep.id == existing).values(**values, updated=now))
+        conn.execute(
+            sa.update(t.deployment).where(dep.id == existing).values(**values, updated=now)
+        )
         return get_deployment(conn, existing), False
     deployment_id = new_id()
     conn.execute(
@@ -55,7 +57,9 @@ def get_deployment(conn: Connection, deployment_id: str) -> Row[Any]:
 
 def get_deployment_by_name(conn: Connection, flow_name: str, name: str) -> Row[Any]:
     row = conn.execute(
-        READ.join(t.flow, t.flow.c.id == dep.flow_id).where(t.flow.c.name == flow_name, dep.name == name)
+        READ.join(t.flow, t.flow.c.id == dep.flow_id).where(
+            t.flow.c.name == flow_name, dep.name == name
+        )
     ).first()
     if row is None:
         raise not_found("deployment", f"{flow_name}/{name}")

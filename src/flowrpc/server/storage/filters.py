@@ -30,9 +30,13 @@ def _combine(filter_: Filter, criteria: list[Criterion]) -> Criterion:
     return sa.or_(*criteria) if filter_.get("operator") == "OR" else sa.and_(*criteria)
 
 
-def _compile(filter_: Filter, fields: Mapping[str, Callable[[Filter], list[Criterion]]]) -> Criterion:
+def _compile(
+    filter_: Filter, fields: Mapping[str, Callable[[Filter], list[Criterion]]]
+) -> Criterion:
     """Applies each present field's builder and combines the criteria."""
-    criteria = [c for name, build in fields.items() if name in filter_ for c in build(filter_[name])]
+    criteria = [
+        c for name, build in fields.items() if name in filter_ for c in build(filter_[name])
+    ]
     return _combine(filter_, criteria)
 
 

@@ -62,9 +62,7 @@ class Sort:
             return sa.or_(self.key < key, sa.and_(self.key == key, run.id < run_id))
         if key is None:
             return sa.and_(self.key.is_(None), run.id > run_id)
-        return sa.or_(
-            self.key > key, sa.and_(self.key == key, run.id > run_id), self.key.is_(None)
-        )
+        return sa.or_(self.key > key, sa.and_(self.key == key, run.id > run_id), self.key.is_(None))
 
 
 def _start(row: Any) -> Any:
@@ -76,8 +74,12 @@ SORTS = {
     "ID_DESC": Sort(run.id, True, lambda r: r.id),
     "START_TIME_ASC": Sort(_START, False, _start),
     "START_TIME_DESC": Sort(_START, True, _start),
-    "EXPECTED_START_TIME_ASC": Sort(run.expected_start_time, False, lambda r: r.expected_start_time),
-    "EXPECTED_START_TIME_DESC": Sort(run.expected_start_time, True, lambda r: r.expected_start_time),
+    "EXPECTED_START_TIME_ASC": Sort(
+        run.expected_start_time, False, lambda r: r.expected_start_time
+    ),
+    "EXPECTED_START_TIME_DESC": Sort(
+        run.expected_start_time, True, lambda r: r.expected_start_time
+    ),
     "NAME_ASC": Sort(run.name, False, lambda r: r.name),
     "NAME_DESC": Sort(run.name, True, lambda r: r.name),
     "NEXT_SCHEDULED_START_TIME_ASC": Sort(
@@ -148,7 +150,11 @@ def create_flow_run(
         "created": now,
         "updated": now,
         "name": values.get("name") or slug(),
-        "labels": {**(flow.labels or {}), "prefect.flow.id": flow.id, **(values.get("labels") or {})},
+        "labels": {
+            **(flow.labels or {}),
+            "prefect.flow.id": flow.id,
+            **(values.get("labels") or {}),
+        },
     }
     try:
         with conn.begin_nested():
@@ -171,9 +177,7 @@ def _by_idempotency_key(conn: Connection, values: Mapping[str, Any]) -> Row[Any]
     ).first()
 
 
-def update_flow_run(
-    conn: Connection, run_id: str, values: dict[str, Any], now: int
-) -> Row[Any]:
+def update_flow_run(conn: Connection, run_id: str, values: dict[str, Any], now: int) -> Row[Any]:
     if "name" in values and not values["name"]:
         values["name"] = slug()
     result = conn.execute(
@@ -228,7 +232,9 @@ def history(
     expected = run.expected_start_time
     bucket = ((expected - start) // interval).label("bucket")
     running = run.state_type == "RUNNING"
-    run_time = sa.case((running, run.total_run_time + (now - run.state_timestamp)), else_=run.total_run_time)
+    run_time = sa.case(
+        (running, run.total_run_time + (now - run.state_timestamp)), else_=run.total_run_time
+    )
     lateness = sa.case(
         (run.start_time > expected, run.start_time - expected),
         (
@@ -275,7 +281,9 @@ def bulk_set_state(
     policy = FlowPolicy.MINIMAL if force else FlowPolicy.CORE
     results = []
     for run_id in run_ids:
-        outcome = set_flow_run_state(conn, run_id, proposal.copy(id=new_id(), timestamp=now), policy, now)
+        outcome = set_flow_run_state(
+            conn, run_id, proposal.copy(id=new_id(), timestamp=now), policy, now
+        )
         if outcome is not None:
             results.append((run_id, outcome))
     return results

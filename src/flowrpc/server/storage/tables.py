@@ -152,7 +152,9 @@ class FlowRunState(SQLModel, table=True):
 class TaskRun(SQLModel, table=True):
     __tablename__ = "task_run"
     __table_args__ = (
-        Index("uq_task_run_flow_run_task_key", "flow_run_id", "task_key", "dynamic_key", unique=True),
+        Index(
+            "uq_task_run_flow_run_task_key", "flow_run_id", "task_key", "dynamic_key", unique=True
+        ),
     )
     id: str = Field(primary_key=True, max_length=36)
     created: int = Field(sa_type=BigInteger)

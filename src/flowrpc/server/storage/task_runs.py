@@ -83,7 +83,9 @@ def list_task_runs(conn: Connection, filters: Filter, limit: int, offset: int) -
     return list(conn.execute(query))
 
 
-def set_state(conn: Connection, task_run_id: str, proposed: State, force: bool, now: int) -> Outcome:
+def set_state(
+    conn: Connection, task_run_id: str, proposed: State, force: bool, now: int
+) -> Outcome:
     policy = TaskPolicy.MINIMAL if force else TaskPolicy.CORE
     outcome = set_task_run_state(conn, task_run_id, proposed, policy, now)
     if outcome is None:

@@ -21,7 +21,9 @@ QUEUE_READ = sa.select(t.work_queue, t.work_pool.c.name.label("work_pool_name"))
 
 def create_work_pool(conn: Connection, values: dict[str, Any], now: int) -> Row[Any]:
     if _pool_by_name(conn, values["name"]) is not None:
-        raise AlreadyExists("WORK_POOL_ALREADY_EXISTS", f"Work pool {values['name']!r} already exists.")
+        raise AlreadyExists(
+            "WORK_POOL_ALREADY_EXISTS", f"Work pool {values['name']!r} already exists."
+        )
     pool_id = new_id()
     conn.execute(sa.insert(t.work_pool).values(**values, id=pool_id, created=now, updated=now))
     queue = _insert_queue(conn, pool_id, {"name": DEFAULT_QUEUE}, now)
@@ -81,7 +83,8 @@ def create_work_queue(
     pool = get_work_pool(conn, pool_name)
     if _queue(conn, pool.id, values["name"]) is not None:
         raise AlreadyExists(
-            "WORK_QUEUE_ALREADY_EXISTS", f"Work pool queue '{pool_name}/{values['name']}' already exists."
+            "WORK_QUEUE_ALREADY_EXISTS",
+            f"Work pool queue '{pool_name}/{values['name']}' already exists.",
         )
     queue_id = _insert_queue(conn, pool.id, values, now)
     return conn.execute(QUEUE_READ.where(t.work_queue.c.id == queue_id)).one()
@@ -104,7 +107,11 @@ def _queue(conn: Connection, pool_id: str, name: str) -> Row[Any] | None:
 
 
 def resolve_work_queue(
-    conn: Connection, pool_name: str | None, queue_name: str | None, create: bool = False, now: int = 0
+    conn: Connection,
+    pool_name: str | None,
+    queue_name: str | None,
+    create: bool = False,
+    now: int = 0,
 ) -> Row[Any] | None:
     """The queue a run goes to: the named queue of the named pool, or the pool's default queue.
     None without a pool. With create, a missing queue is created in the pool."""
@@ -118,5 +125,7 @@ def resolve_work_queue(
         _insert_queue(conn, pool.id, {"name": queue_name}, now)
         queue = _queue(conn, pool.id, queue_name or DEFAULT_QUEUE)
     if queue is None:
-        raise NotFound("WORK_QUEUE_NOT_FOUND", f"Work pool queue '{pool_name}/{queue_name}' not found.")
+        raise NotFound(
+            "WORK_QUEUE_NOT_FOUND", f"Work pool queue '{pool_name}/{queue_name}' not found."
+        )
     return queue
