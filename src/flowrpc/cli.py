@@ -1,4 +1,8 @@
-"""The `flowrpc` command: `flowrpc server start [--host H] [--port P] [--database-url URL]`."""
+"""The `flowrpc` command.
+
+flowrpc server start [--host H] [--port P] [--database-url URL]
+flowrpc database upgrade [--database-url URL]
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from flowrpc.settings import Settings
 
@@ -20,27 +23,34 @@ def main(argv: list[str] | None = None) -> None:
     start = server.add_parser("start", help="serve until SIGINT or SIGTERM")
     start.add_argument("--host", help="address to bind (default 127.0.0.1, FLOWRPC_HOST)")
     start.add_argument("--port", type=int, help="port (default 4250, FLOWRPC_PORT; 0 = any)")
-    start.add_argument(
-        "--database-url",
-        help="SQLAlchemy URL (FLOWRPC_DATABASE_URL); default: SQLite under FLOWRPC_HOME",
+    database = commands.add_parser("database", help="manage the database").add_subparsers(
+        dest="action", required=True
     )
-    args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in (
-            ("host", args.host),
-            ("port", args.port),
-            ("database_url", args.database_url),
+    upgrade = database.add_parser("upgrade", help="migrate the schema to the newest revision")
+    for command in (start, upgrade):
+        command.add_argument(
+            "--database-url",
+            help="SQLAlchemy URL (FLOWRPC_DATABASE_URL); default: SQLite under FLOWRPC_HOME",
         )
-        if value is not None
-    }
+    args = parser.parse_args(argv)
+    given = {key: getattr(args, key, None) for key in ("host", "port", "database_url")}
+    settings = Settings(**{key: value for key, value in given.items() if value is not None})
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if args.command == "database":
+        from flowrpc.server.storage.database import Database
+
+        db = Database(settings.resolved_database_url())
+        db.migrate()
+        db.close()
+        logging.getLogger("flowrpc").info("database is at the newest schema revision")
+        return
     from flowrpc.server.app import serve
 
     with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
-        asyncio.run(serve(Settings(**overrides)))
+        asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ class Server:
 
 async def start_server(settings: Settings) -> Server:
     db = Database(settings.resolved_database_url())
-    db.create_schema()
+    db.migrate()
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
     if settings.api_key:
         interceptors.insert(0, ApiKeyInterceptor(settings.api_key))

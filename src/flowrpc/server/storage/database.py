@@ -22,13 +22,14 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from flowrpc.server.storage.tables import metadata
+from flowrpc.server.storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 StorageFn = Callable[..., T]
 
 MAX_GROUP = 256  # calls committed together at most
+MIGRATION_LOCK = 0x666C6F77  # advisory lock key ("flow") held while migrating
 
 
 class Database:
@@ -48,8 +49,13 @@ class Database:
             self._writer = _PoolWriter(engine, pool_size)
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="flowrpc-read")
 
-    def create_schema(self) -> None:
-        metadata.create_all(self._write_engine)
+    def migrate(self) -> None:
+        """Upgrades the schema to the newest migration. On PostgreSQL an advisory lock makes
+        replicas that start together take turns."""
+        with self._write_engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            upgrade(conn)
 
     async def read(self, fn: StorageFn[T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -79,13 +79,16 @@ def list_deployments(conn: Connection, filters: Filter, limit: int, offset: int)
         key: filters[key] for key in ("work_pools", "work_pool_queues") if key in filters
     }
     if queue_filters:
+        # READ outer-joins the queue and pool: correlate on the deployment only.
         criteria.append(
-            sa.exists().where(
+            sa.exists()
+            .where(
                 t.work_queue.c.id == dep.work_queue_id,
                 t.work_pool.c.id == t.work_queue.c.work_pool_id,
                 compiler.work_pool(queue_filters.get("work_pools", {})),
                 compiler.work_queue(queue_filters.get("work_pool_queues", {})),
             )
+            .correlate(t.deployment)
         )
     query = READ.where(*criteria).order_by(dep.name, dep.id).limit(limit).offset(offset)
     return list(conn.execute(query))

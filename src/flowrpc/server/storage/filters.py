@@ -306,20 +306,26 @@ class FilterCompiler:
                     self.deployment(filters["deployments"]),
                 )
             )
+        # Correlate on the run only: queries that read runs also outer-join their work queue
+        # and pool, which auto-correlation would otherwise take out of these subqueries.
         if "work_pools" in filters:
             criteria.append(
-                sa.exists().where(
+                sa.exists()
+                .where(
                     t.work_queue.c.id == run.work_queue_id,
                     t.work_pool.c.id == t.work_queue.c.work_pool_id,
                     self.work_pool(filters["work_pools"]),
                 )
+                .correlate(t.flow_run)
             )
         if "work_pool_queues" in filters:
             criteria.append(
-                sa.exists().where(
+                sa.exists()
+                .where(
                     t.work_queue.c.id == run.work_queue_id,
                     self.work_queue(filters["work_pool_queues"]),
                 )
+                .correlate(t.flow_run)
             )
         return sa.and_(sa.true(), *criteria)
 
