@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from harness import running_server, sqlite_settings
+from harness import running_server
 
 from flowrpc.v1 import flow_run_service_pb2 as fr
 from flowrpc.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc, state_pb2
@@ -18,12 +18,13 @@ LOOP, AFTER = 0.2, 1.0
 
 
 @pytest.fixture
-async def runs(tmp_path):
-    settings = sqlite_settings(
-        tmp_path,
-        late_runs_loop_seconds=LOOP,
-        late_runs_after_seconds=AFTER,
-        pause_expirations_loop_seconds=LOOP,
+async def runs(database):
+    settings = database.model_copy(
+        update={
+            "late_runs_loop_seconds": LOOP,
+            "late_runs_after_seconds": AFTER,
+            "pause_expirations_loop_seconds": LOOP,
+        }
     )
     with running_server(settings) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -19,6 +19,7 @@ from flowrpc.server.services.flows import FlowService
 from flowrpc.server.services.task_runs import TaskRunService
 from flowrpc.server.services.work_pools import WorkPoolService
 from flowrpc.server.storage.database import Database
+from flowrpc.server.storage.leader import Leadership
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
     deployment_service_pb2,
@@ -54,6 +55,7 @@ class Server:
     health: health.HealthServicer
     port: int
     background: list[asyncio.Task[None]]
+    leadership: Leadership
 
     async def stop(self, grace: float) -> None:
         """Stops accepting, lets in-flight calls finish within `grace` seconds, closes storage."""
@@ -62,6 +64,7 @@ class Server:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.grpc_server.stop(grace)
+        self.leadership.close()
         self.db.close()
 
 
@@ -90,7 +93,9 @@ async def start_server(settings: Settings) -> Server:
     reflection.enable_server_reflection(names, server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
-    return Server(server, db, health_servicer, port, start_services(db, settings))
+    leadership = Leadership(db.url)
+    background = start_services(db, settings, leadership)
+    return Server(server, db, health_servicer, port, background, leadership)
 
 
 async def serve(settings: Settings) -> None:
