@@ -54,7 +54,8 @@ class Database:
         replicas that start together take turns."""
         with self._write_engine.begin() as conn:
             if self.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                lock = sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))")
+                conn.execute(lock, {"key": MIGRATION_LOCK})
             upgrade(conn)
 
     async def read(self, fn: StorageFn[T], *args: Any) -> T:

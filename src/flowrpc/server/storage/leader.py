@@ -29,7 +29,8 @@ class Leadership:
         try:
             if self._conn is None:
                 self._conn = self._engine.connect()
-                query = sa.text("SELECT pg_try_advisory_lock(:key)")
+                # Keyed by schema too, so deployments sharing a database do not contend.
+                query = sa.text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))")
                 if not self._conn.execute(query, {"key": LEADER_LOCK}).scalar():
                     self._drop()
                     return False
