@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,11 +22,16 @@ class Leadership:
     def __init__(self, url: sa.URL) -> None:
         self._engine = sa.create_engine(url, poolclass=sa.NullPool) if _shared(url) else None
         self._conn: Connection | None = None
+        self._lock = threading.Lock()  # every background service asks, from its own thread
 
     def check(self) -> bool:
         """True while this replica leads; tries to become the leader when it does not. Blocking."""
         if self._engine is None:
             return True
+        with self._lock:
+            return self._check()
+
+    def _check(self) -> bool:
         try:
             if self._conn is None:
                 self._conn = self._engine.connect()
@@ -52,7 +58,8 @@ class Leadership:
             self._conn = None
 
     def close(self) -> None:
-        self._drop()
+        with self._lock:
+            self._drop()
         if self._engine is not None:
             self._engine.dispose()
 
