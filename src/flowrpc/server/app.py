@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from flowrpc.server.background.services import start_services
@@ -52,14 +53,14 @@ class Server:
 
     grpc_server: grpc.aio.Server
     db: Database
-    health: health.HealthServicer
+    health: health_aio.HealthServicer
     port: int
     background: list[asyncio.Task[None]]
     leadership: Leadership
 
     async def stop(self, grace: float) -> None:
         """Stops accepting, lets in-flight calls finish within `grace` seconds, closes storage."""
-        self.health.enter_graceful_shutdown()
+        await self.health.enter_graceful_shutdown()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -79,17 +80,19 @@ async def start_server(settings: Settings) -> Server:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Clients ping every 60 s during long calls (streams); accept that.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
         ],
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
     for messages, stubs, servicer, name in SERVICES:
         getattr(stubs, f"add_{name}Servicer_to_server")(servicer(db), server)
         full_name = messages.DESCRIPTOR.services_by_name[name].full_name
         names.append(full_name)
-        health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(names, server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()

@@ -23,6 +23,7 @@ CODES = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }
+FLOWRPC_SERVICES = "/flowrpc."
 # Probes and tooling must work without a key.
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -103,7 +104,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        return _wrap(handler, _guard) if handler is not None else handler
+        if handler is None or not details.method.startswith(FLOWRPC_SERVICES):
+            return handler  # health and reflection handle their own errors
+        return _wrap(handler, _guard)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):

@@ -38,6 +38,7 @@ from flowrpc.v1 import (
 )
 
 MAX_LIMIT = 200
+MAX_INT32 = 2**31 - 1
 
 # ---- scalars ----
 
@@ -263,7 +264,8 @@ def result_to_proto(
         result.reject.reason = reason
     elif decision.status == SetStateStatus.WAIT:
         result.wait.reason = reason
-        result.wait.delay_seconds = decision.delay_seconds or 0
+        # int32 on the wire: a run scheduled decades ahead waits "as long as can be said".
+        result.wait.delay_seconds = min(decision.delay_seconds or 0, MAX_INT32)
     else:
         result.abort.reason = reason
     return result
