@@ -77,7 +77,9 @@ def start_flowrpc(home: Path, database_url: str | None = None) -> Process:
         env["FLOWRPC_DATABASE_URL"] = database_url
     command = [str(FLOWRPC_PYTHON), "-m", "flowrpc.cli", "server", "start", "--port", str(port)]
     popen = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, "flowrpc")
+    _wait(
+        lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, "flowrpc"
+    )
     return Process(popen, f"127.0.0.1:{port}")
 
 

@@ -13,7 +13,7 @@ import json
 import random
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -68,7 +68,7 @@ def initial_state(a: SimpleNamespace, i: int) -> Any:
     kind = i % 5
     if kind < 3:
         return a.states.Scheduled(
-            scheduled_time=datetime.now(timezone.utc) - timedelta(minutes=random.randint(1, 600))
+            scheduled_time=datetime.now(UTC) - timedelta(minutes=random.randint(1, 600))
         )
     return a.states.Completed() if kind == 3 else a.states.Failed()
 
@@ -145,7 +145,7 @@ async def count(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namesp
 
 
 async def history(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namespace) -> list:
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
     start = end - timedelta(hours=24)
 
     if args.target == "prefect":  # PrefectClient has no history method: its route, via its client
@@ -156,7 +156,7 @@ async def history(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Name
                 "history_end": end.isoformat(),
                 "history_interval_seconds": 3600,
             }
-            response = await client._client.post("/flow_runs/history", json=body)
+            response = await client.request("POST", "/flow_runs/history", json=body)
             response.raise_for_status()
             return response.json()
 
@@ -179,7 +179,56 @@ async def delete(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Names
     return [[lambda run_id=run_id: client.delete_flow_run(run_id) for run_id in ids[: args.n]]]
 
 
+async def iterate(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namespace) -> list:
+    """Walks every Completed run tagged both critical and etl (a filtered scan of the table)."""
+    f = a.filters
+    flow_run_filter = f.FlowRunFilter(
+        state=f.FlowRunFilterState(type=f.FlowRunFilterStateType(any_=["COMPLETED"])),
+        tags=f.FlowRunFilterTags(all_=["critical", "etl"]),
+    )
+
+    async def walk() -> int:
+        if args.target == "flowrpc":
+            return sum([1 async for _ in client.iter_flow_runs(flow_run_filter=flow_run_filter)])
+        seen = 0  # PrefectClient pages by offset
+        while page := await client.read_flow_runs(
+            flow_run_filter=flow_run_filter, limit=200, offset=seen
+        ):
+            seen += len(page)
+        return seen
+
+    return [[walk] * args.calls]
+
+
+async def bulk(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namespace) -> list:
+    """Cancels n Scheduled runs: one server-side call (flowrpc), or Prefect's bulk_set_state
+    route, 50 runs a call (its maximum)."""
+    f = a.filters
+    scheduled = f.FlowRunFilter(state={"type": {"any_": ["SCHEDULED"]}})
+
+    async def flowrpc_cancel() -> None:
+        async for _ in client.bulk_set_flow_run_state(
+            a.states.Cancelled(), flow_run_filter=scheduled, limit=args.n
+        ):
+            pass
+
+    async def prefect_cancel() -> None:
+        body = {
+            "flow_runs": scheduled.model_dump(mode="json", exclude_unset=True),
+            "state": {"type": "CANCELLED", "name": "Cancelled"},
+            "limit": 50,
+        }
+        response = await client.request("POST", "/flow_runs/bulk_set_state", json=body)
+        response.raise_for_status()
+
+    if args.target == "flowrpc":
+        return [[flowrpc_cancel]]
+    return [[prefect_cancel] * (args.n // 50)]
+
+
 PHASES = {
+    "iter": iterate,
+    "bulk": bulk,
     "create": create,
     "transition": transition,
     "read": read,

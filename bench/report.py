@@ -1,0 +1,45 @@
+"""The benchmark table: one row per (section, phase, concurrency), Prefect and flowrpc side by
+side, with flowrpc/Prefect ratios and flowrpc's distance from the bare echo ceiling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(results: list[dict]) -> str:
+    by_key: dict[tuple, dict[str, dict]] = {}
+    for r in results:
+        by_key.setdefault((r["section"], r["phase"], r["concurrency"]), {})[r["target"]] = r
+    ceiling = {r["concurrency"]: r["ops_per_s"] for r in results if r["target"] == "echo"}
+    header = (
+        "| section | phase | c | Prefect ops/s | flowrpc ops/s | ratio | flowrpc/echo |"
+        " Prefect p50/p99 ms | flowrpc p50/p99 ms | Prefect CPU s / RSS MB |"
+        " flowrpc CPU s / RSS MB |"
+    )
+    lines = [header, "|" + "---|" * 11]
+    for (section, phase, c), row in by_key.items():
+        p, f = row.get("prefect"), row.get("flowrpc")
+        if section == "ceiling":
+            e = row["echo"]
+            lines.append(
+                f"| ceiling | echo | {c} | | {_fmt(e['ops_per_s'])} | | 1.0 |"
+                f" | {_fmt(e['p50_ms'], 2)}/{_fmt(e['p99_ms'], 2)} | | |"
+            )
+            continue
+        rate = "runs_per_s" if section == "bulk" else "ops_per_s"
+        ratio = f[rate] / p[rate] if (p and f and p.get(rate)) else None
+        near = f[rate] / ceiling[c] if (f and c in ceiling and section != "bulk") else None
+        lines.append(
+            f"| {section} | {phase}{' (runs/s)' if section == 'bulk' else ''} | {c} |"
+            f" {_fmt(p and p[rate])} | {_fmt(f and f[rate])} | {_fmt(ratio)}x |"
+            f" {_fmt(near, 2)} |"
+            f" {_fmt(p and p['p50_ms'], 2)}/{_fmt(p and p['p99_ms'], 2)} |"
+            f" {_fmt(f and f['p50_ms'], 2)}/{_fmt(f and f['p99_ms'], 2)} |"
+            f" {_fmt(p and p['cpu_s'])} / {_fmt(p and p['peak_rss_mb'], 0)} |"
+            f" {_fmt(f and f['cpu_s'])} / {_fmt(f and f['peak_rss_mb'], 0)} |"
+        )
+    return "\n".join(lines)
