@@ -57,3 +57,45 @@ def postgres_schema(url: str) -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+@contextmanager
+def server_process(database_url: str, **settings: Any) -> Iterator[tuple[Any, str]]:
+    """A real server in a child process (so a test can SIGKILL it): yields (process, address)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "FLOWRPC_DATABASE_URL": database_url, "FLOWRPC_PORT": str(port)}
+    env.update({f"FLOWRPC_{key.upper()}": str(value) for key, value in settings.items()})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowrpc.cli", "server", "start"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("the server process did not start") from None
+            time.sleep(0.05)
+    try:
+        yield process, f"127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -442,7 +442,8 @@ ROWS: list[Row] = [
         run_count=1,
         after={"run_count": 2, "end_time": None},
     ),
-    # terminal -> SCHEDULED: ABORT without a deployment; with one ACCEPT, "reschedule", run_count kept
+    # terminal -> SCHEDULED: ABORT without a deployment; with one: ACCEPT, "reschedule",
+    # run_count kept
     *[
         row(
             f"{t}->SCHEDULED(no deployment)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import grpc
@@ -17,6 +18,7 @@ from helpers import (
     at,
     close_to_now,
     error_info,
+    field_violations,
     get_run,
     list_runs,
     make_flow,
@@ -27,6 +29,8 @@ from helpers import (
 
 from flowrpc.v1 import flow_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as fr
+from flowrpc.v1 import flow_service_pb2 as fl
+from flowrpc.v1 import task_run_service_pb2 as tr
 from flowrpc.v1 import work_pool_service_pb2 as wp
 
 SLUG = re.compile(r"^[a-z]+-[a-z]+$")
@@ -147,6 +151,12 @@ async def test_labels_include_the_flow_id_and_flow_labels(stubs):
     }
 
 
+async def test_get_accepts_an_upper_case_id(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id)
+    assert (await get_run(stubs, run.id.upper())).id == run.id
+
+
 async def test_get_returns_the_created_run(stubs):
     flow = await make_flow(stubs)
     created = await make_run(stubs, flow.id, name="x", state=scheduled(T0))
@@ -190,6 +200,25 @@ async def test_same_idempotency_key_on_another_flow_creates_a_run(stubs):
     )
     assert a.created and b.created
     assert a.flow_run.id != b.flow_run.id
+
+
+async def test_concurrent_creates_with_one_key_make_one_run(stubs):
+    flow = await make_flow(stubs)
+    request = fr.CreateFlowRunRequest(flow_id=flow.id, idempotency_key="race")
+    responses = await asyncio.gather(
+        *(stubs.flow_runs.CreateFlowRun(request) for _ in range(10))
+    )
+    assert sum(response.created for response in responses) == 1
+    assert len({response.flow_run.id for response in responses}) == 1
+    assert len(await list_runs(stubs)) == 1
+
+
+async def test_concurrent_create_flow_with_one_name_makes_one_flow(stubs):
+    responses = await asyncio.gather(
+        *(stubs.flows.CreateFlow(fl.CreateFlowRequest(name="same")) for _ in range(10))
+    )
+    assert sum(response.created for response in responses) == 1
+    assert len({response.flow.id for response in responses}) == 1
 
 
 async def test_runs_without_a_key_are_never_deduplicated(stubs):
@@ -316,7 +345,8 @@ async def test_update_with_unknown_mask_path_is_invalid(stubs):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await update(stubs, flow_run_pb2.FlowRun(id=run.id, name="x", run_count=5), "run_count")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (await get_run(stubs, run.id)).run_count == 0
+    assert "run_count" in field_violations(raised.value)["update_mask"]
+    assert (await get_run(stubs, run.id)).name == "kept"
 
 
 async def test_update_missing_run_is_not_found(stubs):
@@ -345,3 +375,19 @@ async def test_delete_then_get_is_not_found(stubs):
         await stubs.flow_runs.ListFlowRunStates(fr.ListFlowRunStatesRequest(flow_run_id=run.id))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert [r.id for r in await list_runs(stubs)] == [other.id]
+
+
+async def test_delete_takes_the_task_runs_and_states_along(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    task = (
+        await stubs.task_runs.CreateTaskRun(
+            tr.CreateTaskRunRequest(flow_run_id=run.id, task_key="t", name="t")
+        )
+    ).task_run
+    await stubs.flow_runs.DeleteFlowRun(fr.DeleteFlowRunRequest(id=run.id))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stubs.task_runs.GetTaskRun(tr.GetTaskRunRequest(id=task.id))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    listed = await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest())
+    assert list(listed.task_runs) == []

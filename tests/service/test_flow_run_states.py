@@ -111,6 +111,7 @@ async def test_scheduled_in_the_future_to_running_waits(stubs):
     assert result.status == WAIT
     assert result.wait.reason == "Scheduled time is in the future"
     assert 110 <= result.wait.delay_seconds <= 121
+    assert result.state.id == run.state.id  # the unchanged current state
     got = await get_run(stubs, run.id)
     assert got.state_type == SCHEDULED and got.run_count == 0
     assert len(await states_of(stubs, run.id)) == 1

@@ -194,7 +194,7 @@ async def test_outcome(stubs, row: Row):
         assert after.end_time == before.end_time
 
 
-def test_every_row_with_a_state_is_reproduced():
+def test_only_the_rows_without_a_state_are_skipped():
     """Only the "none -> X" rows are skipped (see NO_STATE)."""
     skipped = [r.id for r in ROWS if r.initial is None]
     assert skipped == [f"none->{t}" for t in TYPES if t != "PAUSED"] + ["none->PAUSED"]
@@ -410,13 +410,21 @@ async def test_retries_go_through_awaiting_retry_until_exhausted(stubs):
     assert (result.status, result.state.type, result.state.name) == (ACCEPT, FAILED, "Failed")
     assert not run.empirical_policy.HasField("retry_type")
     assert at(run, "end_time") == at(result.state, "timestamp")
-    names = [s.name for s in await states_of(stubs, run.id)]
-    assert names == ["Pending", "Running", "AwaitingRetry", "Pending", "Running"] + [
+    states = await states_of(stubs, run.id)
+    assert [s.name for s in states] == ["Pending", "Running", "AwaitingRetry", "Pending"] + [
+        "Running",
         "AwaitingRetry",
         "Pending",
         "Running",
         "Failed",
     ]
+    # time in RUNNING runs up to the state actually written (AwaitingRetry, not the FAILED proposed)
+    stretches = [
+        at(after, "timestamp") - at(running, "timestamp")
+        for running, after in zip(states, states[1:], strict=False)
+        if running.type == RUNNING
+    ]
+    assert run.total_run_time.ToTimedelta() == sum(stretches, timedelta(0))
 
 
 async def test_retry_delay_schedules_the_retry_and_makes_the_next_attempt_wait(stubs):
@@ -477,18 +485,19 @@ async def test_rescheduling_a_finished_deployment_run_then_running_it_again(stub
 
 
 async def test_a_rerun_clears_the_pause_keys_and_a_refused_one_leaves_them(stubs):
-    """HandleFlowTerminalStateTransitions resets the pause bookkeeping of a rerun (so a pause key
-    may fire again) and undoes that reset when a later rule refuses the transition (CANCELLED ->
-    PENDING: the reset runs, then PreventPendingTransitions aborts)."""
-    run = await make_run(stubs, (await make_flow(stubs)).id)
+    """HandleFlowTerminalStateTransitions resets the policy of a rerun (retry_type, pause keys:
+    a pause key may fire again) and undoes that reset when a later rule refuses the transition
+    (CANCELLED -> PENDING: the reset runs, then PreventPendingTransitions aborts)."""
+    policy = flow_run_pb2.FlowRunPolicy(retries=1)
+    run = await make_run(stubs, (await make_flow(stubs)).id, empirical_policy=policy)
     paused = state(PAUSED, details=state_pb2.StateDetails(pause_key="k"))
-    assert (await set_state(stubs, run.id, state(RUNNING))).status == ACCEPT
-    assert (await set_state(stubs, run.id, paused)).status == ACCEPT
+    for proposed in (state(RUNNING), state(FAILED), state(PENDING), state(RUNNING), paused):
+        assert (await set_state(stubs, run.id, proposed)).status in (ACCEPT, REJECT)
     assert (await resume(stubs, run.id)).status == ACCEPT
     await forced(stubs, run.id, state(CANCELLED))
     run = await get_run(stubs, run.id)
     policy = run.empirical_policy
-    assert (list(policy.pause_keys), policy.resuming) == (["k"], True)
+    assert (policy.retry_type, list(policy.pause_keys), run.run_count) == ("in_process", ["k"], 3)
 
     result = await set_state(stubs, run.id, state(PENDING))
     assert (result.status, reason(result)) == (
@@ -499,5 +508,6 @@ async def test_a_rerun_clears_the_pause_keys_and_a_refused_one_leaves_them(stubs
 
     assert (await set_state(stubs, run.id, state(RUNNING))).status == ACCEPT
     run = await get_run(stubs, run.id)
-    assert (list(run.empirical_policy.pause_keys), run.run_count) == ([], 3)
+    assert not run.empirical_policy.HasField("retry_type")
+    assert (list(run.empirical_policy.pause_keys), run.run_count) == ([], 4)
     assert (await set_state(stubs, run.id, paused)).status == ACCEPT
