@@ -16,6 +16,10 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; default: a SQLite file, $FLOWRPC_HOME/flowrpc.db (WAL mode).",
     )
+    database_pool_size: int = Field(default=8, description="PostgreSQL connections per replica.")
+    statement_timeout_seconds: float = Field(
+        default=30.0, description="PostgreSQL: the longest a statement may run."
+    )
     host: str = "127.0.0.1"
     port: int = 4250
     api_key: str | None = Field(

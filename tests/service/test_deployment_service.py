@@ -88,7 +88,9 @@ async def test_list_deployments_with_filters(stubs):
     listed = (await stubs.deployments.ListDeployments(dp.ListDeploymentsRequest())).deployments
     assert [d.name for d in listed] == ["a", "b"]
     tagged = f.DeploymentFilter(tags=f.DeploymentFilterTags(all_of=strings("t")))
-    filtered = await stubs.deployments.ListDeployments(dp.ListDeploymentsRequest(deployments=tagged))
+    filtered = await stubs.deployments.ListDeployments(
+        dp.ListDeploymentsRequest(deployments=tagged)
+    )
     assert [d.name for d in filtered.deployments] == ["a"]
     on_pool = f.WorkPoolFilter(name=f.WorkPoolFilterName(any_of=strings("pool")))
     pooled = await stubs.deployments.ListDeployments(dp.ListDeploymentsRequest(work_pools=on_pool))

@@ -120,7 +120,9 @@ NOT_FOUND_CALLS = [
     NOT_FOUND_CALLS,
     ids=[f"{c[1]}" for c in NOT_FOUND_CALLS],
 )
-async def test_missing_objects_are_not_found_with_error_info(stubs, service, method, request_, reason):
+async def test_missing_objects_are_not_found_with_error_info(
+    stubs, service, method, request_, reason
+):
     run = await make_run(stubs, (await make_flow(stubs)).id)
     error = await fails(stubs, service, method, request_, grpc.StatusCode.NOT_FOUND)
     info = error_info(error)
@@ -175,7 +177,13 @@ INVALID_CALLS = [
     ("limit-201", "flow_runs", "ListFlowRuns", fr.ListFlowRunsRequest(limit=201), "limit"),
     ("offset-negative", "flow_runs", "ListFlowRuns", fr.ListFlowRunsRequest(offset=-1), "offset"),
     ("flows-limit-201", "flows", "ListFlows", fl.ListFlowsRequest(limit=201), "limit"),
-    ("tasks-limit-negative", "task_runs", "ListTaskRuns", tr.ListTaskRunsRequest(limit=-1), "limit"),
+    (
+        "tasks-limit-negative",
+        "task_runs",
+        "ListTaskRuns",
+        tr.ListTaskRunsRequest(limit=-1),
+        "limit",
+    ),
     (
         "deployments-limit-201",
         "deployments",
@@ -223,9 +231,7 @@ INVALID_CALLS = [
         "operator-7",
         "flow_runs",
         "ListFlowRuns",
-        fr.ListFlowRunsRequest(
-            filter=f.FlowRunFilterSet(flow_runs=f.FlowRunFilter(operator=7))
-        ),
+        fr.ListFlowRunsRequest(filter=f.FlowRunFilterSet(flow_runs=f.FlowRunFilter(operator=7))),
         "filter.flow_runs.operator",
     ),
     (
@@ -264,7 +270,10 @@ async def test_invalid_arguments_name_the_field(stubs, service, method, request_
 
 async def test_a_malformed_id_is_reported_with_the_value(stubs):
     error = await fails(
-        stubs, "flow_runs", "GetFlowRun", fr.GetFlowRunRequest(id="nope"),
+        stubs,
+        "flow_runs",
+        "GetFlowRun",
+        fr.GetFlowRunRequest(id="nope"),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert "nope" in field_violations(error)["id"]
@@ -283,11 +292,17 @@ async def test_many_errors_in_a_row_leave_the_server_healthy(stubs):
     run = await make_run(stubs, flow.id, state=state(RUNNING))
     for _ in range(20):
         await fails(
-            stubs, "flow_runs", "GetFlowRun", fr.GetFlowRunRequest(id=MISSING),
+            stubs,
+            "flow_runs",
+            "GetFlowRun",
+            fr.GetFlowRunRequest(id=MISSING),
             grpc.StatusCode.NOT_FOUND,
         )
         await fails(
-            stubs, "flow_runs", "ListFlowRuns", fr.ListFlowRunsRequest(sort=99),
+            stubs,
+            "flow_runs",
+            "ListFlowRuns",
+            fr.ListFlowRunsRequest(sort=99),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
     await still_serving(stubs, run.id)

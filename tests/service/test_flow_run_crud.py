@@ -205,9 +205,7 @@ async def test_same_idempotency_key_on_another_flow_creates_a_run(stubs):
 async def test_concurrent_creates_with_one_key_make_one_run(stubs):
     flow = await make_flow(stubs)
     request = fr.CreateFlowRunRequest(flow_id=flow.id, idempotency_key="race")
-    responses = await asyncio.gather(
-        *(stubs.flow_runs.CreateFlowRun(request) for _ in range(10))
-    )
+    responses = await asyncio.gather(*(stubs.flow_runs.CreateFlowRun(request) for _ in range(10)))
     assert sum(response.created for response in responses) == 1
     assert len({response.flow_run.id for response in responses}) == 1
     assert len(await list_runs(stubs)) == 1

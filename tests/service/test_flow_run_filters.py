@@ -52,23 +52,33 @@ async def runs(stubs, flow_id, **named):
 async def test_id_any_of_and_not_any_of(stubs):
     flow = await make_flow(stubs)
     r = await runs(stubs, flow.id, a={}, b={}, c={})
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(
-        any_of=strings(r.a, r.c, MISSING)))) == {r.a, r.c}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(
-        not_any_of=strings(r.a)))) == {r.b, r.c}
-    assert await count(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(
-        any_of=strings(r.a, r.b)))) == 2
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(any_of=strings(r.a, r.c, MISSING)))
+    ) == {r.a, r.c}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(not_any_of=strings(r.a)))
+    ) == {r.b, r.c}
+    assert (
+        await count(
+            stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(any_of=strings(r.a, r.b)))
+        )
+        == 2
+    )
 
 
 async def test_empty_any_of_matches_nothing_and_empty_not_any_of_is_ignored(stubs):
     flow = await make_flow(stubs)
     r = await runs(stubs, flow.id, a={}, b={})
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(
-        any_of=strings()))) == set()
-    assert await count(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(
-        any_of=strings()))) == 0
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(
-        not_any_of=strings()))) == {r.a, r.b}
+    assert (
+        await matching(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(any_of=strings())))
+        == set()
+    )
+    assert (
+        await count(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(any_of=strings()))) == 0
+    )
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(not_any_of=strings()))
+    ) == {r.a, r.b}
     # An unset filter object and an empty one match everything.
     assert await matching(stubs) == {r.a, r.b}
     assert await matching(stubs, flow_runs=f.FlowRunFilter()) == {r.a, r.b}
@@ -78,17 +88,25 @@ async def test_name_any_of_and_like(stubs):
     flow = await make_flow(stubs)
     r = await runs(stubs, flow.id, **{"d-1-1": {}, "d-1-2": {}, "D_2": {}, "other": {}})
     ids = vars(r)
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(
-        any_of=strings("other", "d-1-2")))) == {ids["other"], ids["d-1-2"]}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(any_of=strings("other", "d-1-2")))
+    ) == {ids["other"], ids["d-1-2"]}
     # like: case-insensitive substring, with "_" a one-character wildcard (as in Prefect).
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(
-        like="d_1"))) == {ids["d-1-1"], ids["d-1-2"]}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(
-        like="d_"))) == {ids["d-1-1"], ids["d-1-2"], ids["D_2"]}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(
-        like="THE"))) == {ids["other"]}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(
-        any_of=strings("other", "d-1-1"), like="d-"))) == {ids["d-1-1"]}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(like="d_1"))
+    ) == {ids["d-1-1"], ids["d-1-2"]}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(like="d_"))
+    ) == {ids["d-1-1"], ids["d-1-2"], ids["D_2"]}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(like="THE"))
+    ) == {ids["other"]}
+    assert await matching(
+        stubs,
+        flow_runs=f.FlowRunFilter(
+            name=f.FlowRunFilterName(any_of=strings("other", "d-1-1"), like="d-")
+        ),
+    ) == {ids["d-1-1"]}
 
 
 # ---- tags ----
@@ -110,9 +128,7 @@ async def test_tags_all_of_any_of_is_null_and_or(stubs):
     assert await matching(stubs, flow_runs=tags(is_null=True)) == {r.none}
     assert await matching(stubs, flow_runs=tags(is_null=False)) == {r.ab, r.a, r.c}
     # AND (default) of all_of [a] and any_of [b]; OR of all_of [a,b] and is_null.
-    assert await matching(
-        stubs, flow_runs=tags(all_of=strings("a"), any_of=strings("b"))
-    ) == {r.ab}
+    assert await matching(stubs, flow_runs=tags(all_of=strings("a"), any_of=strings("b"))) == {r.ab}
     assert await matching(
         stubs, flow_runs=tags(operator=OR, all_of=strings("a", "b"), is_null=True)
     ) == {r.ab, r.none}
@@ -125,7 +141,9 @@ async def deployment_setup(stubs):
     """A flow with a deployment on pool "pool"; runs from it and runs without a deployment."""
     flow = await make_flow(stubs)
     await stubs.work_pools.CreateWorkPool(wp.CreateWorkPoolRequest(name="pool", type="docker"))
-    await stubs.work_pools.CreateWorkQueue(wp.CreateWorkQueueRequest(work_pool_name="pool", name="fast"))
+    await stubs.work_pools.CreateWorkQueue(
+        wp.CreateWorkQueueRequest(work_pool_name="pool", name="fast")
+    )
     deployment = (
         await stubs.deployments.CreateDeployment(
             dp.CreateDeploymentRequest(
@@ -213,20 +231,24 @@ def by_state(**kw):
 async def test_state_type_any_of_and_not_any_of(stubs):
     r = await state_setup(stubs)
     by_type = f.FlowRunFilterStateType
-    assert await matching(stubs, flow_runs=by_state(type=by_type(
-        any_of=types(SCHEDULED, RUNNING)))) == {r.sched, r.late, r.running}
-    assert await matching(stubs, flow_runs=by_state(type=by_type(
-        not_any_of=types(SCHEDULED, RUNNING)))) == {r.pending, r.done}
+    assert await matching(
+        stubs, flow_runs=by_state(type=by_type(any_of=types(SCHEDULED, RUNNING)))
+    ) == {r.sched, r.late, r.running}
+    assert await matching(
+        stubs, flow_runs=by_state(type=by_type(not_any_of=types(SCHEDULED, RUNNING)))
+    ) == {r.pending, r.done}
     assert await count(stubs, flow_runs=by_state(type=by_type(any_of=types(COMPLETED)))) == 1
 
 
 async def test_state_name_any_of_and_not_any_of(stubs):
     r = await state_setup(stubs)
     by_name = f.FlowRunFilterStateName
-    assert await matching(stubs, flow_runs=by_state(name=by_name(
-        any_of=strings("Late", "Completed")))) == {r.late, r.done}
-    assert await matching(stubs, flow_runs=by_state(name=by_name(
-        not_any_of=strings("Late", "Scheduled")))) == {r.pending, r.running, r.done}
+    assert await matching(
+        stubs, flow_runs=by_state(name=by_name(any_of=strings("Late", "Completed")))
+    ) == {r.late, r.done}
+    assert await matching(
+        stubs, flow_runs=by_state(name=by_name(not_any_of=strings("Late", "Scheduled")))
+    ) == {r.pending, r.running, r.done}
 
 
 async def test_state_sub_filter_with_both_any_of_and_not_any_of_is_ignored(stubs):
@@ -261,20 +283,27 @@ async def test_state_type_and_name_combined_with_and_or_or(stubs):
 async def test_flow_version_any_of(stubs):
     flow = await make_flow(stubs)
     r = await runs(stubs, flow.id, v1={"flow_version": "1"}, v2={"flow_version": "2"}, nov={})
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(
-        flow_version=f.FlowRunFilterFlowVersion(any_of=strings("2", "3")))) == {r.v2}
+    assert await matching(
+        stubs,
+        flow_runs=f.FlowRunFilter(
+            flow_version=f.FlowRunFilterFlowVersion(any_of=strings("2", "3"))
+        ),
+    ) == {r.v2}
 
 
 async def test_idempotency_key_any_of_and_not_any_of(stubs):
     flow = await make_flow(stubs)
-    r = await runs(stubs, flow.id, k1={"idempotency_key": "k1"}, k2={"idempotency_key": "k2"},
-                   nokey={})
+    r = await runs(
+        stubs, flow.id, k1={"idempotency_key": "k1"}, k2={"idempotency_key": "k2"}, nokey={}
+    )
     key = f.FlowRunFilterIdempotencyKey
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(idempotency_key=key(
-        any_of=strings("k1")))) == {r.k1}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(idempotency_key=key(any_of=strings("k1")))
+    ) == {r.k1}
     # NOT IN drops runs without a key too (SQL NULL semantics, as in Prefect).
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(idempotency_key=key(
-        not_any_of=strings("k1")))) == {r.k2}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(idempotency_key=key(not_any_of=strings("k1")))
+    ) == {r.k2}
 
 
 async def test_parent_task_run_id_and_parent_flow_run_id(stubs):
@@ -296,20 +325,35 @@ async def test_parent_task_run_id_and_parent_flow_run_id(stubs):
         stubs, flow.id, name="grandchild", parent_task_run_id=grandchild_task.id
     )
     parent_task = f.FlowRunFilterParentTaskRunId
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(parent_task_run_id=parent_task(
-        any_of=strings(task.id)))) == {child.id}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(parent_task_run_id=parent_task(
-        is_null=False))) == {child.id, grandchild.id}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(parent_task_run_id=parent_task(
-        is_null=True))) == {parent.id, other_parent.id}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(parent_task_run_id=parent_task(any_of=strings(task.id)))
+    ) == {child.id}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(parent_task_run_id=parent_task(is_null=False))
+    ) == {child.id, grandchild.id}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(parent_task_run_id=parent_task(is_null=True))
+    ) == {parent.id, other_parent.id}
     # Direct subflows only.
     parent_flow = f.FlowRunFilterParentFlowRunId
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(parent_flow_run_id=parent_flow(
-        any_of=strings(parent.id)))) == {child.id}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(parent_flow_run_id=parent_flow(
-        any_of=strings(parent.id, child.id)))) == {child.id, grandchild.id}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(parent_flow_run_id=parent_flow(
-        any_of=strings(other_parent.id)))) == set()
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(parent_flow_run_id=parent_flow(any_of=strings(parent.id)))
+    ) == {child.id}
+    assert await matching(
+        stubs,
+        flow_runs=f.FlowRunFilter(
+            parent_flow_run_id=parent_flow(any_of=strings(parent.id, child.id))
+        ),
+    ) == {child.id, grandchild.id}
+    assert (
+        await matching(
+            stubs,
+            flow_runs=f.FlowRunFilter(
+                parent_flow_run_id=parent_flow(any_of=strings(other_parent.id))
+            ),
+        )
+        == set()
+    )
 
 
 async def test_created_by(stubs):
@@ -317,12 +361,19 @@ async def test_created_by(stubs):
     flow = await make_flow(stubs)
     r = await runs(stubs, flow.id, a={}, b={})
     created_by = f.FlowRunFilterCreatedBy
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(created_by=created_by(
-        is_null=True))) == {r.a, r.b}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(created_by=created_by(
-        is_null=False))) == set()
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(created_by=created_by(
-        type=strings("SCHEDULE")))) == set()
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(created_by=created_by(is_null=True))
+    ) == {r.a, r.b}
+    assert (
+        await matching(stubs, flow_runs=f.FlowRunFilter(created_by=created_by(is_null=False)))
+        == set()
+    )
+    assert (
+        await matching(
+            stubs, flow_runs=f.FlowRunFilter(created_by=created_by(type=strings("SCHEDULE")))
+        )
+        == set()
+    )
 
 
 # ---- times ----
@@ -349,58 +400,79 @@ async def time_setup(stubs):
 async def test_start_time_compares_coalesce_of_start_and_expected(stubs):
     r = await time_setup(stubs)
     start = f.FlowRunFilterStartTime
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(
-        before=ts(T0 + hours(2))))) == {r.never}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(
-        after=ts(T0 + hours(2))))) == {r.ran, r.future, r.done}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(start_time=start(before=ts(T0 + hours(2))))
+    ) == {r.never}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(start_time=start(after=ts(T0 + hours(2))))
+    ) == {r.ran, r.future, r.done}
     # Inclusive bounds.
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(
-        after=ts(T0), before=ts(T0)))) == {r.never}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(
-        after=ts(T0 + hours(2)), before=ts(FUTURE - hours(1))))) == {r.ran, r.done}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(start_time=start(after=ts(T0), before=ts(T0)))
+    ) == {r.never}
+    assert await matching(
+        stubs,
+        flow_runs=f.FlowRunFilter(
+            start_time=start(after=ts(T0 + hours(2)), before=ts(FUTURE - hours(1)))
+        ),
+    ) == {r.ran, r.done}
 
 
 async def test_start_time_is_null_checks_start_time_only(stubs):
     r = await time_setup(stubs)
     start = f.FlowRunFilterStartTime
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(
-        is_null=True))) == {r.never, r.future}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(
-        is_null=False))) == {r.ran, r.done}
+    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(is_null=True))) == {
+        r.never,
+        r.future,
+    }
+    assert await matching(stubs, flow_runs=f.FlowRunFilter(start_time=start(is_null=False))) == {
+        r.ran,
+        r.done,
+    }
 
 
 async def test_end_time(stubs):
     r = await time_setup(stubs)
     end = f.FlowRunFilterEndTime
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(
-        before=ts(FUTURE)))) == {r.done}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(
-        after=ts(FUTURE)))) == set()
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(
-        is_null=True))) == {r.never, r.ran, r.future}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(
-        is_null=False))) == {r.done}
+    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(before=ts(FUTURE)))) == {
+        r.done
+    }
+    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(after=ts(FUTURE)))) == set()
+    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(is_null=True))) == {
+        r.never,
+        r.ran,
+        r.future,
+    }
+    assert await matching(stubs, flow_runs=f.FlowRunFilter(end_time=end(is_null=False))) == {r.done}
 
 
 async def test_expected_start_time(stubs):
     r = await time_setup(stubs)
     expected = f.FlowRunFilterExpectedStartTime
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(expected_start_time=expected(
-        before=ts(T0 + hours(1))))) == {r.never, r.ran}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(expected_start_time=expected(
-        after=ts(T0 + hours(1)), before=ts(FUTURE - hours(1))))) == {r.ran, r.done}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(expected_start_time=expected(
-        after=ts(FUTURE)))) == {r.future}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(expected_start_time=expected(before=ts(T0 + hours(1))))
+    ) == {r.never, r.ran}
+    assert await matching(
+        stubs,
+        flow_runs=f.FlowRunFilter(
+            expected_start_time=expected(after=ts(T0 + hours(1)), before=ts(FUTURE - hours(1)))
+        ),
+    ) == {r.ran, r.done}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(expected_start_time=expected(after=ts(FUTURE)))
+    ) == {r.future}
 
 
 async def test_next_scheduled_start_time(stubs):
     r = await time_setup(stubs)
     nxt = f.FlowRunFilterNextScheduledStartTime
     # Only runs still SCHEDULED have one; "ran" lost it when it started.
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(next_scheduled_start_time=nxt(
-        before=ts(FUTURE)))) == {r.never, r.future}
-    assert await matching(stubs, flow_runs=f.FlowRunFilter(next_scheduled_start_time=nxt(
-        after=ts(T0 + hours(1))))) == {r.future}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(next_scheduled_start_time=nxt(before=ts(FUTURE)))
+    ) == {r.never, r.future}
+    assert await matching(
+        stubs, flow_runs=f.FlowRunFilter(next_scheduled_start_time=nxt(after=ts(T0 + hours(1))))
+    ) == {r.future}
 
 
 async def test_flow_run_filter_operator_or_across_fields(stubs):
@@ -414,13 +486,16 @@ async def test_flow_run_filter_operator_or_across_fields(stubs):
             flow_version=f.FlowRunFilterFlowVersion(any_of=strings("7")),
         ),
     ) == {r.a, r.b}
-    assert await matching(
-        stubs,
-        flow_runs=f.FlowRunFilter(
-            tags=f.FlowRunFilterTags(all_of=strings("x")),
-            flow_version=f.FlowRunFilterFlowVersion(any_of=strings("7")),
-        ),
-    ) == set()
+    assert (
+        await matching(
+            stubs,
+            flow_runs=f.FlowRunFilter(
+                tags=f.FlowRunFilterTags(all_of=strings("x")),
+                flow_version=f.FlowRunFilterFlowVersion(any_of=strings("7")),
+            ),
+        )
+        == set()
+    )
 
 
 # ---- the other filter objects ----
@@ -435,43 +510,66 @@ async def test_flow_filter(stubs):
         dp.CreateDeploymentRequest(deployment=deployment_pb2.Deployment(name="d", flow_id=ml.id))
     )
     assert await matching(stubs, flows=f.FlowFilter()) == {a, b}
-    assert await matching(stubs, flows=f.FlowFilter(id=f.FlowFilterId(
-        any_of=strings(ml.id)))) == {b}
-    assert await matching(stubs, flows=f.FlowFilter(id=f.FlowFilterId(
-        not_any_of=strings(ml.id)))) == {a}
-    assert await matching(stubs, flows=f.FlowFilter(name=f.FlowFilterName(
-        any_of=strings("etl-daily")))) == {a}
+    assert await matching(stubs, flows=f.FlowFilter(id=f.FlowFilterId(any_of=strings(ml.id)))) == {
+        b
+    }
+    assert await matching(
+        stubs, flows=f.FlowFilter(id=f.FlowFilterId(not_any_of=strings(ml.id)))
+    ) == {a}
+    assert await matching(
+        stubs, flows=f.FlowFilter(name=f.FlowFilterName(any_of=strings("etl-daily")))
+    ) == {a}
     assert await matching(stubs, flows=f.FlowFilter(name=f.FlowFilterName(like="ML_"))) == {b}
-    assert await matching(stubs, flows=f.FlowFilter(tags=f.FlowFilterTags(
-        all_of=strings("prod")))) == {a}
+    assert await matching(
+        stubs, flows=f.FlowFilter(tags=f.FlowFilterTags(all_of=strings("prod")))
+    ) == {a}
     assert await matching(stubs, flows=f.FlowFilter(tags=f.FlowFilterTags(is_null=True))) == {b}
-    assert await matching(stubs, flows=f.FlowFilter(deployment=f.FlowFilterDeployment(
-        is_null=True))) == {a}
-    assert await matching(stubs, flows=f.FlowFilter(deployment=f.FlowFilterDeployment(
-        is_null=False))) == {b}
+    assert await matching(
+        stubs, flows=f.FlowFilter(deployment=f.FlowFilterDeployment(is_null=True))
+    ) == {a}
+    assert await matching(
+        stubs, flows=f.FlowFilter(deployment=f.FlowFilterDeployment(is_null=False))
+    ) == {b}
     assert await count(stubs, flows=f.FlowFilter(name=f.FlowFilterName(like="etl"))) == 1
 
 
 async def test_task_run_filter(stubs):
     flow = await make_flow(stubs)
-    r = await runs(stubs, flow.id, with_done={"state": state(RUNNING)},
-                   with_pending={"state": state(RUNNING)}, without={})
+    r = await runs(
+        stubs,
+        flow.id,
+        with_done={"state": state(RUNNING)},
+        with_pending={"state": state(RUNNING)},
+        without={},
+    )
     for run_id, task_state in ((r.with_done, COMPLETED), (r.with_pending, PENDING)):
         await stubs.task_runs.CreateTaskRun(
             tr.CreateTaskRunRequest(
-                flow_run_id=run_id, task_key="k", name=f"task-{task_state}", tags=["io"],
+                flow_run_id=run_id,
+                task_key="k",
+                name=f"task-{task_state}",
+                tags=["io"],
                 state=state(task_state),
             )
         )
     assert await matching(stubs, task_runs=f.TaskRunFilter()) == {r.with_done, r.with_pending}
-    assert await matching(stubs, task_runs=f.TaskRunFilter(state=f.TaskRunFilterState(
-        type=f.TaskRunFilterStateType(any_of=types(COMPLETED))))) == {r.with_done}
-    assert await matching(stubs, task_runs=f.TaskRunFilter(name=f.TaskRunFilterName(
-        any_of=strings(f"task-{PENDING}")))) == {r.with_pending}
-    assert await matching(stubs, task_runs=f.TaskRunFilter(tags=f.TaskRunFilterTags(
-        all_of=strings("io")))) == {r.with_done, r.with_pending}
-    assert await matching(stubs, task_runs=f.TaskRunFilter(id=f.TaskRunFilterId(
-        any_of=strings()))) == set()
+    assert await matching(
+        stubs,
+        task_runs=f.TaskRunFilter(
+            state=f.TaskRunFilterState(type=f.TaskRunFilterStateType(any_of=types(COMPLETED)))
+        ),
+    ) == {r.with_done}
+    assert await matching(
+        stubs,
+        task_runs=f.TaskRunFilter(name=f.TaskRunFilterName(any_of=strings(f"task-{PENDING}"))),
+    ) == {r.with_pending}
+    assert await matching(
+        stubs, task_runs=f.TaskRunFilter(tags=f.TaskRunFilterTags(all_of=strings("io")))
+    ) == {r.with_done, r.with_pending}
+    assert (
+        await matching(stubs, task_runs=f.TaskRunFilter(id=f.TaskRunFilterId(any_of=strings())))
+        == set()
+    )
 
 
 async def test_empty_deployment_filter_excludes_runs_without_a_deployment(stubs):
@@ -485,24 +583,57 @@ async def test_deployment_filter_fields(stubs):
     s = await deployment_setup(stubs)
     both = {s.deployed, s.deployed_fast}
     d = f.DeploymentFilter
-    assert await matching(stubs, deployments=d(id=f.DeploymentFilterId(
-        any_of=strings(s.deployment.id)))) == both
-    assert await matching(stubs, deployments=d(id=f.DeploymentFilterId(
-        not_any_of=strings(s.deployment.id)))) == set()
+    assert (
+        await matching(
+            stubs, deployments=d(id=f.DeploymentFilterId(any_of=strings(s.deployment.id)))
+        )
+        == both
+    )
+    assert (
+        await matching(
+            stubs, deployments=d(id=f.DeploymentFilterId(not_any_of=strings(s.deployment.id)))
+        )
+        == set()
+    )
     assert await matching(stubs, deployments=d(name=f.DeploymentFilterName(like="NIGHT"))) == both
-    assert await matching(stubs, deployments=d(name=f.DeploymentFilterName(
-        any_of=strings("other")))) == set()
+    assert (
+        await matching(stubs, deployments=d(name=f.DeploymentFilterName(any_of=strings("other"))))
+        == set()
+    )
     # flow_or_deployment_name matches the flow's name ("etl") too.
-    assert await matching(stubs, deployments=d(
-        flow_or_deployment_name=f.DeploymentFilterFlowOrDeploymentName(like="et"))) == both
-    assert await matching(stubs, deployments=d(
-        flow_or_deployment_name=f.DeploymentFilterFlowOrDeploymentName(like="zzz"))) == set()
+    assert (
+        await matching(
+            stubs,
+            deployments=d(
+                flow_or_deployment_name=f.DeploymentFilterFlowOrDeploymentName(like="et")
+            ),
+        )
+        == both
+    )
+    assert (
+        await matching(
+            stubs,
+            deployments=d(
+                flow_or_deployment_name=f.DeploymentFilterFlowOrDeploymentName(like="zzz")
+            ),
+        )
+        == set()
+    )
     assert await matching(stubs, deployments=d(paused=f.DeploymentFilterPaused(eq=False))) == both
     assert await matching(stubs, deployments=d(paused=f.DeploymentFilterPaused(eq=True))) == set()
-    assert await matching(stubs, deployments=d(tags=f.DeploymentFilterTags(
-        any_of=strings("dep")))) == both
-    assert await matching(stubs, deployments=d(work_queue_name=f.DeploymentFilterWorkQueueName(
-        any_of=strings("default")))) == both
+    assert (
+        await matching(stubs, deployments=d(tags=f.DeploymentFilterTags(any_of=strings("dep"))))
+        == both
+    )
+    assert (
+        await matching(
+            stubs,
+            deployments=d(
+                work_queue_name=f.DeploymentFilterWorkQueueName(any_of=strings("default"))
+            ),
+        )
+        == both
+    )
 
 
 async def test_work_pool_and_work_queue_filters(stubs):
@@ -511,16 +642,34 @@ async def test_work_pool_and_work_queue_filters(stubs):
     # Setting them at all excludes runs without a work queue ("plain" only has a queue name).
     assert await matching(stubs, work_pools=f.WorkPoolFilter()) == both
     assert await matching(stubs, work_pool_queues=f.WorkQueueFilter()) == both
-    assert await matching(stubs, work_pools=f.WorkPoolFilter(name=f.WorkPoolFilterName(
-        any_of=strings("pool")))) == both
-    assert await matching(stubs, work_pools=f.WorkPoolFilter(type=f.WorkPoolFilterType(
-        any_of=strings("process")))) == set()
-    assert await matching(stubs, work_pools=f.WorkPoolFilter(type=f.WorkPoolFilterType(
-        any_of=strings("docker")))) == both
-    assert await matching(stubs, work_pool_queues=f.WorkQueueFilter(name=f.WorkQueueFilterName(
-        any_of=strings("fast")))) == {s.deployed_fast}
-    assert await matching(stubs, work_pool_queues=f.WorkQueueFilter(name=f.WorkQueueFilterName(
-        startswith=strings("DEF", "zz")))) == {s.deployed}
+    assert (
+        await matching(
+            stubs, work_pools=f.WorkPoolFilter(name=f.WorkPoolFilterName(any_of=strings("pool")))
+        )
+        == both
+    )
+    assert (
+        await matching(
+            stubs, work_pools=f.WorkPoolFilter(type=f.WorkPoolFilterType(any_of=strings("process")))
+        )
+        == set()
+    )
+    assert (
+        await matching(
+            stubs, work_pools=f.WorkPoolFilter(type=f.WorkPoolFilterType(any_of=strings("docker")))
+        )
+        == both
+    )
+    assert await matching(
+        stubs,
+        work_pool_queues=f.WorkQueueFilter(name=f.WorkQueueFilterName(any_of=strings("fast"))),
+    ) == {s.deployed_fast}
+    assert await matching(
+        stubs,
+        work_pool_queues=f.WorkQueueFilter(
+            name=f.WorkQueueFilterName(startswith=strings("DEF", "zz"))
+        ),
+    ) == {s.deployed}
 
 
 async def test_filter_objects_are_combined_with_and(stubs):
@@ -531,11 +680,14 @@ async def test_filter_objects_are_combined_with_and(stubs):
         deployments=f.DeploymentFilter(),
         work_pool_queues=f.WorkQueueFilter(name=f.WorkQueueFilterName(any_of=strings("fast"))),
     ) == {s.deployed_fast}
-    assert await count(
-        stubs,
-        flows=f.FlowFilter(name=f.FlowFilterName(any_of=strings("other"))),
-        deployments=f.DeploymentFilter(),
-    ) == 0
+    assert (
+        await count(
+            stubs,
+            flows=f.FlowFilter(name=f.FlowFilterName(any_of=strings("other"))),
+            deployments=f.DeploymentFilter(),
+        )
+        == 0
+    )
 
 
 async def test_count_matches_list(stubs):
@@ -544,10 +696,16 @@ async def test_count_matches_list(stubs):
     not_scheduled = by_state(type=f.FlowRunFilterStateType(not_any_of=types(SCHEDULED)))
     assert await count(stubs, flow_runs=not_scheduled) == 3
     assert await matching(stubs, flow_runs=not_scheduled) == {r.pending, r.running, r.done}
-    assert await count(stubs, flow_runs=by_state(type=f.FlowRunFilterStateType(
-        any_of=types(FAILED, CANCELLED)))) == 0
-    assert await count(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(
-        any_of=strings()))) == 0
+    assert (
+        await count(
+            stubs,
+            flow_runs=by_state(type=f.FlowRunFilterStateType(any_of=types(FAILED, CANCELLED))),
+        )
+        == 0
+    )
+    assert (
+        await count(stubs, flow_runs=f.FlowRunFilter(id=f.FlowRunFilterId(any_of=strings()))) == 0
+    )
 
 
 async def test_task_run_filter_subflow_runs(stubs):
@@ -567,7 +725,7 @@ async def test_task_run_filter_subflow_runs(stubs):
     assert await matching(stubs, task_runs=f.TaskRunFilter(subflow_runs=exists(exists=True))) == {
         parent.id
     }
-    assert await matching(
-        stubs, task_runs=f.TaskRunFilter(subflow_runs=exists(exists=False))
-    ) == {plain.id}
+    assert await matching(stubs, task_runs=f.TaskRunFilter(subflow_runs=exists(exists=False))) == {
+        plain.id
+    }
     assert child.id not in await matching(stubs, task_runs=f.TaskRunFilter())

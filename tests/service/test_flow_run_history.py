@@ -122,9 +122,7 @@ async def test_filters_narrow_the_runs(stubs):
     tagged = f.FlowRunFilter(tags=f.FlowRunFilterTags(all_of=strings("a")))
     (only,) = await history(stubs, T0, T0 + hours(1), hours(1), flow_runs=tagged)
     assert summary(only) == {(SCHEDULED, "Scheduled"): 2}
-    (none,) = await history(
-        stubs, T0, T0 + hours(1), hours(1), deployments=f.DeploymentFilter()
-    )
+    (none,) = await history(stubs, T0, T0 + hours(1), hours(1), deployments=f.DeploymentFilter())
     assert list(none.states) == []
 
 

@@ -175,9 +175,7 @@ async def test_page_token_with_another_filter_or_sort_is_invalid(stubs):
     first = await stubs.flow_runs.ListFlowRuns(fr.ListFlowRunsRequest(limit=2))
     token = first.next_page_token
     assert token
-    other_filter = f.FlowRunFilterSet(
-        flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(like="a"))
-    )
+    other_filter = f.FlowRunFilterSet(flow_runs=f.FlowRunFilter(name=f.FlowRunFilterName(like="a")))
     violations = await invalid(stubs, fr.ListFlowRunsRequest(filter=other_filter, page_token=token))
     assert "page_token" in violations
     violations = await invalid(

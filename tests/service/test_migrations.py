@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from flowrpc.server.storage.database import Database
-from flowrpc.server.storage.migrate import MIGRATIONS
+from flowrpc.server.storage.migrate import MIGRATIONS, for_dialect
 from flowrpc.server.storage.tables import metadata
 
 
@@ -19,7 +19,8 @@ def test_migrated_schema_equals_the_models(database):
         db.migrate()  # a second upgrade finds nothing to do
         engine = sa.create_engine(db.url, poolclass=sa.NullPool)
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn)
+            include = for_dialect(conn.dialect.name)
+            context = MigrationContext.configure(conn, opts={"include_object": include})
             head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
             assert context.get_current_revision() == head
             assert compare_metadata(context, metadata) == []

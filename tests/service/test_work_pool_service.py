@@ -80,5 +80,7 @@ async def test_queues_of_a_missing_pool_are_not_found(stubs):
         await queues(stubs, "nope")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stubs.work_pools.CreateWorkQueue(wp.CreateWorkQueueRequest(work_pool_name="nope", name="q"))
+        await stubs.work_pools.CreateWorkQueue(
+            wp.CreateWorkQueueRequest(work_pool_name="nope", name="q")
+        )
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND

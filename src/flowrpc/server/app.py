@@ -70,7 +70,11 @@ class Server:
 
 
 async def start_server(settings: Settings) -> Server:
-    db = Database(settings.resolved_database_url())
+    db = Database(
+        settings.resolved_database_url(),
+        pool_size=settings.database_pool_size,
+        statement_timeout=settings.statement_timeout_seconds,
+    )
     db.migrate()
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
     if settings.api_key:

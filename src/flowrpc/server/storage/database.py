@@ -33,7 +33,9 @@ MIGRATION_LOCK = 0x666C6F77  # advisory lock key ("flow") held while migrating
 
 
 class Database:
-    def __init__(self, url: str, *, readers: int = 4, pool_size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, readers: int = 4, pool_size: int = 8, statement_timeout: float = 30.0
+    ) -> None:
         self.url = sa.make_url(url)
         self.dialect = self.url.get_backend_name()
         if self.dialect == "sqlite":
@@ -42,9 +44,11 @@ class Database:
             self._write_engine = _sqlite_engine(self.url, immediate=True, pool_size=2)
             self._writer: _Writer = _GroupCommitWriter(self._write_engine)
         else:
+            # A bounded pool; pre-ping replaces connections the database dropped (a restart).
             engine = sa.create_engine(
                 self.url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True
             )
+            _limit_statements(engine, statement_timeout)
             self._read_engine = self._write_engine = engine
             self._writer = _PoolWriter(engine, pool_size)
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="flowrpc-read")
@@ -105,6 +109,16 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _limit_statements(engine: Engine, seconds: float) -> None:
+    """No statement runs longer than `seconds`: a stuck query fails instead of holding locks."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(seconds * 1000)}")
+        dbapi_conn.commit()
 
 
 class _Writer:

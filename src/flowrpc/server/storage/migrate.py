@@ -4,12 +4,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def for_dialect(dialect: str):  # noqa: ANN201 - alembic's include_object hook
+    """Skips schema objects that exist on another database only (`Index(...).ddl_if(...)`)."""
+
+    def include_object(obj: Any, name: str, type_: str, reflected: bool, compare_to: Any) -> bool:
+        condition = getattr(obj, "_ddl_if", None)
+        return condition is None or condition.dialect in (None, dialect)
+
+    return include_object
 
 
 def alembic_config(connection: Connection) -> Config:

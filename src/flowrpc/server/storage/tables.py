@@ -23,6 +23,11 @@ def _time(index: bool = False) -> Any:
     return Field(default=None, sa_type=BigInteger, index=index)
 
 
+def _gin(name: str, column: str) -> Index:
+    """A GIN index for tag-list operators (?|, @>): PostgreSQL only."""
+    return Index(name, column, postgresql_using="gin").ddl_if(dialect="postgresql")
+
+
 def _parent(target: str, nullable: bool = False, index: bool = True) -> Any:
     """A foreign key whose rows go when the parent goes."""
     return Field(
@@ -73,7 +78,7 @@ class WorkQueue(SQLModel, table=True):
 
 class Deployment(SQLModel, table=True):
     __tablename__ = "deployment"
-    __table_args__ = (UniqueConstraint("flow_id", "name"),)
+    __table_args__ = (UniqueConstraint("flow_id", "name"), _gin("ix_deployment_tags_gin", "tags"))
     id: str = Field(primary_key=True, max_length=36)
     created: int = Field(sa_type=BigInteger)
     updated: int = Field(sa_type=BigInteger)
@@ -101,6 +106,7 @@ class FlowRun(SQLModel, table=True):
         Index("ix_flow_run_end_time_id", "end_time", "id"),
         Index("ix_flow_run_name_id", "name", "id"),
         Index("ix_flow_run_next_scheduled_start_time_id", "next_scheduled_start_time", "id"),
+        _gin("ix_flow_run_tags_gin", "tags"),
     )
     id: str = Field(primary_key=True, max_length=36)
     created: int = Field(sa_type=BigInteger)
