@@ -1,4 +1,4 @@
-"""Error statuses with rich details (ErrorInfo, BadRequest), and the server serving on after each."""
+"""Error statuses with rich details (ErrorInfo, BadRequest); the server serves on after each."""
 
 from __future__ import annotations
 

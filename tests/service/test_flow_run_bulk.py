@@ -1,4 +1,4 @@
-"""BulkSetFlowRunState and BulkDeleteFlowRuns: selection by filter, per-run orchestration, limits."""
+"""BulkSetFlowRunState, BulkDeleteFlowRuns: selection by filter, per-run orchestration, limits."""
 
 from __future__ import annotations
 

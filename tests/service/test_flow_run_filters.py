@@ -29,7 +29,6 @@ from helpers import (
 from flowrpc.v1 import deployment_pb2
 from flowrpc.v1 import deployment_service_pb2 as dp
 from flowrpc.v1 import filter_pb2 as f
-from flowrpc.v1 import task_run_pb2
 from flowrpc.v1 import task_run_service_pb2 as tr
 from flowrpc.v1 import work_pool_service_pb2 as wp
 

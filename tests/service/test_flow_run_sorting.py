@@ -49,7 +49,8 @@ async def sort_setup(stubs):
 
 
 EXPECTED_ORDERS = {
-    # Ties are broken by id in the sort's direction; NULLs last ascending, first descending.
+    # Ties are broken by id in the sort's direction; a NULL key is the smallest (first
+    # ascending, last descending), as flow_run.proto says.
     frp.FLOW_RUN_SORT_ID_DESC: [6, 5, 4, 3, 2, 1],
     frp.FLOW_RUN_SORT_START_TIME_ASC: [1, 3, 2, 4, 5, 6],
     frp.FLOW_RUN_SORT_START_TIME_DESC: [6, 5, 4, 2, 3, 1],
@@ -57,8 +58,8 @@ EXPECTED_ORDERS = {
     frp.FLOW_RUN_SORT_EXPECTED_START_TIME_DESC: [6, 4, 2, 3, 1, 5],
     frp.FLOW_RUN_SORT_NAME_ASC: [2, 3, 1, 4, 5, 6],
     frp.FLOW_RUN_SORT_NAME_DESC: [6, 5, 4, 1, 3, 2],
-    frp.FLOW_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: [1, 3, 2, 4, 5, 6],
-    frp.FLOW_RUN_SORT_END_TIME_DESC: [5, 3, 2, 1, 6, 4],
+    frp.FLOW_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: [4, 5, 6, 1, 3, 2],
+    frp.FLOW_RUN_SORT_END_TIME_DESC: [6, 4, 5, 3, 2, 1],
 }
 
 

@@ -40,7 +40,7 @@ async def reflect(stubs, request):
 async def test_reflection_lists_the_flowrpc_services(stubs):
     (response,) = await reflect(stubs, reflection_pb2.ServerReflectionRequest(list_services=""))
     names = {service.name for service in response.list_services_response.service}
-    assert FLOWRPC_SERVICES <= names
+    assert names >= FLOWRPC_SERVICES
     assert "grpc.health.v1.Health" in names
 
 

@@ -119,3 +119,16 @@ async def test_task_run_of_a_missing_flow_run_is_not_found(stubs):
             tr.GetTaskRunRequest(id="00000000-0000-7000-8000-000000000000")
         )
     assert error_info(raised.value).reason == "TASK_RUN_NOT_FOUND"
+
+
+async def test_flow_run_id_filter_excludes_task_runs_without_a_flow_run(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    inside = (await create_task(stubs, run.id, "inside")).task_run
+    background = (await create_task(stubs, "", "background")).task_run
+    assert background.flow_run_id == ""
+    assert {t.id for t in await list_tasks(stubs)} == {inside.id, background.id}
+    given = f.TaskRunFilter(flow_run_id=f.TaskRunFilterFlowRunId())
+    assert [t.id for t in await list_tasks(stubs, task_runs=given)] == [inside.id]
+    orphans = f.TaskRunFilter(flow_run_id=f.TaskRunFilterFlowRunId(is_null=True))
+    assert [t.id for t in await list_tasks(stubs, task_runs=orphans)] == [background.id]

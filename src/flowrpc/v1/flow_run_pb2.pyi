@@ -44,8 +44,8 @@ class _FlowRunSortEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FlowRunSo
     FLOW_RUN_SORT_END_TIME_DESC: _FlowRunSort.ValueType  # 9
 
 class FlowRunSort(_FlowRunSort, metaclass=_FlowRunSortEnumTypeWrapper):
-    """Orders flow-run lists. Ties are broken by id in the same direction. NULLs sort as PostgreSQL
-    sorts them, on every database: last in ascending order, first in descending order.
+    """Orders flow-run lists. Ties are broken by id in the same direction. A NULL key counts as the
+    smallest, on every database: first in ascending order, last in descending order.
     """
 
 FLOW_RUN_SORT_UNSPECIFIED: FlowRunSort.ValueType  # 0

@@ -38,8 +38,8 @@ READ = sa.select(
 
 @dataclass(frozen=True)
 class Sort:
-    """An order: key DESC NULLS FIRST, id DESC; or key ASC NULLS LAST, id ASC (PostgreSQL's
-    default NULL placement, applied on every database)."""
+    """An order: key ASC, id ASC; or key DESC, id DESC. NULL keys are the smallest, so they come
+    first ascending and last descending, on every database (indexes serve both directions)."""
 
     key: Any
     descending: bool
@@ -49,8 +49,8 @@ class Sort:
         if self.key is run.id:
             return [run.id.desc() if self.descending else run.id.asc()]
         if self.descending:
-            return [self.key.desc().nulls_first(), run.id.desc()]
-        return [self.key.asc().nulls_last(), run.id.asc()]
+            return [self.key.desc().nulls_last(), run.id.desc()]
+        return [self.key.asc().nulls_first(), run.id.asc()]
 
     def after(self, key: Any, run_id: str) -> Any:
         """Rows that come after (key, run_id) in this order."""
@@ -58,11 +58,13 @@ class Sort:
             return run.id < run_id if self.descending else run.id > run_id
         if self.descending:
             if key is None:
-                return sa.or_(sa.and_(self.key.is_(None), run.id < run_id), self.key.is_not(None))
-            return sa.or_(self.key < key, sa.and_(self.key == key, run.id < run_id))
+                return sa.and_(self.key.is_(None), run.id < run_id)
+            return sa.or_(
+                self.key < key, sa.and_(self.key == key, run.id < run_id), self.key.is_(None)
+            )
         if key is None:
-            return sa.and_(self.key.is_(None), run.id > run_id)
-        return sa.or_(self.key > key, sa.and_(self.key == key, run.id > run_id), self.key.is_(None))
+            return sa.or_(sa.and_(self.key.is_(None), run.id > run_id), self.key.is_not(None))
+        return sa.or_(self.key > key, sa.and_(self.key == key, run.id > run_id))
 
 
 def _start(row: Any) -> Any:

@@ -8,7 +8,7 @@ name and timestamp, so filters and sorts never join the state history.
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -26,6 +26,15 @@ def _time(index: bool = False) -> Any:
 def _gin(name: str, column: str) -> Index:
     """A GIN index for tag-list operators (?|, @>): PostgreSQL only."""
     return Index(name, column, postgresql_using="gin").ddl_if(dialect="postgresql")
+
+
+def _sort_index(name: str, key: str) -> tuple[Index, Index]:
+    """An index serving ORDER BY key, id in both directions with NULLs as the smallest key (first
+    ascending, last descending): SQLite's natural order; PostgreSQL needs NULLS FIRST spelled out."""
+    return (
+        Index(name, key if key.isidentifier() else text(key), "id").ddl_if(dialect="sqlite"),
+        Index(f"{name}_pg", text(f"{key} NULLS FIRST"), "id").ddl_if(dialect="postgresql"),
+    )
 
 
 def _parent(target: str, nullable: bool = False, index: bool = True) -> Any:
@@ -102,10 +111,11 @@ class FlowRun(SQLModel, table=True):
     __table_args__ = (
         Index("uq_flow_run_flow_id_idempotency_key", "flow_id", "idempotency_key", unique=True),
         Index("ix_flow_run_state_name_next_start", "state_name", "next_scheduled_start_time"),
-        Index("ix_flow_run_expected_start_time_id", "expected_start_time", "id"),
-        Index("ix_flow_run_end_time_id", "end_time", "id"),
         Index("ix_flow_run_name_id", "name", "id"),
-        Index("ix_flow_run_next_scheduled_start_time_id", "next_scheduled_start_time", "id"),
+        *_sort_index("ix_flow_run_expected_start_time_id", "expected_start_time"),
+        *_sort_index("ix_flow_run_next_scheduled_start_time_id", "next_scheduled_start_time"),
+        *_sort_index("ix_flow_run_end_time_id", "end_time"),
+        *_sort_index("ix_flow_run_start_id", "coalesce(start_time, expected_start_time)"),
         _gin("ix_flow_run_tags_gin", "tags"),
     )
     id: str = Field(primary_key=True, max_length=36)
@@ -132,7 +142,7 @@ class FlowRun(SQLModel, table=True):
     run_count: int = 0
     expected_start_time: int | None = _time()
     next_scheduled_start_time: int | None = _time()
-    start_time: int | None = _time(index=True)
+    start_time: int | None = _time()
     end_time: int | None = _time()
     total_run_time: int = Field(default=0, sa_type=BigInteger)
     auto_scheduled: bool = False

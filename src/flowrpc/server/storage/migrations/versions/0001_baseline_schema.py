@@ -165,21 +165,11 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_flow_run_deployment_id"), ["deployment_id"], unique=False
         )
-        batch_op.create_index("ix_flow_run_end_time_id", ["end_time", "id"], unique=False)
-        batch_op.create_index(
-            "ix_flow_run_expected_start_time_id", ["expected_start_time", "id"], unique=False
-        )
         batch_op.create_index(batch_op.f("ix_flow_run_flow_id"), ["flow_id"], unique=False)
         batch_op.create_index("ix_flow_run_name_id", ["name", "id"], unique=False)
         batch_op.create_index(
-            "ix_flow_run_next_scheduled_start_time_id",
-            ["next_scheduled_start_time", "id"],
-            unique=False,
-        )
-        batch_op.create_index(
             batch_op.f("ix_flow_run_parent_task_run_id"), ["parent_task_run_id"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_flow_run_start_time"), ["start_time"], unique=False)
         batch_op.create_index(
             "ix_flow_run_state_name_next_start",
             ["state_name", "next_scheduled_start_time"],
@@ -362,13 +352,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_flow_run_work_queue_id"))
         batch_op.drop_index(batch_op.f("ix_flow_run_state_type"))
         batch_op.drop_index("ix_flow_run_state_name_next_start")
-        batch_op.drop_index(batch_op.f("ix_flow_run_start_time"))
         batch_op.drop_index(batch_op.f("ix_flow_run_parent_task_run_id"))
-        batch_op.drop_index("ix_flow_run_next_scheduled_start_time_id")
         batch_op.drop_index("ix_flow_run_name_id")
         batch_op.drop_index(batch_op.f("ix_flow_run_flow_id"))
-        batch_op.drop_index("ix_flow_run_expected_start_time_id")
-        batch_op.drop_index("ix_flow_run_end_time_id")
         batch_op.drop_index(batch_op.f("ix_flow_run_deployment_id"))
 
     op.drop_table("flow_run")
