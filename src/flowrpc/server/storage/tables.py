@@ -29,8 +29,8 @@ def _gin(name: str, column: str) -> Index:
 
 
 def _sort_index(name: str, key: str) -> tuple[Index, Index]:
-    """An index serving ORDER BY key, id in both directions with NULLs as the smallest key (first
-    ascending, last descending): SQLite's natural order; PostgreSQL needs NULLS FIRST spelled out."""
+    """An index serving ORDER BY key, id in both directions, NULLs as the smallest key (first
+    ascending, last descending): SQLite's natural order; PostgreSQL needs NULLS FIRST."""
     return (
         Index(name, key if key.isidentifier() else text(key), "id").ddl_if(dialect="sqlite"),
         Index(f"{name}_pg", text(f"{key} NULLS FIRST"), "id").ddl_if(dialect="postgresql"),
