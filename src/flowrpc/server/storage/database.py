@@ -61,6 +61,23 @@ class Database:
                 lock = sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))")
                 conn.execute(lock, {"key": MIGRATION_LOCK})
             upgrade(conn)
+        self.analyze()
+
+    def analyze(self) -> None:
+        """Refreshes SQLite's planner statistics when the number of runs has doubled or halved
+        since they were taken. Without them SQLite may filter first and then sort a million rows
+        instead of walking the sort index. A full ANALYZE reads every index (about 2 s at a
+        million runs), so it runs only as the data grows, not on a clock. (Sampled statistics,
+        PRAGMA analysis_limit, mislead the planner about state_name.) PostgreSQL's autovacuum
+        keeps its own statistics."""
+        if self.dialect != "sqlite":
+            return
+        with self._write_engine.begin() as conn:
+            runs = conn.exec_driver_sql("SELECT count(*) FROM flow_run").scalar() or 0
+            if not _stale(conn, runs):
+                return
+            conn.exec_driver_sql("ANALYZE")
+        log.info("refreshed SQLite statistics at %d runs", runs)
 
     async def read(self, fn: StorageFn[T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -84,6 +101,23 @@ class Database:
         self._readers.shutdown(wait=True)
         self._read_engine.dispose()
         self._write_engine.dispose()
+
+
+def _stale(conn: Connection, runs: int) -> bool:
+    """Whether the statistics were taken at under half or over twice `runs` runs."""
+    has_stats = conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"
+    ).scalar()
+    stat = (
+        has_stats
+        and conn.exec_driver_sql(
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'flow_run' LIMIT 1"
+        ).scalar()
+    )
+    if not stat:
+        return runs > 0
+    analyzed = int(stat.split()[0])
+    return runs > 2 * analyzed + 1000 or runs < analyzed // 2
 
 
 def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> Engine:
