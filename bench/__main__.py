@@ -23,6 +23,7 @@ ROOT = servers.ROOT
 WORKLOAD = ROOT / "bench" / "workload.py"
 PHASES = ["create", "transition", "read", "count", "history", "delete"]
 SCALE_PHASES = ["read", "count", "history", "iter"]
+POSTGRES_PHASES = ["create", "transition", "read", "count"]
 
 
 def run_workload(
@@ -167,6 +168,37 @@ def scale(target: str, home: Path, args: argparse.Namespace) -> list[dict]:
     return results
 
 
+def postgres(args: argparse.Namespace) -> list[dict]:
+    """flowrpc on PostgreSQL with one replica, then two (clients balance round-robin): the
+    scaling factor of the scale-out path. Each run uses a fresh schema."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    results = []
+    admin = sa.create_engine(args.postgres_url, poolclass=sa.NullPool)
+    for replicas in (1, 2):
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        url = (
+            sa.make_url(args.postgres_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+        with tempfile.TemporaryDirectory() as home:
+            group = servers.Replicas([servers.start_flowrpc(Path(home), url)])
+            group.members += [servers.start_flowrpc(Path(home), url) for _ in range(replicas - 1)]
+            try:
+                results += measure("flowrpc", group, POSTGRES_PHASES, args, f"pg-{replicas}")
+            finally:
+                group.stop()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+    return results
+
+
 def _bench_ids(database: Path) -> tuple[str, str]:
     import sqlite3
 
@@ -196,6 +228,11 @@ def main() -> None:
         "--prefect-bulk", type=int, default=2_000, help="runs Prefect cancels, 50 a call"
     )
     parser.add_argument("--skip-prefect", action="store_true")
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="flowrpc on PostgreSQL with 1 and 2 replicas ('' to skip)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
 
@@ -213,6 +250,8 @@ def main() -> None:
         if args.scale:
             with tempfile.TemporaryDirectory(prefix=f"bench-{target}-scale-") as home:
                 results += scale(target, Path(home), args)
+    if args.postgres_url:
+        results += postgres(args)
     report = {
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "settings": {k: str(v) for k, v in vars(args).items()},

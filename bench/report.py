@@ -42,4 +42,16 @@ def table(results: list[dict]) -> str:
             f" {_fmt(p and p['cpu_s'])} / {_fmt(p and p['peak_rss_mb'], 0)} |"
             f" {_fmt(f and f['cpu_s'])} / {_fmt(f and f['peak_rss_mb'], 0)} |"
         )
+    lines += _scaling(by_key)
     return "\n".join(lines)
+
+
+def _scaling(by_key: dict[tuple, dict[str, dict]]) -> list[str]:
+    """flowrpc on PostgreSQL: two replicas against one, per phase."""
+    lines = []
+    for (section, phase, c), row in by_key.items():
+        two = by_key.get(("pg-2", phase, c), {}).get("flowrpc")
+        if section == "pg-1" and two:
+            factor = two["ops_per_s"] / row["flowrpc"]["ops_per_s"]
+            lines.append(f"PostgreSQL scaling, {phase} c={c}: 2 replicas / 1 = {factor:.2f}x")
+    return [""] + lines if lines else []

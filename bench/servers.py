@@ -52,6 +52,31 @@ class Process:
             self.popen.kill()
 
 
+@dataclass
+class Replicas:
+    """Several servers on one database, measured together; clients balance over `address`."""
+
+    members: list[Process]
+
+    @property
+    def address(self) -> str:
+        return ",".join(member.address for member in self.members)
+
+    def cpu_seconds(self) -> float:
+        return sum(member.cpu_seconds() for member in self.members)
+
+    def reset_peak_rss(self) -> None:
+        for member in self.members:
+            member.reset_peak_rss()
+
+    def peak_rss_mb(self) -> float:
+        return max(member.peak_rss_mb() for member in self.members)
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
 def _wait(check: callable, what: str, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
