@@ -1,5 +1,5 @@
 """Shared fixtures: a real flowrpc server on 127.0.0.1:0, over a fresh temporary SQLite file and,
-when FLOWRPC_TEST_DATABASE_URL names a PostgreSQL database, over a fresh schema in it too."""
+when FLOWRPC_TEST_DATABASE_URL names a PostgreSQL database, over an emptied schema in it too."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from harness import postgres_schema, running_server, sqlite_settings
 
+from flowrpc.server.storage.database import Database
+from flowrpc.server.storage.tables import metadata
 from flowrpc.settings import Settings
 
 POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
@@ -17,22 +20,36 @@ POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("FLOWRPC_TEST_REQUIRE_POSTGRES") == "1"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """Server settings on a fresh database of each kind."""
-    if request.param == "sqlite":
-        yield sqlite_settings(tmp_path)
-        return
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[sa.Engine]:
+    """One migrated schema for the session; tests empty it rather than rebuild it."""
     if not POSTGRES_URL:
         if REQUIRE_POSTGRES:
             pytest.fail("FLOWRPC_TEST_REQUIRE_POSTGRES=1 but FLOWRPC_TEST_DATABASE_URL is not set")
         pytest.skip("set FLOWRPC_TEST_DATABASE_URL to a PostgreSQL URL to run the PostgreSQL suite")
     with postgres_schema(POSTGRES_URL) as url:
-        yield Settings(database_url=url, port=0)
+        db = Database(url)
+        db.migrate()
+        db.close()
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Server settings on an empty database of each kind."""
+    if request.param == "sqlite":
+        yield sqlite_settings(tmp_path)
+        return
+    engine = request.getfixturevalue("postgres_engine")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(metadata.tables)} CASCADE")
+    yield Settings(database_url=engine.url.render_as_string(hide_password=False), port=0)
 
 
 @pytest.fixture
 def flowrpc_server(database: Settings) -> Iterator[str]:
-    """The address ("127.0.0.1:PORT") of a real server on a fresh database."""
+    """The address ("127.0.0.1:PORT") of a real server on an empty database."""
     with running_server(database) as server:
         yield f"127.0.0.1:{server.port}"
