@@ -293,17 +293,37 @@ def state_type_number(value: str | None) -> int:
     return state_pb2.StateType.Value(f"STATE_TYPE_{value}") if value else 0
 
 
-def flow_run_to_proto(row: Any, now: int) -> flow_run_pb2.FlowRun:
+def _run_fields(row: Any, now: int) -> dict[str, Any]:
+    """What flow runs and task runs share: identity, current state and its bookkeeping."""
     run_time, lateness = _estimates(row, now)
+    return {
+        "id": row.id,
+        "created": timestamp(row.created),
+        "updated": timestamp(row.updated),
+        "name": row.name,
+        "tags": row.tags or [],
+        "labels": struct(row.labels or {}),
+        "state_id": row.state_id or "",
+        "state_type": state_type_number(row.state_type),
+        "state_name": row.state_name,
+        "run_count": row.run_count,
+        "expected_start_time": timestamp(row.expected_start_time),
+        "next_scheduled_start_time": timestamp(row.next_scheduled_start_time),
+        "start_time": timestamp(row.start_time),
+        "end_time": timestamp(row.end_time),
+        "total_run_time": duration(row.total_run_time),
+        "estimated_run_time": duration(run_time),
+        "estimated_start_time_delta": duration(lateness),
+        "state": state_from_row(row),
+    }
+
+
+def flow_run_to_proto(row: Any, now: int) -> flow_run_pb2.FlowRun:
     policy = row.empirical_policy or {}
     created_by = row.created_by
     return flow_run_pb2.FlowRun(
-        id=row.id,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
-        name=row.name,
+        **_run_fields(row, now),
         flow_id=row.flow_id,
-        state_id=row.state_id or "",
         deployment_id=row.deployment_id or "",
         deployment_version=row.deployment_version,
         work_queue_name=row.work_queue_name,
@@ -315,24 +335,11 @@ def flow_run_to_proto(row: Any, now: int) -> flow_run_pb2.FlowRun:
         idempotency_key=row.idempotency_key,
         context=struct(row.context or {}),
         empirical_policy=flow_run_pb2.FlowRunPolicy(**policy),
-        tags=row.tags or [],
-        labels=struct(row.labels or {}),
         parent_task_run_id=row.parent_task_run_id or "",
-        state_type=state_type_number(row.state_type),
-        state_name=row.state_name,
-        run_count=row.run_count,
-        expected_start_time=timestamp(row.expected_start_time),
-        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
-        start_time=timestamp(row.start_time),
-        end_time=timestamp(row.end_time),
-        total_run_time=duration(row.total_run_time),
-        estimated_run_time=duration(run_time),
-        estimated_start_time_delta=duration(lateness),
         auto_scheduled=row.auto_scheduled,
         infrastructure_document_id=row.infrastructure_document_id or "",
         infrastructure_pid=row.infrastructure_pid,
         created_by=flow_run_pb2.CreatedBy(**created_by) if created_by else None,
-        state=state_from_row(row),
         job_variables=struct(row.job_variables or {}),
     )
 
@@ -361,15 +368,11 @@ def task_run_policy(message: task_run_pb2.TaskRunPolicy) -> dict[str, Any]:
 
 
 def task_run_to_proto(row: Any, now: int) -> task_run_pb2.TaskRun:
-    run_time, lateness = _estimates(row, now)
     policy = dict(row.empirical_policy or {})
     delay = policy.get("retry_delay")
     policy["retry_delay"] = [] if delay is None else delay if isinstance(delay, list) else [delay]
     return task_run_pb2.TaskRun(
-        id=row.id,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
-        name=row.name,
+        **_run_fields(row, now),
         flow_run_id=row.flow_run_id or "",
         task_key=row.task_key,
         dynamic_key=row.dynamic_key,
@@ -377,25 +380,11 @@ def task_run_to_proto(row: Any, now: int) -> task_run_pb2.TaskRun:
         cache_expiration=timestamp(row.cache_expiration),
         task_version=row.task_version,
         empirical_policy=task_run_pb2.TaskRunPolicy(**policy),
-        tags=row.tags or [],
-        labels=struct(row.labels or {}),
-        state_id=row.state_id or "",
-        state_type=state_type_number(row.state_type),
-        state_name=row.state_name,
-        run_count=row.run_count,
         flow_run_run_count=row.flow_run_run_count,
-        expected_start_time=timestamp(row.expected_start_time),
-        next_scheduled_start_time=timestamp(row.next_scheduled_start_time),
-        start_time=timestamp(row.start_time),
-        end_time=timestamp(row.end_time),
-        total_run_time=duration(row.total_run_time),
-        estimated_run_time=duration(run_time),
-        estimated_start_time_delta=duration(lateness),
         task_inputs={
             name: json_format.ParseDict({"inputs": inputs}, task_run_pb2.TaskRunInputs())
             for name, inputs in (row.task_inputs or {}).items()
         },
-        state=state_from_row(row),
     )
 
 

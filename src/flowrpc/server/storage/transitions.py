@@ -44,13 +44,16 @@ def current_state(conn: Connection, table: sa.Table, state_id: str | None) -> St
     return state_from_row(row) if row else None
 
 
+def _locked(conn: Connection, runs: sa.Table, run_id: str) -> Any:
+    """The run's row, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
+    return conn.execute(sa.select(runs).where(runs.c.id == run_id).with_for_update()).first()
+
+
 def set_flow_run_state(
     conn: Connection, run_id: str, proposed: State, policy: FlowPolicy, now: int
 ) -> Outcome | None:
     """Orchestrates one proposal; None if the run does not exist."""
-    row = conn.execute(
-        sa.select(t.flow_run).where(t.flow_run.c.id == run_id).with_for_update()
-    ).first()
+    row = _locked(conn, t.flow_run, run_id)
     if row is None:
         return None
     run = flow_run_record(row)
@@ -66,24 +69,20 @@ def set_flow_run_state(
 
 
 def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:
-    row = conn.execute(
-        sa.select(t.flow_run).where(t.flow_run.c.id == run_id).with_for_update()
-    ).first()
+    row = _locked(conn, t.flow_run, run_id)
     if row is None:
         return None
-    run = flow_run_record(row)
-    proposal = resume_proposal(run, current_state(conn, t.flow_run_state, run.state_id), now)
+    initial = current_state(conn, t.flow_run_state, row.state_id)
+    proposal = resume_proposal(flow_run_record(row), initial, now)
     if isinstance(proposal, Decision):
-        return Outcome(proposal, current_state(conn, t.flow_run_state, run.state_id))
+        return Outcome(proposal, initial)
     return set_flow_run_state(conn, run_id, proposal, FlowPolicy.CORE, now)
 
 
 def set_task_run_state(
     conn: Connection, task_run_id: str, proposed: State, policy: TaskPolicy, now: int
 ) -> Outcome | None:
-    row = conn.execute(
-        sa.select(t.task_run).where(t.task_run.c.id == task_run_id).with_for_update()
-    ).first()
+    row = _locked(conn, t.task_run, task_run_id)
     if row is None:
         return None
     task_run = task_run_record(row)
