@@ -16,7 +16,12 @@ from flowrpc.server.orchestration import FlowPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
-from flowrpc.server.storage.transitions import Outcome, resume_flow_run, set_flow_run_state
+from flowrpc.server.storage.transitions import (
+    Outcome,
+    insert_flow_run,
+    resume_flow_run,
+    set_flow_run_state,
+)
 from flowrpc.server.storage.work_pools import resolve_work_queue
 
 run = t.flow_run.c
@@ -160,13 +165,12 @@ def create_flow_run(
     }
     try:
         with conn.begin_nested():
-            conn.execute(sa.insert(t.flow_run).values(**values))
+            insert_flow_run(conn, values, state, now)
     except sa.exc.IntegrityError:
         existing = _by_idempotency_key(conn, values)
         if existing is None:
             raise
         return existing, False  # another transaction created it first
-    set_flow_run_state(conn, run_id, state, FlowPolicy.MINIMAL, now)
     return require_flow_run(conn, run_id), True
 
 

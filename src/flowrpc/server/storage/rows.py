@@ -54,7 +54,7 @@ def state_values(state: State) -> dict[str, Any]:
     }
 
 
-def _policy_from_json(cls: type[R], value: dict[str, Any] | None) -> R:
+def policy_from_json(cls: type[R], value: dict[str, Any] | None) -> R:
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in (value or {}).items() if k in known})
 
@@ -68,7 +68,7 @@ def _record(cls: type[R], row: Any, policy_cls: type) -> R:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         value = getattr(row, f.name)
         if f.name == "empirical_policy":
-            value = _policy_from_json(policy_cls, value)
+            value = policy_from_json(policy_cls, value)
         elif f.name == "state_type" and value is not None:
             value = StateType(value)
         values[f.name] = value
@@ -83,18 +83,26 @@ def task_run_record(row: Any) -> TaskRunRecord:
     return _record(TaskRunRecord, row, TaskRunPolicy)
 
 
+def _column(name: str, value: Any) -> Any:
+    if name == "empirical_policy":
+        return policy_to_json(value)
+    if name == "state_type" and value is not None:
+        return value.value
+    return value
+
+
+def record_columns(record: Any) -> dict[str, Any]:
+    """Every field of a record as column values."""
+    return {f.name: _column(f.name, getattr(record, f.name)) for f in dataclasses.fields(record)}
+
+
 def record_changes(before: Any, after: Any) -> dict[str, Any]:
     """Column values of `after` that differ from `before` (records of the same run)."""
-    changes = {}
-    for f in dataclasses.fields(after):
-        old, new = getattr(before, f.name), getattr(after, f.name)
-        if old != new:
-            if f.name == "empirical_policy":
-                new = policy_to_json(new)
-            elif f.name == "state_type" and new is not None:
-                new = new.value
-            changes[f.name] = new
-    return changes
+    return {
+        f.name: _column(f.name, getattr(after, f.name))
+        for f in dataclasses.fields(after)
+        if getattr(before, f.name) != getattr(after, f.name)
+    }
 
 
 def copy_record(record: R) -> R:

@@ -17,12 +17,14 @@ from flowrpc.server.orchestration import (
     orchestrate_task_run,
     resume_proposal,
 )
-from flowrpc.server.orchestration.records import State, StateType
+from flowrpc.server.orchestration.records import FlowRunPolicy, FlowRunRecord, State, StateType
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.rows import (
     copy_record,
     flow_run_record,
+    policy_from_json,
     record_changes,
+    record_columns,
     state_from_row,
     state_values,
     task_run_record,
@@ -61,11 +63,35 @@ def set_flow_run_state(
     initial = current_state(conn, t.flow_run_state, run.state_id)
     decision = orchestrate_flow_run(run, initial, proposed, policy=policy, now=now)
     _write(conn, t.flow_run, t.flow_run_state, "flow_run_id", before, run, decision, now)
+    _update_parent_task(conn, run, decision, now)
+    return Outcome(decision, decision.state or initial)
+
+
+def _update_parent_task(conn: Connection, run: FlowRunRecord, decision: Decision, now: int) -> None:
+    """A subflow's new state is mirrored, forced, on the task run that stands for it."""
     if decision.parent_task_state is not None and run.parent_task_run_id is not None:
         set_task_run_state(
             conn, run.parent_task_run_id, decision.parent_task_state, TaskPolicy.MINIMAL, now
         )
-    return Outcome(decision, decision.state or initial)
+
+
+def insert_flow_run(conn: Connection, values: dict[str, Any], first: State, now: int) -> None:
+    """Inserts a run in its first state, applied as a forced transition. The bookkeeping is
+    decided before the insert, so the run row is written once, with no lock and re-read."""
+    run = FlowRunRecord(
+        id=values["id"],
+        flow_id=values["flow_id"],
+        deployment_id=values.get("deployment_id"),
+        parent_task_run_id=values.get("parent_task_run_id"),
+        infrastructure_pid=values.get("infrastructure_pid"),
+        empirical_policy=policy_from_json(FlowRunPolicy, values.get("empirical_policy")),
+    )
+    decision = orchestrate_flow_run(run, None, first, policy=FlowPolicy.MINIMAL, now=now)
+    conn.execute(sa.insert(t.flow_run).values({**values, **record_columns(run)}))
+    if decision.state is not None:
+        state = state_values(decision.state)
+        conn.execute(sa.insert(t.flow_run_state).values(**state, flow_run_id=run.id))
+    _update_parent_task(conn, run, decision, now)
 
 
 def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:
