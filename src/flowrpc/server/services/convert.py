@@ -237,7 +237,7 @@ def state_from_row(row: Any) -> state_pb2.State | None:
     )
 
 
-def history_state_from_row(row: Any) -> state_pb2.State:
+def state_row_to_proto(row: Any) -> state_pb2.State:
     """A row of a state table."""
     return state_pb2.State(
         id=row.id,

@@ -148,7 +148,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def ListFlowRunStates(self, request: pb.ListFlowRunStatesRequest, context: Any) -> Any:
         run_id = c.require_id(request.flow_run_id, "flow_run_id")
         rows = await self.db.read(storage.list_states, run_id)
-        return pb.ListFlowRunStatesResponse(states=[c.history_state_from_row(r) for r in rows])
+        return pb.ListFlowRunStatesResponse(states=[c.state_row_to_proto(r) for r in rows])
 
     async def GetFlowRunGraph(self, request: pb.GetFlowRunGraphRequest, context: Any) -> Any:
         run_id = c.require_id(request.flow_run_id, "flow_run_id")

@@ -40,7 +40,7 @@ class Database:
         self.dialect = self.url.get_backend_name()
         if self.dialect == "sqlite":
             self._read_engine = _sqlite_engine(self.url, immediate=False, pool_size=readers)
-            # One connection for the writer thread, one for set-up (schema, write_now).
+            # One connection for the writer thread, one for set-up (migrations, statistics).
             self._write_engine = _sqlite_engine(self.url, immediate=True, pool_size=2)
             self._writer: _Writer = _GroupCommitWriter(self._write_engine)
         else:
@@ -90,11 +90,6 @@ class Database:
     async def write(self, fn: StorageFn[T], *args: Any) -> T:
         """Runs fn(conn, *args) in a transaction that commits before this returns."""
         return await self._writer.submit(fn, args)
-
-    def write_now(self, fn: StorageFn[T], *args: Any) -> T:
-        """The blocking form of `write`, for set-up code outside the event loop."""
-        with self._write_engine.begin() as conn:
-            return fn(conn, *args)
 
     def close(self) -> None:
         self._writer.close()
