@@ -39,8 +39,8 @@ proto-check: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/buf lint
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 
 test: proto-check lint
 	$(PY) -m pytest $(PYTEST_ARGS)
