@@ -197,6 +197,8 @@ def to_python(message: Message) -> Any:
         return message.ToDatetime(tzinfo=UTC)
     if full_name == _DURATION:
         return message.ToTimedelta()
+    if full_name == _STRUCT and not message.fields:
+        return {}  # most parameters, contexts and job variables: skip json_format
     if full_name in (_STRUCT, _VALUE):
         return _integral_numbers(json_format.MessageToDict(message))
     if (wrapped := _list_wrapper_field(descriptor)) is not None:
