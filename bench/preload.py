@@ -40,109 +40,75 @@ def _batches(rows: Iterator, size: int = BATCH) -> Iterator[list]:
         yield batch
 
 
+# The columns both schemas share, in this order; each server's SQL adds its own defaults.
+RUN_COLUMNS = (
+    "id, created, updated, name, flow_id, deployment_id, tags, state_id, state_type, state_name,"
+    " state_timestamp, expected_start_time, next_scheduled_start_time, start_time, end_time"
+)
+FLOWRPC_RUN_SQL = (
+    f"INSERT INTO flow_run ({RUN_COLUMNS}, run_count, total_run_time, auto_scheduled,"
+    " parameters, context, empirical_policy, labels, job_variables)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0,'{}','{}','{}','{}','{}')"
+)
+FLOWRPC_STATE_SQL = (
+    "INSERT INTO flow_run_state (id, flow_run_id, type, name, timestamp, state_details)"
+    " VALUES (?,?,?,?,?,?)"
+)
+PREFECT_RUN_SQL = (
+    f"INSERT INTO flow_run ({RUN_COLUMNS}, total_run_time)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'1970-01-01 00:00:00.000000')"
+)
+PREFECT_STATE_SQL = (
+    "INSERT INTO flow_run_state (id, created, updated, flow_run_id, type, name, timestamp,"
+    " state_details) VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
+def _load(path: str, n: int, flow_id: str, deployment_id: str, encode, state_row, sqls) -> None:
+    """Inserts n runs and their states; `encode` turns a datetime into the schema's time value,
+    `state_row(run id, state id, kind, time, scheduled time)` builds the state row."""
+    run_sql, state_sql = sqls
+    conn = sqlite3.connect(path)
+    for batch in _batches(_runs(n, datetime.now(UTC))):
+        runs, states = [], []
+        for run_id, state_id, kind, expected, tags in batch:
+            at = encode(expected)
+            scheduled = expected if kind == "SCHEDULED" else None
+            finished = None if scheduled else at
+            name = kind.capitalize()
+            runs.append(
+                (run_id, at, at, f"run-{run_id[:8]}", flow_id, deployment_id, json.dumps(tags),
+                 state_id, kind, name, at, at, scheduled and at, finished, finished)
+            )  # fmt: skip
+            states.append(state_row(run_id, state_id, kind, at, scheduled))
+        with conn:
+            conn.executemany(run_sql, runs)
+            conn.executemany(state_sql, states)
+    conn.close()
+
+
 def _micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
 def preload_flowrpc(path: str, n: int, flow_id: str, deployment_id: str) -> None:
-    now = datetime.now(UTC)
-    conn = sqlite3.connect(path)
-    for batch in _batches(_runs(n, now)):
-        runs, states = [], []
-        for run_id, state_id, kind, expected, tags in batch:
-            at = _micros(expected)
-            scheduled = kind == "SCHEDULED"
-            finished = None if scheduled else at
-            runs.append(
-                (
-                    run_id,
-                    at,
-                    at,
-                    f"run-{run_id[:8]}",
-                    flow_id,
-                    deployment_id,
-                    json.dumps(tags),
-                    state_id,
-                    kind,
-                    kind.capitalize(),
-                    at,
-                    at,
-                    at if scheduled else None,
-                    finished,
-                    finished,
-                )
-            )
-            details = {"flow_run_id": run_id, **({"scheduled_time": at} if scheduled else {})}
-            states.append((state_id, run_id, kind, kind.capitalize(), at, json.dumps(details)))
-        with conn:
-            conn.executemany(
-                "INSERT INTO flow_run (id, created, updated, name, flow_id, deployment_id, tags,"
-                " state_id, state_type, state_name, state_timestamp, expected_start_time,"
-                " next_scheduled_start_time, start_time, end_time, run_count, total_run_time,"
-                " auto_scheduled, parameters, context, empirical_policy, labels, job_variables)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0,'{}','{}','{}','{}','{}')",
-                runs,
-            )
-            conn.executemany(
-                "INSERT INTO flow_run_state (id, flow_run_id, type, name, timestamp, state_details)"
-                " VALUES (?,?,?,?,?,?)",
-                states,
-            )
-    conn.close()
+    def state_row(run_id, state_id, kind, at, scheduled):  # noqa: ANN001, ANN202
+        details = {"flow_run_id": run_id, **({"scheduled_time": at} if scheduled else {})}
+        return state_id, run_id, kind, kind.capitalize(), at, json.dumps(details)
+
+    sqls = (FLOWRPC_RUN_SQL, FLOWRPC_STATE_SQL)
+    _load(path, n, flow_id, deployment_id, _micros, state_row, sqls)
 
 
-def _text(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+def _text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def preload_prefect(path: str, n: int, flow_id: str, deployment_id: str) -> None:
-    now = datetime.now(UTC)
-    conn = sqlite3.connect(path)
-    for batch in _batches(_runs(n, now)):
-        runs, states = [], []
-        for run_id, state_id, kind, expected, tags in batch:
-            at = _text(expected)
-            scheduled = kind == "SCHEDULED"
-            finished = None if scheduled else at
-            runs.append(
-                (
-                    run_id,
-                    at,
-                    at,
-                    f"run-{run_id[:8]}",
-                    flow_id,
-                    deployment_id,
-                    json.dumps(tags),
-                    state_id,
-                    kind,
-                    kind.capitalize(),
-                    at,
-                    at,
-                    at if scheduled else None,
-                    finished,
-                    finished,
-                )
-            )
-            details = {
-                "flow_run_id": run_id,
-                "scheduled_time": expected.isoformat().replace("+00:00", "Z")
-                if scheduled
-                else None,
-            }
-            states.append(
-                (state_id, at, at, run_id, kind, kind.capitalize(), at, json.dumps(details))
-            )
-        with conn:
-            conn.executemany(
-                "INSERT INTO flow_run (id, created, updated, name, flow_id, deployment_id, tags,"
-                " state_id, state_type, state_name, state_timestamp, expected_start_time,"
-                " next_scheduled_start_time, start_time, end_time, total_run_time)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'1970-01-01 00:00:00.000000')",
-                runs,
-            )
-            conn.executemany(
-                "INSERT INTO flow_run_state (id, created, updated, flow_run_id, type, name,"
-                " timestamp, state_details) VALUES (?,?,?,?,?,?,?,?)",
-                states,
-            )
-    conn.close()
+    def state_row(run_id, state_id, kind, at, scheduled):  # noqa: ANN001, ANN202
+        scheduled_time = scheduled.isoformat().replace("+00:00", "Z") if scheduled else None
+        details = {"flow_run_id": run_id, "scheduled_time": scheduled_time}
+        return state_id, at, at, run_id, kind, kind.capitalize(), at, json.dumps(details)
+
+    sqls = (PREFECT_RUN_SQL, PREFECT_STATE_SQL)
+    _load(path, n, flow_id, deployment_id, _text, state_row, sqls)
