@@ -293,14 +293,21 @@ def state_type_number(value: str | None) -> int:
     return state_pb2.StateType.Value(f"STATE_TYPE_{value}") if value else 0
 
 
-def _run_fields(row: Any, now: int) -> dict[str, Any]:
-    """What flow runs and task runs share: identity, current state and its bookkeeping."""
-    run_time, lateness = _estimates(row, now)
+def _identity(row: Any) -> dict[str, Any]:
+    """The fields every stored object has."""
     return {
         "id": row.id,
         "created": timestamp(row.created),
         "updated": timestamp(row.updated),
         "name": row.name,
+    }
+
+
+def _run_fields(row: Any, now: int) -> dict[str, Any]:
+    """What flow runs and task runs share: identity, current state and its bookkeeping."""
+    run_time, lateness = _estimates(row, now)
+    return {
+        **_identity(row),
         "tags": row.tags or [],
         "labels": struct(row.labels or {}),
         "state_id": row.state_id or "",
@@ -400,10 +407,7 @@ def task_inputs(message: Any) -> dict[str, list[dict[str, Any]]]:
 
 def flow_to_proto(row: Any) -> flow_pb2.Flow:
     return flow_pb2.Flow(
-        id=row.id,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
-        name=row.name,
+        **_identity(row),
         tags=row.tags or [],
         labels=struct(row.labels or {}),
     )
@@ -411,10 +415,7 @@ def flow_to_proto(row: Any) -> flow_pb2.Flow:
 
 def deployment_to_proto(row: Any) -> deployment_pb2.Deployment:
     return deployment_pb2.Deployment(
-        id=row.id,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
-        name=row.name,
+        **_identity(row),
         flow_id=row.flow_id,
         version=row.version,
         description=row.description,
@@ -433,10 +434,7 @@ def deployment_to_proto(row: Any) -> deployment_pb2.Deployment:
 
 def work_pool_to_proto(row: Any) -> work_pool_pb2.WorkPool:
     return work_pool_pb2.WorkPool(
-        id=row.id,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
-        name=row.name,
+        **_identity(row),
         description=row.description,
         type=row.type,
         base_job_template=struct(row.base_job_template or {}),
@@ -448,10 +446,7 @@ def work_pool_to_proto(row: Any) -> work_pool_pb2.WorkPool:
 
 def work_queue_to_proto(row: Any) -> work_pool_pb2.WorkQueue:
     return work_pool_pb2.WorkQueue(
-        id=row.id,
-        created=timestamp(row.created),
-        updated=timestamp(row.updated),
-        name=row.name,
+        **_identity(row),
         description=row.description,
         is_paused=row.is_paused,
         concurrency_limit=row.concurrency_limit,
