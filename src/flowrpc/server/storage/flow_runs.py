@@ -15,6 +15,7 @@ from flowrpc.server.names import slug
 from flowrpc.server.orchestration import FlowPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
+from flowrpc.server.storage import task_runs
 from flowrpc.server.storage.filters import Filter, compiler_for
 from flowrpc.server.storage.transitions import (
     Outcome,
@@ -225,9 +226,7 @@ def list_states(conn: Connection, run_id: str) -> list[Row[Any]]:
 def graph(conn: Connection, run_id: str) -> list[Row[Any]]:
     """The run's task runs with their current states."""
     require_flow_run(conn, run_id)
-    from flowrpc.server.storage.task_runs import READ as TASK_READ
-
-    return list(conn.execute(TASK_READ.where(t.task_run.c.flow_run_id == run_id)))
+    return list(conn.execute(task_runs.READ.where(t.task_run.c.flow_run_id == run_id)))
 
 
 def history(
