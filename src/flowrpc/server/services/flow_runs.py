@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
-from flowrpc.server.ids import new_id, now_micros
-from flowrpc.server.orchestration.records import State, StateDetails, StateType, default_state_name
+from flowrpc.server.ids import now_micros
+from flowrpc.server.orchestration.records import State, StateType
+from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.services import convert as c
 from flowrpc.server.services import pages
 from flowrpc.server.storage import flow_runs as storage
@@ -45,16 +46,10 @@ def run_values(request: Any) -> dict[str, Any]:
 
 
 def initial_state(request: Any, now: int, default: StateType) -> State:
+    """The state a create request asks for, or the default (Pending, or Scheduled now)."""
     if request.HasField("state"):
         return c.proposed_state(request.state, now)
-    details = StateDetails(scheduled_time=now if default == StateType.SCHEDULED else None)
-    return State(
-        id=new_id(),
-        type=default,
-        name=default_state_name(default),
-        timestamp=now,
-        details=details,
-    )
+    return new_state(default, now)
 
 
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
