@@ -36,16 +36,22 @@ def postgres_engine() -> Iterator[sa.Engine]:
         engine.dispose()
 
 
+# Background services off: a run scheduled in the past must not turn Late under a test's feet
+# (test_background and test_replicas turn them on).
+QUIET = {"late_runs_enabled": False, "pause_expirations_enabled": False}
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """Server settings on an empty database of each kind."""
     if request.param == "sqlite":
-        yield sqlite_settings(tmp_path)
+        yield sqlite_settings(tmp_path, **QUIET)
         return
     engine = request.getfixturevalue("postgres_engine")
     with engine.begin() as conn:
         conn.exec_driver_sql(f"TRUNCATE {', '.join(metadata.tables)} CASCADE")
-    yield Settings(database_url=engine.url.render_as_string(hide_password=False), port=0)
+    url = engine.url.render_as_string(hide_password=False)
+    yield Settings(database_url=url, port=0, **QUIET)
 
 
 @pytest.fixture

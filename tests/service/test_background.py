@@ -21,6 +21,8 @@ LOOP, AFTER = 0.2, 1.0
 async def runs(database):
     settings = database.model_copy(
         update={
+            "late_runs_enabled": True,
+            "pause_expirations_enabled": True,
             "late_runs_loop_seconds": LOOP,
             "late_runs_after_seconds": AFTER,
             "pause_expirations_loop_seconds": LOOP,

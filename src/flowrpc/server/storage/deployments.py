@@ -23,6 +23,13 @@ READ = sa.select(t.deployment, t.work_pool.c.name.label("work_pool_name")).selec
     )
 )
 
+# A deployment with its flow's labels, for the runs created from it.
+FOR_RUN = (
+    READ.add_columns(t.flow.c.labels.label("flow_labels"))
+    .join(t.flow, t.flow.c.id == dep.flow_id)
+    .where(dep.id == sa.bindparam("deployment_id"))
+)
+
 
 def create_deployment(
     conn: Connection, values: dict[str, Any], work_pool_name: str | None, now: int
@@ -108,7 +115,9 @@ def create_flow_run(
     conn: Connection, deployment_id: str, values: dict[str, Any], state: State, now: int
 ) -> tuple[Row[Any], bool]:
     """A run of the deployment: parameters merged over the deployment's, tags unioned."""
-    deployment = get_deployment(conn, deployment_id)
+    deployment = conn.execute(FOR_RUN, {"deployment_id": deployment_id}).first()
+    if deployment is None:
+        raise not_found("deployment", deployment_id)
     values.update(
         flow_id=deployment.flow_id,
         deployment_id=deployment.id,
@@ -123,9 +132,9 @@ def create_flow_run(
         job_variables={**(deployment.job_variables or {}), **(values.get("job_variables") or {})},
     )
     queue_name = values.get("work_queue_name") or deployment.work_queue_name
-    if deployment.work_pool_name is not None:
-        queue = resolve_work_queue(conn, deployment.work_pool_name, queue_name, True, now)
-        values.update(work_queue_id=queue.id, work_queue_name=queue.name)
-    else:
-        values["work_queue_name"] = queue_name
-    return flow_runs.create_flow_run(conn, values, state, now)
+    pool_name = deployment.work_pool_name
+    queue = resolve_work_queue(conn, pool_name, queue_name, True, now)
+    values["work_queue_name"] = queue_name
+    return flow_runs.insert_new_run(
+        conn, values, deployment.flow_labels, state, now, queue, pool_name
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +19,7 @@ from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
 from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.rows import details_to_json
 from flowrpc.server.storage.transitions import (
     Outcome,
     insert_flow_run,
@@ -133,46 +136,86 @@ def count_flow_runs(conn: Connection, filters: Filter) -> int:
     return conn.execute(query).scalar_one()
 
 
+FLOW_LABELS = sa.select(t.flow.c.labels).where(t.flow.c.id == sa.bindparam("flow_id"))
+# What an insert leaves in the columns it is not given.
+RUN_DEFAULTS = {
+    c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
+    for c in t.flow_run.c
+}
+
+
 def create_flow_run(
     conn: Connection,
     values: dict[str, Any],
     state: State,
     now: int,
     work_pool_name: str | None = None,
-) -> tuple[Row[Any], bool]:
+) -> tuple[Any, bool]:
     """Inserts a run and applies its initial state, forced; returns (run, created). A used
     (flow_id, idempotency_key) returns the existing run unchanged."""
-    flow = conn.execute(sa.select(t.flow).where(t.flow.c.id == values["flow_id"])).first()
+    flow = conn.execute(FLOW_LABELS, {"flow_id": values["flow_id"]}).first()
     if flow is None:
         raise not_found("flow", values["flow_id"])
+    queue = resolve_work_queue(conn, work_pool_name, values.get("work_queue_name"))
+    return insert_new_run(conn, values, flow.labels, state, now, queue, work_pool_name)
+
+
+def insert_new_run(
+    conn: Connection,
+    values: dict[str, Any],
+    flow_labels: dict[str, Any] | None,
+    state: State,
+    now: int,
+    queue: Any = None,
+    work_pool_name: str | None = None,
+) -> tuple[Any, bool]:
+    """create_flow_run once the flow is known to exist and the work queue is resolved."""
     existing = _by_idempotency_key(conn, values)
     if existing is not None:
         return existing, False
-    queue = resolve_work_queue(conn, work_pool_name, values.get("work_queue_name"))
     if queue is not None:
         values.update(work_queue_id=queue.id, work_queue_name=queue.name)
-    run_id = new_id()
     values = {
         **values,
-        "id": run_id,
+        "id": new_id(),
         "created": now,
         "updated": now,
         "name": values.get("name") or slug(),
         "labels": {
-            **(flow.labels or {}),
-            "prefect.flow.id": flow.id,
+            **(flow_labels or {}),
+            "prefect.flow.id": values["flow_id"],
             **(values.get("labels") or {}),
         },
     }
+    # Only a used idempotency key can make the insert fail in a way the caller may not see.
+    keyed = values.get("idempotency_key") is not None
     try:
-        with conn.begin_nested():
-            insert_flow_run(conn, values, state, now)
+        with conn.begin_nested() if keyed else contextlib.nullcontext():
+            columns, first = insert_flow_run(conn, values, state, now)
     except sa.exc.IntegrityError:
         existing = _by_idempotency_key(conn, values)
         if existing is None:
             raise
         return existing, False  # another transaction created it first
-    return require_flow_run(conn, run_id), True
+    pool_id = queue.work_pool_id if queue is not None else None
+    return _inserted_row(columns, first, pool_id, work_pool_name), True
+
+
+def _inserted_row(
+    columns: dict[str, Any], state: State | None, pool_id: str | None, pool_name: str | None
+) -> SimpleNamespace:
+    """What READ would return for a run just inserted, without reading it back."""
+    return SimpleNamespace(
+        **{
+            **RUN_DEFAULTS,
+            **columns,
+            "state_message": state.message if state else None,
+            "state_data": state.data if state else None,
+            "state_details": details_to_json(state.details) if state else None,
+            "work_pool_id": pool_id,
+            "work_pool_name": pool_name,
+        }
+    )
 
 
 def _by_idempotency_key(conn: Connection, values: Mapping[str, Any]) -> Row[Any] | None:

@@ -29,16 +29,17 @@ def details_from_json(value: dict[str, Any] | None) -> StateDetails:
     return StateDetails(**{k: v for k, v in (value or {}).items() if k in _DETAIL_DEFAULTS})
 
 
-def state_from_row(row: Any) -> State:
-    """A row of a state table."""
+def state_from_row(row: Any, prefix: str = "") -> State:
+    """A row of a state table, or a state's columns labelled with `prefix` in a wider row."""
+    m = row._mapping
     return State(
-        id=row.id,
-        type=StateType(row.type),
-        name=row.name,
-        timestamp=row.timestamp,
-        message=row.message,
-        data=row.data,
-        details=details_from_json(row.state_details),
+        id=m[prefix + "id"],
+        type=StateType(m[prefix + "type"]),
+        name=m[prefix + "name"],
+        timestamp=m[prefix + "timestamp"],
+        message=m[prefix + "message"],
+        data=m[prefix + "data"],
+        details=details_from_json(m[prefix + "state_details"]),
     )
 
 

@@ -39,28 +39,45 @@ class Outcome:
     state: State | None
 
 
-def current_state(conn: Connection, table: sa.Table, state_id: str | None) -> State | None:
-    if state_id is None:
-        return None
-    row = conn.execute(sa.select(table).where(table.c.id == state_id)).first()
-    return state_from_row(row) if row else None
+def _locking(runs: sa.Table, states: sa.Table) -> sa.Select[Any]:
+    """A run with its current state's columns (prefixed `current_`), the run's row locked until
+    the transaction ends (PostgreSQL; SQLite has one writer). Prepared once: only the id varies."""
+    return (
+        sa.select(runs, *(c.label(f"current_{c.name}") for c in states.c))
+        .outerjoin(states, states.c.id == runs.c.state_id)
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .with_for_update(of=runs)
+    )
 
 
-def _locked(conn: Connection, runs: sa.Table, run_id: str) -> Any:
-    """The run's row, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
-    return conn.execute(sa.select(runs).where(runs.c.id == run_id).with_for_update()).first()
+STATES = {t.flow_run: t.flow_run_state, t.task_run: t.task_run_state}
+LOCK = {runs: _locking(runs, states) for runs, states in STATES.items()}
+UPDATE = {runs: sa.update(runs).where(runs.c.id == sa.bindparam("run_id")) for runs in STATES}
+
+
+def _locked(conn: Connection, runs: sa.Table, run_id: str) -> tuple[Any, State | None]:
+    """The run's row (None if there is no such run) and its current state."""
+    row = conn.execute(LOCK[runs], {"run_id": run_id}).first()
+    if row is None or row.state_id is None:
+        return row, None
+    if row.current_id != row.state_id:
+        # PostgreSQL waited for a concurrent transition's lock and re-checked the join against
+        # the run's new version: the state it joined is gone, so read the current one.
+        states = STATES[runs]
+        current = conn.execute(sa.select(states).where(states.c.id == row.state_id)).one()
+        return row, state_from_row(current)
+    return row, state_from_row(row, prefix="current_")
 
 
 def set_flow_run_state(
     conn: Connection, run_id: str, proposed: State, policy: FlowPolicy, now: int
 ) -> Outcome | None:
     """Orchestrates one proposal; None if the run does not exist."""
-    row = _locked(conn, t.flow_run, run_id)
+    row, initial = _locked(conn, t.flow_run, run_id)
     if row is None:
         return None
     run = flow_run_record(row)
     before = copy_record(run)
-    initial = current_state(conn, t.flow_run_state, run.state_id)
     decision = orchestrate_flow_run(run, initial, proposed, policy=policy, now=now)
     _write(conn, t.flow_run, t.flow_run_state, "flow_run_id", before, run, decision, now)
     _update_parent_task(conn, run, decision, now)
@@ -75,9 +92,12 @@ def _update_parent_task(conn: Connection, run: FlowRunRecord, decision: Decision
         )
 
 
-def insert_flow_run(conn: Connection, values: dict[str, Any], first: State, now: int) -> None:
-    """Inserts a run in its first state, applied as a forced transition. The bookkeeping is
-    decided before the insert, so the run row is written once, with no lock and re-read."""
+def insert_flow_run(
+    conn: Connection, values: dict[str, Any], first: State, now: int
+) -> tuple[dict[str, Any], State | None]:
+    """Inserts a run in its first state, applied as a forced transition; returns the run's
+    columns and its state. The bookkeeping is decided before the insert, so the run row is
+    written once, with no lock and no re-read."""
     run = FlowRunRecord(
         id=values["id"],
         flow_id=values["flow_id"],
@@ -87,18 +107,20 @@ def insert_flow_run(conn: Connection, values: dict[str, Any], first: State, now:
         empirical_policy=policy_from_json(FlowRunPolicy, values.get("empirical_policy")),
     )
     decision = orchestrate_flow_run(run, None, first, policy=FlowPolicy.MINIMAL, now=now)
-    conn.execute(sa.insert(t.flow_run).values({**values, **record_columns(run)}))
+    columns = {**values, **record_columns(run)}
+    conn.execute(sa.insert(t.flow_run), columns)
     if decision.state is not None:
-        state = state_values(decision.state)
-        conn.execute(sa.insert(t.flow_run_state).values(**state, flow_run_id=run.id))
+        conn.execute(
+            sa.insert(t.flow_run_state), {**state_values(decision.state), "flow_run_id": run.id}
+        )
     _update_parent_task(conn, run, decision, now)
+    return columns, decision.state
 
 
 def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:
-    row = _locked(conn, t.flow_run, run_id)
+    row, initial = _locked(conn, t.flow_run, run_id)
     if row is None:
         return None
-    initial = current_state(conn, t.flow_run_state, row.state_id)
     proposal = resume_proposal(flow_run_record(row), initial, now)
     if isinstance(proposal, Decision):
         return Outcome(proposal, initial)
@@ -108,12 +130,11 @@ def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:
 def set_task_run_state(
     conn: Connection, task_run_id: str, proposed: State, policy: TaskPolicy, now: int
 ) -> Outcome | None:
-    row = _locked(conn, t.task_run, task_run_id)
+    row, initial = _locked(conn, t.task_run, task_run_id)
     if row is None:
         return None
     task_run = task_run_record(row)
     before = copy_record(task_run)
-    initial = current_state(conn, t.task_run_state, task_run.state_id)
     decision = orchestrate_task_run(
         task_run,
         initial,
@@ -149,11 +170,11 @@ def _write(
     now: int,
 ) -> None:
     if decision.state is not None:
-        conn.execute(sa.insert(states).values(**state_values(decision.state), **{owner: run.id}))
+        conn.execute(sa.insert(states), {**state_values(decision.state), owner: run.id})
         run.state_id = decision.state.id
     changes = record_changes(before, run)
     if changes:
-        conn.execute(sa.update(runs).where(runs.c.id == run.id).values(**changes, updated=now))
+        conn.execute(UPDATE[runs], {**changes, "updated": now, "run_id": run.id})
 
 
 def _flow_run_of(conn: Connection, flow_run_id: str | None) -> Any:
