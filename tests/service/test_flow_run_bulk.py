@@ -7,6 +7,7 @@ import asyncio
 import grpc
 import pytest
 from helpers import (
+    CANCELLED,
     FUTURE,
     PENDING,
     RUNNING,
@@ -27,6 +28,7 @@ from helpers import (
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import flow_run_service_pb2 as fr
 from flowrpc.v1 import orchestration_pb2 as orc
+from flowrpc.v1 import task_run_service_pb2 as tr
 
 ACCEPT = orc.SET_STATE_STATUS_ACCEPT
 WAIT = orc.SET_STATE_STATUS_WAIT
@@ -162,3 +164,16 @@ async def test_many_runs_stream_back_in_several_messages(stubs):
     assert await count(stubs, flow_runs=SCHEDULED_ONLY.flow_runs) == 0
     deleted = await bulk_delete(stubs, f.FlowRunFilterSet())
     assert sorted(deleted) == sorted(run.id for run in created)
+
+
+async def test_a_subflows_parent_task_run_follows_it_in_bulk(stubs):
+    flow = await make_flow(stubs)
+    parent = await make_run(stubs, flow.id, state=state(RUNNING))
+    request = tr.CreateTaskRunRequest(flow_run_id=parent.id, task_key="child-flow")
+    task = (await stubs.task_runs.CreateTaskRun(request)).task_run
+    child = await make_run(stubs, flow.id, parent_task_run_id=task.id, state=scheduled(T0))
+    _, results = await bulk_set(stubs, by_ids(child.id, parent.id), state(CANCELLED), force=True)
+    assert {result.status for result in results.values()} == {ACCEPT}
+    got = (await stubs.task_runs.GetTaskRun(tr.GetTaskRunRequest(id=task.id))).task_run
+    assert got.state_type == CANCELLED
+    assert got.state.state_details.child_flow_run_id == child.id

@@ -16,7 +16,6 @@ from flowrpc.settings import Settings
 
 log = logging.getLogger(__name__)
 Pass = Callable[[], Awaitable[int]]
-STATISTICS_SECONDS = 600  # SQLite planner statistics follow the data at this pace
 
 
 def _in_batches(db: Database, batch: int, write: Callable[..., int], *args: Any) -> Pass:
@@ -58,14 +57,4 @@ def start_services(
         services.append(
             _every(settings.pause_expirations_loop_seconds, "expired pauses", one_pass, leadership)
         )
-    if db.dialect == "sqlite":
-        services.append(_every(STATISTICS_SECONDS, "statistics", _statistics(db), leadership))
     return [asyncio.create_task(service) for service in services]
-
-
-def _statistics(db: Database) -> Pass:
-    async def one_pass() -> int:
-        await asyncio.to_thread(db.analyze)
-        return 0
-
-    return one_pass

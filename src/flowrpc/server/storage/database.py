@@ -29,6 +29,7 @@ T = TypeVar("T")
 StorageFn = Callable[..., T]
 
 MAX_GROUP = 256  # calls committed together at most
+STATISTICS_CHECK = 1000  # SQLite write calls between checks that planner statistics are fresh
 MIGRATION_LOCK = 0x666C6F77  # advisory lock key ("flow") held while migrating
 
 
@@ -64,20 +65,10 @@ class Database:
         self.analyze()
 
     def analyze(self) -> None:
-        """Refreshes SQLite's planner statistics when the number of runs has doubled or halved
-        since they were taken. Without them SQLite may filter first and then sort a million rows
-        instead of walking the sort index. A full ANALYZE reads every index (about 2 s at a
-        million runs), so it runs only as the data grows, not on a clock. (Sampled statistics,
-        PRAGMA analysis_limit, mislead the planner about state_name.) PostgreSQL's autovacuum
-        keeps its own statistics."""
-        if self.dialect != "sqlite":
-            return
-        with self._write_engine.begin() as conn:
-            runs = conn.exec_driver_sql("SELECT count(*) FROM flow_run").scalar() or 0
-            if not _stale(conn, runs):
-                return
-            conn.exec_driver_sql("ANALYZE")
-        log.info("refreshed SQLite statistics at %d runs", runs)
+        """Refreshes SQLite's planner statistics if they are stale (see `refresh_statistics`)."""
+        if self.dialect == "sqlite":
+            with self._write_engine.begin() as conn:
+                refresh_statistics(conn)
 
     async def read(self, fn: StorageFn[T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -96,6 +87,19 @@ class Database:
         self._readers.shutdown(wait=True)
         self._read_engine.dispose()
         self._write_engine.dispose()
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """Takes SQLite's planner statistics again when the number of runs has doubled or halved
+    since they were taken. Without them SQLite may filter first and then sort every match
+    instead of walking the sort index (50 ms instead of 3 ms for a page at 5,000 runs, seconds at
+    a million). A full ANALYZE reads every index (about 2 s at a million runs), so it runs only as
+    the data grows. (Sampled statistics, PRAGMA analysis_limit, mislead the planner about
+    state_name.) PostgreSQL's autovacuum keeps its own statistics."""
+    runs = conn.exec_driver_sql("SELECT count(*) FROM flow_run").scalar() or 0
+    if _stale(conn, runs):
+        conn.exec_driver_sql("ANALYZE")
+        log.info("refreshed SQLite statistics at %d runs", runs)
 
 
 def _stale(conn: Connection, runs: int) -> bool:
@@ -193,9 +197,21 @@ class _GroupCommitWriter(_Writer):
         self._thread.join()
 
     def _loop(self) -> None:
+        since_check = 0
         with self._engine.connect() as conn:
             while (batch := self._next_batch()) is not None:
                 self._commit(conn, batch)
+                since_check += len(batch)
+                if since_check >= STATISTICS_CHECK:
+                    since_check = 0
+                    self._refresh_statistics(conn)
+
+    def _refresh_statistics(self, conn: Connection) -> None:
+        try:
+            with conn.begin():
+                refresh_statistics(conn)
+        except Exception:  # stale statistics make queries slower, never wrong
+            log.exception("refreshing SQLite statistics failed")
 
     def _next_batch(self) -> list[Any] | None:
         """Blocks for one call, then takes every call already waiting, up to MAX_GROUP."""

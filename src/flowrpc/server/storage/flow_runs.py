@@ -22,6 +22,7 @@ from flowrpc.server.storage.filters import Filter, compiler_for
 from flowrpc.server.storage.rows import details_to_json
 from flowrpc.server.storage.transitions import (
     Outcome,
+    bulk_set_flow_run_state,
     insert_flow_run,
     resume_flow_run,
     set_flow_run_state,
@@ -327,14 +328,7 @@ def bulk_set_state(
 ) -> list[tuple[str, Outcome]]:
     """Orchestrates the proposal for each run on its own; runs deleted meanwhile are skipped."""
     policy = FlowPolicy.MINIMAL if force else FlowPolicy.CORE
-    results = []
-    for run_id in run_ids:
-        outcome = set_flow_run_state(
-            conn, run_id, proposal.copy(id=new_id(), timestamp=now), policy, now
-        )
-        if outcome is not None:
-            results.append((run_id, outcome))
-    return results
+    return bulk_set_flow_run_state(conn, run_ids, proposal, policy, now)
 
 
 def bulk_delete(conn: Connection, run_ids: list[str]) -> list[str]:

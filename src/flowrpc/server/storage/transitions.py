@@ -3,12 +3,13 @@ orchestration decide, write the decision (new state row and run bookkeeping) ato
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from flowrpc.server.ids import new_id
 from flowrpc.server.orchestration import (
     Decision,
     FlowPolicy,
@@ -39,34 +40,70 @@ class Outcome:
     state: State | None
 
 
-def _locking(runs: sa.Table, states: sa.Table) -> sa.Select[Any]:
-    """A run with its current state's columns (prefixed `current_`), the run's row locked until
-    the transaction ends (PostgreSQL; SQLite has one writer). Prepared once: only the id varies."""
+def _locking(runs: sa.Table, states: sa.Table, which: Any) -> sa.Select[Any]:
+    """Runs with their current state's columns (prefixed `current_`), the runs' rows locked until
+    the transaction ends (PostgreSQL; SQLite has one writer). Prepared once: only ids vary."""
     return (
         sa.select(runs, *(c.label(f"current_{c.name}") for c in states.c))
         .outerjoin(states, states.c.id == runs.c.state_id)
-        .where(runs.c.id == sa.bindparam("run_id"))
+        .where(which)
         .with_for_update(of=runs)
     )
 
 
 STATES = {t.flow_run: t.flow_run_state, t.task_run: t.task_run_state}
-LOCK = {runs: _locking(runs, states) for runs, states in STATES.items()}
+OWNER = {t.flow_run: "flow_run_id", t.task_run: "task_run_id"}  # the state column naming its run
+LOCK = {
+    runs: _locking(runs, states, runs.c.id == sa.bindparam("run_id"))
+    for runs, states in STATES.items()
+}
+# In id order, so that concurrent bulk calls on PostgreSQL take their locks in the same order.
+LOCK_FLOW_RUNS = _locking(
+    t.flow_run, t.flow_run_state, t.flow_run.c.id.in_(sa.bindparam("run_ids", expanding=True))
+).order_by(t.flow_run.c.id)
 UPDATE = {runs: sa.update(runs).where(runs.c.id == sa.bindparam("run_id")) for runs in STATES}
 
 
 def _locked(conn: Connection, runs: sa.Table, run_id: str) -> tuple[Any, State | None]:
     """The run's row (None if there is no such run) and its current state."""
     row = conn.execute(LOCK[runs], {"run_id": run_id}).first()
+    return row, _current_state(conn, runs, row)
+
+
+def _current_state(conn: Connection, runs: sa.Table, row: Any) -> State | None:
     if row is None or row.state_id is None:
-        return row, None
+        return None
     if row.current_id != row.state_id:
         # PostgreSQL waited for a concurrent transition's lock and re-checked the join against
         # the run's new version: the state it joined is gone, so read the current one.
         states = STATES[runs]
         current = conn.execute(sa.select(states).where(states.c.id == row.state_id)).one()
-        return row, state_from_row(current)
-    return row, state_from_row(row, prefix="current_")
+        return state_from_row(current)
+    return state_from_row(row, prefix="current_")
+
+
+@dataclass
+class _Writes:
+    """The new state rows and run changes of one or many decisions, written together: one
+    statement per kind, with many parameter sets."""
+
+    runs: sa.Table
+    states: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, before: Any, run: Any, decision: Decision, now: int) -> None:
+        if decision.state is not None:
+            self.states.append({**state_values(decision.state), OWNER[self.runs]: run.id})
+            run.state_id = decision.state.id
+        if changes := record_changes(before, run):
+            changes.update(updated=now, run_id=run.id)
+            self.changes.setdefault(frozenset(changes), []).append(changes)
+
+    def flush(self, conn: Connection) -> None:
+        if self.states:
+            conn.execute(sa.insert(STATES[self.runs]), self.states)
+        for same_columns in self.changes.values():
+            conn.execute(UPDATE[self.runs], same_columns)
 
 
 def set_flow_run_state(
@@ -76,19 +113,48 @@ def set_flow_run_state(
     row, initial = _locked(conn, t.flow_run, run_id)
     if row is None:
         return None
+    writes = _Writes(t.flow_run)
+    outcome = _decide(row, initial, proposed, policy, now, writes)
+    writes.flush(conn)
+    _update_parent_task(conn, row.parent_task_run_id, outcome.decision, now)
+    return outcome
+
+
+def bulk_set_flow_run_state(
+    conn: Connection, run_ids: list[str], proposal: State, policy: FlowPolicy, now: int
+) -> list[tuple[str, Outcome]]:
+    """set_flow_run_state for many runs, each orchestrated on its own but read with one query and
+    written with one statement per kind. Runs that do not exist are left out."""
+    rows = conn.execute(LOCK_FLOW_RUNS, {"run_ids": run_ids}).all()
+    writes = _Writes(t.flow_run)
+    outcomes = []
+    for row in rows:
+        own = proposal.copy(id=new_id(), timestamp=now)
+        initial = _current_state(conn, t.flow_run, row)
+        outcomes.append((row.id, _decide(row, initial, own, policy, now, writes)))
+    writes.flush(conn)
+    for row, (_, outcome) in zip(rows, outcomes, strict=True):
+        _update_parent_task(conn, row.parent_task_run_id, outcome.decision, now)
+    return outcomes
+
+
+def _decide(
+    row: Any, initial: State | None, proposed: State, policy: FlowPolicy, now: int, writes: _Writes
+) -> Outcome:
     run = flow_run_record(row)
     before = copy_record(run)
     decision = orchestrate_flow_run(run, initial, proposed, policy=policy, now=now)
-    _write(conn, t.flow_run, t.flow_run_state, "flow_run_id", before, run, decision, now)
-    _update_parent_task(conn, run, decision, now)
+    writes.add(before, run, decision, now)
     return Outcome(decision, decision.state or initial)
 
 
-def _update_parent_task(conn: Connection, run: FlowRunRecord, decision: Decision, now: int) -> None:
+def _update_parent_task(
+    conn: Connection, parent_task_run_id: str | None, decision: Decision, now: int
+) -> None:
     """A subflow's new state is mirrored, forced, on the task run that stands for it."""
-    if decision.parent_task_state is not None and run.parent_task_run_id is not None:
+    if decision.parent_task_state is not None and parent_task_run_id is not None:
         set_task_run_state(
-            conn, run.parent_task_run_id, decision.parent_task_state, TaskPolicy.MINIMAL, now
+            conn, parent_task_run_id, decision.parent_task_state, TaskPolicy.MINIMAL, now
         )
 
 
@@ -113,7 +179,7 @@ def insert_flow_run(
         conn.execute(
             sa.insert(t.flow_run_state), {**state_values(decision.state), "flow_run_id": run.id}
         )
-    _update_parent_task(conn, run, decision, now)
+    _update_parent_task(conn, run.parent_task_run_id, decision, now)
     return columns, decision.state
 
 
@@ -144,7 +210,9 @@ def set_task_run_state(
         flow_run=_flow_run_of(conn, task_run.flow_run_id),
         cached_state=_cached_state(conn, proposed, now),
     )
-    _write(conn, t.task_run, t.task_run_state, "task_run_id", before, task_run, decision, now)
+    writes = _Writes(t.task_run)
+    writes.add(before, task_run, decision, now)
+    writes.flush(conn)
     if decision.cache_insert is not None and decision.state is not None:
         key, expiration = decision.cache_insert
         conn.execute(
@@ -157,24 +225,6 @@ def set_task_run_state(
             )
         )
     return Outcome(decision, decision.state or initial)
-
-
-def _write(
-    conn: Connection,
-    runs: sa.Table,
-    states: sa.Table,
-    owner: str,
-    before: Any,
-    run: Any,
-    decision: Decision,
-    now: int,
-) -> None:
-    if decision.state is not None:
-        conn.execute(sa.insert(states), {**state_values(decision.state), owner: run.id})
-        run.state_id = decision.state.id
-    changes = record_changes(before, run)
-    if changes:
-        conn.execute(UPDATE[runs], {**changes, "updated": now, "run_id": run.id})
 
 
 def _flow_run_of(conn: Connection, flow_run_id: str | None) -> Any:
