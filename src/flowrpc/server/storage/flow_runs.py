@@ -19,7 +19,7 @@ from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
 from flowrpc.server.storage.filters import Filter, compiler_for
-from flowrpc.server.storage.rows import details_to_json
+from flowrpc.server.storage.rows import details_to_json, plain
 from flowrpc.server.storage.transitions import (
     Outcome,
     bulk_set_flow_run_state,
@@ -129,7 +129,7 @@ def list_flow_runs(
     if after is not None:
         query = query.where(order.after(*after))
     query = query.order_by(*order.order_by()).limit(limit).offset(offset)
-    return list(conn.execute(query))
+    return plain(conn.execute(query))
 
 
 def count_flow_runs(conn: Connection, filters: Filter) -> int:
@@ -270,7 +270,7 @@ def list_states(conn: Connection, run_id: str) -> list[Row[Any]]:
 def graph(conn: Connection, run_id: str) -> list[Row[Any]]:
     """The run's task runs with their current states."""
     require_flow_run(conn, run_id)
-    return list(conn.execute(task_runs.READ.where(t.task_run.c.flow_run_id == run_id)))
+    return plain(conn.execute(task_runs.READ.where(t.task_run.c.flow_run_id == run_id)))
 
 
 def history(

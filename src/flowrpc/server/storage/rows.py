@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from types import SimpleNamespace
 from typing import Any, TypeVar
+
+from sqlalchemy.engine import Result
 
 from flowrpc.server.orchestration.records import (
     FlowRunPolicy,
@@ -18,6 +21,13 @@ from flowrpc.server.orchestration.records import (
 
 R = TypeVar("R")
 _DETAIL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StateDetails)}
+
+
+def plain(result: Result[Any]) -> list[SimpleNamespace]:
+    """Result rows as plain objects, for pages that are converted field by field: attribute
+    access on a SQLAlchemy Row costs about 0.5 µs, and a run's conversion reads 40 of them."""
+    keys = result.keys()
+    return [SimpleNamespace(**dict(zip(keys, row, strict=True))) for row in result]
 
 
 def details_to_json(details: StateDetails) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from flowrpc.server.orchestration import TaskPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.rows import plain
 from flowrpc.server.storage.transitions import Outcome, set_task_run_state
 
 task = t.task_run.c
@@ -80,7 +81,7 @@ def list_task_runs(conn: Connection, filters: Filter, limit: int, offset: int) -
             )
         )
     query = READ.where(*criteria).order_by(task.id.desc()).limit(limit).offset(offset)
-    return list(conn.execute(query))
+    return plain(conn.execute(query))
 
 
 def set_state(
