@@ -216,7 +216,7 @@ class FlowRun(FlowRPCBaseModel):
     infrastructure_pid: str | None = None
     created_by: CreatedBy | None = None
     state: State | None = None
-    job_variables: dict[str, Any] | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         # As in Prefect: the estimated_* fields roll with the clock, so equality ignores them.

@@ -66,7 +66,8 @@ Global___FlowRunSort: _TypeAlias = FlowRunSort  # noqa: Y015
 @_typing.final
 class FlowRun(_message.Message):
     """A run of a flow. Fields marked "server" are maintained by the server from the run's states and
-    are ignored on input. Id fields are UUID strings; empty means none.
+    are ignored on input. Id fields are UUID strings; empty means none. An unset Struct means an
+    empty one (the server leaves empty Structs unset).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -168,6 +168,9 @@ async def test_create_flow_run_like_prefect(client):
     assert unnamed.name  # a generated slug
     assert unnamed.state.is_running()
     assert unnamed.run_count == 1
+    # Empty Structs travel unset and read back empty, not None.
+    assert unnamed.parameters == unnamed.context == unnamed.job_variables == {}
+    assert (await client.read_flow_run(unnamed.id)).job_variables == {}
 
 
 async def test_create_flow_run_in_a_work_pool(client):
