@@ -16,7 +16,7 @@ def _utc(value: datetime) -> datetime:
     # Prefect's datetimes are timezone-aware UTC; naive input is taken as UTC.
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 DateTime = Annotated[datetime, AfterValidator(_utc)]
