@@ -251,13 +251,18 @@ class _GroupCommitWriter(_Writer):
 
 
 def _in_savepoint(conn: Connection, fn: StorageFn[T], args: tuple[Any, ...]) -> tuple[Any, Any]:
-    savepoint = conn.begin_nested()
+    """Runs one call of a group in its own savepoint. The savepoint is issued on the sqlite3
+    connection directly: SQLAlchemy names each savepoint anew, so it compiles both statements on
+    every call (a fifth of the writer's time). Calls may still nest their own savepoints."""
+    driver = conn.connection.driver_connection
+    driver.execute("SAVEPOINT flowrpc_call")
     try:
         result = fn(conn, *args)
     except Exception as error:
-        savepoint.rollback()
+        driver.execute("ROLLBACK TO flowrpc_call")
+        driver.execute("RELEASE flowrpc_call")
         return None, error
-    savepoint.commit()
+    driver.execute("RELEASE flowrpc_call")
     return result, None
 
 

@@ -1,14 +1,20 @@
-"""SQLite's planner statistics follow the data while the server runs, so a read that filters by
-state and sorts by expected start time walks the sort index instead of sorting every match."""
+"""The SQLite writer: calls committed together stay apart (one failing call undoes only itself),
+and planner statistics follow the data while the server runs, so a read that filters by state
+and sorts by expected start time walks the sort index instead of sorting every match."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
 import sqlalchemy as sa
 
 from flowrpc.server.ids import now_micros
 from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.storage import flow_runs, flows
+from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.database import STATISTICS_CHECK, Database
 
 READ = {"flow_runs": {"state": {"name": {"any_of": ["Scheduled", "Late"]}}}}
@@ -40,5 +46,36 @@ async def test_statistics_are_taken_as_runs_are_written(tmp_path):
             await db.write(flow_runs.create_flow_run, values, new_state(kind, now), now)
         assert "ix_flow_run_expected_start_time_id" in read_plan(db)
         assert "TEMP B-TREE" not in read_plan(db)  # no sort of the matches
+    finally:
+        db.close()
+
+
+def _hold(conn, seconds):
+    time.sleep(seconds)  # keeps the writer busy while the next calls queue up behind it
+
+
+def _failing(conn, name):
+    flows.create_flow(conn, {"name": name}, now_micros())
+    raise RuntimeError("this call fails after writing")
+
+
+async def test_a_failing_call_undoes_only_itself(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'flowrpc.db'}")
+    try:
+        db.migrate()
+        held = db.write(_hold, 0.3)
+        calls = [
+            db.write(flows.create_flow, {"name": "before"}, now_micros()),
+            db.write(_failing, "failed"),
+            db.write(flows.create_flow, {"name": "after"}, now_micros()),
+        ]
+        await held
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[1], RuntimeError)
+        names = await db.read(lambda conn: set(conn.execute(sa.select(t.flow.c.name)).scalars()))
+        assert names == {"before", "after"}
+        with pytest.raises(RuntimeError):
+            await db.write(_failing, "again")
+        assert (await db.write(flows.create_flow, {"name": "later"}, now_micros()))[1]
     finally:
         db.close()
