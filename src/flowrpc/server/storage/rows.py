@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -66,7 +67,7 @@ def state_values(state: State) -> dict[str, Any]:
 
 
 def policy_from_json(cls: type[R], value: dict[str, Any] | None) -> R:
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = _field_names(cls)
     return cls(**{k: v for k, v in (value or {}).items() if k in known})
 
 
@@ -74,15 +75,18 @@ def policy_to_json(policy: Any) -> dict[str, Any]:
     return dataclasses.asdict(policy)
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _record(cls: type[R], row: Any, policy_cls: type) -> R:
-    values = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        value = getattr(row, f.name)
-        if f.name == "empirical_policy":
-            value = policy_from_json(policy_cls, value)
-        elif f.name == "state_type" and value is not None:
-            value = StateType(value)
-        values[f.name] = value
+    """A record from a Row (read through its mapping: attribute access on a Row is slow)."""
+    columns = row._mapping
+    values = {name: columns[name] for name in _field_names(cls)}
+    values["empirical_policy"] = policy_from_json(policy_cls, values["empirical_policy"])
+    if values["state_type"] is not None:
+        values["state_type"] = StateType(values["state_type"])
     return cls(**values)
 
 
@@ -104,17 +108,25 @@ def _column(name: str, value: Any) -> Any:
 
 def record_columns(record: Any) -> dict[str, Any]:
     """Every field of a record as column values."""
-    return {f.name: _column(f.name, getattr(record, f.name)) for f in dataclasses.fields(record)}
+    return {name: _column(name, getattr(record, name)) for name in _field_names(type(record))}
 
 
 def record_changes(before: Any, after: Any) -> dict[str, Any]:
     """Column values of `after` that differ from `before` (records of the same run)."""
     return {
-        f.name: _column(f.name, getattr(after, f.name))
-        for f in dataclasses.fields(after)
-        if getattr(before, f.name) != getattr(after, f.name)
+        name: _column(name, getattr(after, name))
+        for name in _field_names(type(after))
+        if getattr(before, name) != getattr(after, name)
     }
 
 
 def copy_record(record: R) -> R:
-    return copy.deepcopy(record)
+    """A copy that orchestration may change without touching the original: the record, its
+    policy and the policy's lists (pause keys, retry delays) are copied; the rest is immutable."""
+    policy = copy.copy(record.empirical_policy)  # type: ignore[attr-defined]
+    for name, value in vars(policy).items():
+        if isinstance(value, list):
+            setattr(policy, name, list(value))
+    clone = copy.copy(record)
+    clone.empirical_policy = policy  # type: ignore[attr-defined]
+    return clone

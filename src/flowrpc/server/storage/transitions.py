@@ -3,6 +3,7 @@ orchestration decide, write the decision (new state row and run bookkeeping) ato
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,13 @@ from flowrpc.server.orchestration import (
     orchestrate_task_run,
     resume_proposal,
 )
-from flowrpc.server.orchestration.records import FlowRunPolicy, FlowRunRecord, State, StateType
+from flowrpc.server.orchestration.records import (
+    FlowRunPolicy,
+    FlowRunRecord,
+    State,
+    StateType,
+    TaskRunRecord,
+)
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.rows import (
     copy_record,
@@ -41,10 +48,15 @@ class Outcome:
 
 
 def _locking(runs: sa.Table, states: sa.Table, which: Any) -> sa.Select[Any]:
-    """Runs with their current state's columns (prefixed `current_`), the runs' rows locked until
-    the transaction ends (PostgreSQL; SQLite has one writer). Prepared once: only ids vary."""
+    """The run columns orchestration reads, with the current state's columns (prefixed
+    `current_`); the runs' rows locked until the transaction ends (PostgreSQL; SQLite has one
+    writer). Prepared once: only ids vary."""
+    record = FlowRunRecord if runs is t.flow_run else TaskRunRecord
     return (
-        sa.select(runs, *(c.label(f"current_{c.name}") for c in states.c))
+        sa.select(
+            *(runs.c[f.name] for f in dataclasses.fields(record)),
+            *(c.label(f"current_{c.name}") for c in states.c),
+        )
         .outerjoin(states, states.c.id == runs.c.state_id)
         .where(which)
         .with_for_update(of=runs)
