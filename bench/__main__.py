@@ -2,7 +2,8 @@
 the other in one invocation, plus a bare gRPC echo ceiling; prints one table and writes JSON.
 
     python -m bench [--runs 5000] [--calls 200] [--repeat 3] [--scale 1000000] [--bulk 100000]
-                    [--skip-prefect] [--out bench/results/latest.json]
+                    [--sections api,scale,postgres] [--skip-prefect]
+                    [--out bench/results/latest.json]
 """
 
 from __future__ import annotations
@@ -227,6 +228,12 @@ def main() -> None:
     parser.add_argument(
         "--prefect-bulk", type=int, default=2_000, help="runs Prefect cancels, 50 a call"
     )
+    parser.add_argument(
+        "--sections",
+        type=lambda s: s.split(","),
+        default=["api", "scale", "postgres"],
+        help="which parts to run: api (the phases), scale (preload, scale phases, bulk), postgres",
+    )
     parser.add_argument("--skip-prefect", action="store_true")
     parser.add_argument(
         "--postgres-url",
@@ -241,16 +248,17 @@ def main() -> None:
         servers.ensure_prefect()
     results = echo_ceiling(args)
     for target in targets:
-        with tempfile.TemporaryDirectory(prefix=f"bench-{target}-") as home:
-            process = start(target, Path(home))
-            try:
-                results += measure(target, process, PHASES, args, "api")
-            finally:
-                process.stop()
-        if args.scale:
+        if "api" in args.sections:
+            with tempfile.TemporaryDirectory(prefix=f"bench-{target}-") as home:
+                process = start(target, Path(home))
+                try:
+                    results += measure(target, process, PHASES, args, "api")
+                finally:
+                    process.stop()
+        if args.scale and "scale" in args.sections:
             with tempfile.TemporaryDirectory(prefix=f"bench-{target}-scale-") as home:
                 results += scale(target, Path(home), args)
-    if args.postgres_url:
+    if args.postgres_url and "postgres" in args.sections:
         results += postgres(args)
     report = {
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},

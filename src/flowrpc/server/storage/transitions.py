@@ -47,11 +47,10 @@ class Outcome:
     state: State | None
 
 
-def _locking(runs: sa.Table, states: sa.Table, which: Any) -> sa.Select[Any]:
-    """The run columns orchestration reads, with the current state's columns (prefixed
-    `current_`); the runs' rows locked until the transaction ends (PostgreSQL; SQLite has one
-    writer). Prepared once: only ids vary."""
-    record = FlowRunRecord if runs is t.flow_run else TaskRunRecord
+def _locking(runs: sa.Table, states: sa.Table, record: type, which: Any) -> sa.Select[Any]:
+    """The run columns orchestration reads (the record's fields), with the current state's
+    columns (prefixed `current_`); the runs' rows locked until the transaction ends (PostgreSQL;
+    SQLite has one writer). Prepared once: only ids vary."""
     return (
         sa.select(
             *(runs.c[f.name] for f in dataclasses.fields(record)),
@@ -65,13 +64,17 @@ def _locking(runs: sa.Table, states: sa.Table, which: Any) -> sa.Select[Any]:
 
 STATES = {t.flow_run: t.flow_run_state, t.task_run: t.task_run_state}
 OWNER = {t.flow_run: "flow_run_id", t.task_run: "task_run_id"}  # the state column naming its run
+RECORDS = {t.flow_run: FlowRunRecord, t.task_run: TaskRunRecord}
 LOCK = {
-    runs: _locking(runs, states, runs.c.id == sa.bindparam("run_id"))
-    for runs, states in STATES.items()
+    runs: _locking(runs, STATES[runs], RECORDS[runs], runs.c.id == sa.bindparam("run_id"))
+    for runs in STATES
 }
 # In id order, so that concurrent bulk calls on PostgreSQL take their locks in the same order.
 LOCK_FLOW_RUNS = _locking(
-    t.flow_run, t.flow_run_state, t.flow_run.c.id.in_(sa.bindparam("run_ids", expanding=True))
+    t.flow_run,
+    t.flow_run_state,
+    FlowRunRecord,
+    t.flow_run.c.id.in_(sa.bindparam("run_ids", expanding=True)),
 ).order_by(t.flow_run.c.id)
 UPDATE = {runs: sa.update(runs).where(runs.c.id == sa.bindparam("run_id")) for runs in STATES}
 
