@@ -188,7 +188,7 @@ def insert_new_run(
             **(values.get("labels") or {}),
         },
     }
-    # Only a used idempotency key can make the insert fail in a way the caller may not see.
+    # A used idempotency key is the one conflict to recover from, so only then a savepoint.
     keyed = values.get("idempotency_key") is not None
     try:
         with conn.begin_nested() if keyed else contextlib.nullcontext():
