@@ -22,7 +22,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Deployment(_message.Message):
-    """A deployment: a flow packaged to be run on demand or on a schedule. Names are unique per flow."""
+    """A deployment: a flow packaged to be run on demand or on a schedule. Names are unique per flow.
+    An unset Struct means an empty one (the server leaves empty Structs unset).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

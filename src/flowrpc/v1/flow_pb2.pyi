@@ -22,7 +22,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Flow(_message.Message):
-    """A flow: the named unit of work that runs belong to. Names are unique."""
+    """A flow: the named unit of work that runs belong to. Names are unique. An unset Struct means an
+    empty one (the server leaves empty Structs unset).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -55,7 +55,9 @@ Global___TaskRunInputType: _TypeAlias = TaskRunInputType  # noqa: Y015
 
 @_typing.final
 class TaskRun(_message.Message):
-    """A run of a task inside a flow run. Fields marked "server" are maintained from its states."""
+    """A run of a task inside a flow run. Fields marked "server" are maintained from its states. An
+    unset Struct means an empty one (the server leaves empty Structs unset).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

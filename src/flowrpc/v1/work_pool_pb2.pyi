@@ -20,7 +20,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class WorkPool(_message.Message):
-    """A work pool: where workers pick up runs. Every pool has a queue named "default"."""
+    """A work pool: where workers pick up runs. Every pool has a queue named "default". An unset
+    Struct means an empty one (the server leaves empty Structs unset).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

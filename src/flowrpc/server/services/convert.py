@@ -418,7 +418,7 @@ def flow_to_proto(row: Any) -> flow_pb2.Flow:
     return flow_pb2.Flow(
         **_identity(row),
         tags=row.tags or [],
-        labels=struct(row.labels or {}),
+        labels=struct(row.labels),
     )
 
 
@@ -430,9 +430,9 @@ def deployment_to_proto(row: Any) -> deployment_pb2.Deployment:
         description=row.description,
         paused=row.paused,
         tags=row.tags or [],
-        labels=struct(row.labels or {}),
-        parameters=struct(row.parameters or {}),
-        job_variables=struct(row.job_variables or {}),
+        labels=struct(row.labels),
+        parameters=struct(row.parameters),
+        job_variables=struct(row.job_variables),
         work_pool_name=row.work_pool_name,
         work_queue_name=row.work_queue_name,
         work_queue_id=row.work_queue_id or "",
@@ -446,7 +446,7 @@ def work_pool_to_proto(row: Any) -> work_pool_pb2.WorkPool:
         **_identity(row),
         description=row.description,
         type=row.type,
-        base_job_template=struct(row.base_job_template or {}),
+        base_job_template=struct(row.base_job_template),
         is_paused=row.is_paused,
         concurrency_limit=row.concurrency_limit,
         default_queue_id=row.default_queue_id or "",
