@@ -63,18 +63,13 @@ class Database:
 
     def migrate(self) -> None:
         """Upgrades the schema to the newest migration. On PostgreSQL an advisory lock makes
-        replicas that start together take turns."""
+        replicas that start together take turns; on SQLite stale statistics are refreshed."""
         with self._write_engine.begin() as conn:
             if self.dialect == "postgresql":
                 lock = sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))")
                 conn.execute(lock, {"key": MIGRATION_LOCK})
             upgrade(conn)
-        self.analyze()
-
-    def analyze(self) -> None:
-        """Refreshes SQLite's planner statistics if they are stale (see `refresh_statistics`)."""
-        if self.dialect == "sqlite":
-            with self._write_engine.begin() as conn:
+            if self.dialect == "sqlite":
                 refresh_statistics(conn)
 
     async def read(self, fn: StorageFn[T], *args: Any) -> T:
