@@ -202,28 +202,44 @@ def _decoder(descriptor: Descriptor) -> Decode:
     if (wrapped := _list_wrapper_field(descriptor)) is not None:
         items = _field_decoder(wrapped)
         return lambda m: items(getattr(m, wrapped.name))
-    fields = {field.name: _field_decoder(field) for field in descriptor.fields}
-    return lambda m: {field.name: fields[field.name](value) for field, value in m.ListFields()}
+    return _fields_decoder(descriptor)
 
 
-def _field_decoder(field: FieldDescriptor) -> Decode:
+def _fields_decoder(descriptor: Descriptor) -> Decode:
+    """Decodes the set fields into a dict. Its plan (name and decoder per field descriptor, None
+    for scalars, taken as they are) is made on first use: message types may nest themselves."""
+    plan: dict[FieldDescriptor, tuple[str, Decode | None]] = {}
+
+    def decode(message: Any) -> dict[str, Any]:
+        if not plan:
+            plan.update({field: (field.name, _field_decoder(field)) for field in descriptor.fields})
+        data = {}
+        for field, value in message.ListFields():
+            name, item = plan[field]
+            data[name] = value if item is None else item(value)
+        return data
+
+    return decode
+
+
+def _field_decoder(field: FieldDescriptor) -> Decode | None:
     if _is_map(field):
-        item = _value_decoder(field.message_type.fields_by_name["value"])
+        item = _value_decoder(field.message_type.fields_by_name["value"]) or _same
         return lambda value: {key: item(v) for key, v in value.items()}
     item = _value_decoder(field)
     if field.is_repeated:
-        return lambda values: [item(v) for v in values]
+        return list if item is None else lambda values: [item(v) for v in values]
     return item
 
 
-def _value_decoder(field: FieldDescriptor) -> Decode:
+def _value_decoder(field: FieldDescriptor) -> Decode | None:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return to_python  # resolved per message: message types may nest themselves
+        return _decoder(field.message_type)
     if field.type == FieldDescriptor.TYPE_ENUM:
         enum = field.enum_type
         names = {number: enum_name(enum, number) for number in enum.values_by_number}
-        return lambda number: names.get(number)
-    return _same
+        return names.get
+    return None
 
 
 def _same(value: Any) -> Any:
