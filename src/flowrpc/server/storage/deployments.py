@@ -13,6 +13,7 @@ from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import flow_runs
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.prepared import Prepared
 from flowrpc.server.storage.work_pools import resolve_work_queue
 
 dep = t.deployment.c
@@ -24,7 +25,7 @@ READ = sa.select(t.deployment, t.work_pool.c.name.label("work_pool_name")).selec
 )
 
 # A deployment with its flow's labels, for the runs created from it.
-FOR_RUN = (
+FOR_RUN = Prepared(
     READ.add_columns(t.flow.c.labels.label("flow_labels"))
     .join(t.flow, t.flow.c.id == dep.flow_id)
     .where(dep.id == sa.bindparam("deployment_id"))
@@ -115,7 +116,7 @@ def create_flow_run(
     conn: Connection, deployment_id: str, values: dict[str, Any], state: State, now: int
 ) -> tuple[Row[Any], bool]:
     """A run of the deployment: parameters merged over the deployment's, tags unioned."""
-    deployment = conn.execute(FOR_RUN, {"deployment_id": deployment_id}).first()
+    deployment = FOR_RUN.first(conn, {"deployment_id": deployment_id})
     if deployment is None:
         raise not_found("deployment", deployment_id)
     values.update(

@@ -19,6 +19,7 @@ from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
 from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.prepared import Prepared
 from flowrpc.server.storage.rows import details_to_json, plain
 from flowrpc.server.storage.transitions import (
     Outcome,
@@ -137,7 +138,7 @@ def count_flow_runs(conn: Connection, filters: Filter) -> int:
     return conn.execute(query).scalar_one()
 
 
-FLOW_LABELS = sa.select(t.flow.c.labels).where(t.flow.c.id == sa.bindparam("flow_id"))
+FLOW_LABELS = Prepared(sa.select(t.flow.c.labels).where(t.flow.c.id == sa.bindparam("flow_id")))
 # What an insert leaves in the columns it is not given.
 RUN_DEFAULTS = {
     c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
@@ -154,7 +155,7 @@ def create_flow_run(
 ) -> tuple[Any, bool]:
     """Inserts a run and applies its initial state, forced; returns (run, created). A used
     (flow_id, idempotency_key) returns the existing run unchanged."""
-    flow = conn.execute(FLOW_LABELS, {"flow_id": values["flow_id"]}).first()
+    flow = FLOW_LABELS.first(conn, {"flow_id": values["flow_id"]})
     if flow is None:
         raise not_found("flow", values["flow_id"])
     queue = resolve_work_queue(conn, work_pool_name, values.get("work_queue_name"))

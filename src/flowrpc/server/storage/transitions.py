@@ -27,6 +27,7 @@ from flowrpc.server.orchestration.records import (
     TaskRunRecord,
 )
 from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.prepared import Prepared
 from flowrpc.server.storage.rows import (
     copy_record,
     flow_run_record,
@@ -66,7 +67,7 @@ STATES = {t.flow_run: t.flow_run_state, t.task_run: t.task_run_state}
 OWNER = {t.flow_run: "flow_run_id", t.task_run: "task_run_id"}  # the state column naming its run
 RECORDS = {t.flow_run: FlowRunRecord, t.task_run: TaskRunRecord}
 LOCK = {
-    runs: _locking(runs, STATES[runs], RECORDS[runs], runs.c.id == sa.bindparam("run_id"))
+    runs: Prepared(_locking(runs, STATES[runs], RECORDS[runs], runs.c.id == sa.bindparam("run_id")))
     for runs in STATES
 }
 # In id order, so that concurrent bulk calls on PostgreSQL take their locks in the same order.
@@ -76,12 +77,15 @@ LOCK_FLOW_RUNS = _locking(
     FlowRunRecord,
     t.flow_run.c.id.in_(sa.bindparam("run_ids", expanding=True)),
 ).order_by(t.flow_run.c.id)
-UPDATE = {runs: sa.update(runs).where(runs.c.id == sa.bindparam("run_id")) for runs in STATES}
+UPDATE = {
+    runs: Prepared(sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))) for runs in STATES
+}
+INSERT = {table: Prepared(sa.insert(table)) for table in (t.flow_run, *STATES.values())}
 
 
 def _locked(conn: Connection, runs: sa.Table, run_id: str) -> tuple[Any, State | None]:
     """The run's row (None if there is no such run) and its current state."""
-    row = conn.execute(LOCK[runs], {"run_id": run_id}).first()
+    row = LOCK[runs].first(conn, {"run_id": run_id})
     return row, _current_state(conn, runs, row)
 
 
@@ -115,10 +119,9 @@ class _Writes:
             self.changes.setdefault(frozenset(changes), []).append(changes)
 
     def flush(self, conn: Connection) -> None:
-        if self.states:
-            conn.execute(sa.insert(STATES[self.runs]), self.states)
+        INSERT[STATES[self.runs]].execute(conn, self.states)
         for same_columns in self.changes.values():
-            conn.execute(UPDATE[self.runs], same_columns)
+            UPDATE[self.runs].execute(conn, same_columns)
 
 
 def set_flow_run_state(
@@ -189,11 +192,10 @@ def insert_flow_run(
     )
     decision = orchestrate_flow_run(run, None, first, policy=FlowPolicy.MINIMAL, now=now)
     columns = {**values, **record_columns(run)}
-    conn.execute(sa.insert(t.flow_run), columns)
+    INSERT[t.flow_run].execute(conn, columns)
     if decision.state is not None:
-        conn.execute(
-            sa.insert(t.flow_run_state), {**state_values(decision.state), "flow_run_id": run.id}
-        )
+        state = {**state_values(decision.state), "flow_run_id": run.id}
+        INSERT[t.flow_run_state].execute(conn, state)
     _update_parent_task(conn, run.parent_task_run_id, decision, now)
     return columns, decision.state
 

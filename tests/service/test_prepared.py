@@ -1,0 +1,71 @@
+"""Prepared statements store and read exactly what SQLAlchemy would: the same bytes in every
+column (JSON, JSON null, omitted columns, scalar defaults, booleans) and the same result rows."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from flowrpc.server.ids import new_id, now_micros
+from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.database import Database
+from flowrpc.server.storage.prepared import Prepared
+
+INSERT = Prepared(sa.insert(t.flow_run))
+UPDATE = Prepared(sa.update(t.flow_run).where(t.flow_run.c.id == sa.bindparam("run_id")))
+READ = Prepared(
+    sa.select(t.flow_run, t.flow.c.labels.label("flow_labels"))
+    .join(t.flow, t.flow.c.id == t.flow_run.c.flow_id)
+    .where(t.flow_run.c.id == sa.bindparam("run_id"))
+)
+
+
+def _run(flow_id: str, name: str) -> dict:
+    # Some columns left out (their defaults apply), one JSON column given as None.
+    return {
+        "id": new_id(),
+        "created": now_micros(),
+        "updated": now_micros(),
+        "name": name,
+        "flow_id": flow_id,
+        "parameters": {"n": 3, "nested": {"ok": True, "items": [1.5, None, "x"]}},
+        "context": None,
+        "tags": ["etl", "nightly"],
+        "state_type": "SCHEDULED",
+    }
+
+
+def _stored(conn, run_id: str) -> tuple:
+    """The run's columns as the driver returns them (JSON as text on SQLite), but the id."""
+    row = conn.execute(sa.text("SELECT * FROM flow_run WHERE id = :id"), {"id": run_id}).one()
+    return tuple(row[1:])
+
+
+def test_prepared_statements_match_sqlalchemy(database):
+    db = Database(database.database_url)
+    db.migrate()
+    try:
+        with db._write_engine.begin() as conn:
+            flow_id = new_id()
+            now = now_micros()
+            conn.execute(
+                sa.insert(t.flow).values(
+                    id=flow_id, created=now, updated=now, name="f", labels={"team": "data"}
+                )
+            )
+            ours, theirs = _run(flow_id, "same"), _run(flow_id, "same")
+            theirs["created"] = theirs["updated"] = ours["created"]
+            INSERT.execute(conn, ours)
+            conn.execute(sa.insert(t.flow_run), theirs)
+            change = {"updated": 7, "run_count": 2, "auto_scheduled": True, "job_variables": None}
+            UPDATE.execute(conn, [{**change, "run_id": ours["id"]}])
+            conn.execute(UPDATE.statement, {**change, "run_id": theirs["id"]})
+
+            assert _stored(conn, ours["id"]) == _stored(conn, theirs["id"])
+            ours_read = READ.first(conn, {"run_id": ours["id"]})
+            theirs_read = conn.execute(READ.statement, {"run_id": theirs["id"]}).first()
+            assert dict(ours_read._mapping) == {**theirs_read._mapping, "id": ours["id"]}
+            assert ours_read.flow_labels == {"team": "data"}
+            assert ours_read.auto_scheduled is True
+            assert READ.first(conn, {"run_id": new_id()}) is None
+    finally:
+        db.close()
