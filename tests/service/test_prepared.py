@@ -3,6 +3,7 @@ column (JSON, JSON null, omitted columns, scalar defaults, booleans) and the sam
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from flowrpc.server.ids import new_id, now_micros
@@ -67,5 +68,7 @@ def test_prepared_statements_match_sqlalchemy(database):
             assert ours_read.flow_labels == {"team": "data"}
             assert ours_read.auto_scheduled is True
             assert READ.first(conn, {"run_id": new_id()}) is None
+            with pytest.raises(sa.exc.IntegrityError):  # as SQLAlchemy raises it
+                INSERT.execute(conn, {**_run(flow_id, "again"), "id": ours["id"]})
     finally:
         db.close()

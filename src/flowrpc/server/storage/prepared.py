@@ -9,7 +9,9 @@ SQLAlchemy as usual.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,11 @@ Params = Mapping[str, Any]
 class Row(dict[str, Any]):
     """A result row read by name or attribute, like SQLAlchemy's Row (`row.id`, `row._mapping`)."""
 
-    __getattr__ = dict.__getitem__
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     @property
     def _mapping(self) -> Row:
@@ -75,18 +81,20 @@ class Prepared:
             return
         plan = self._plan(conn.dialect, params[0] if many else params)
         driver = conn.connection.driver_connection
-        if many:
-            driver.executemany(plan.sql, [plan.parameters(p) for p in params])
-        else:
-            driver.execute(plan.sql, plan.parameters(params))
+        with _as_sqlalchemy_errors(plan.sql):
+            if many:
+                driver.executemany(plan.sql, [plan.parameters(p) for p in params])
+            else:
+                driver.execute(plan.sql, plan.parameters(params))
 
-    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+    def first(self, conn: Connection, params: Params) -> Any:
         """The first result row, or None."""
         if conn.dialect.name != "sqlite":
             return conn.execute(self.statement, params).first()
         plan = self._plan(conn.dialect, params)
         driver = conn.connection.driver_connection
-        values = driver.execute(plan.sql, plan.parameters(params)).fetchone()
+        with _as_sqlalchemy_errors(plan.sql):
+            values = driver.execute(plan.sql, plan.parameters(params)).fetchone()
         return None if values is None else plan.row(values)
 
     def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
@@ -94,6 +102,15 @@ class Prepared:
         if (plan := self._plans.get(key)) is None:
             plan = self._plans[key] = _compile(self.statement, dialect, key)
         return plan
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_errors(sql: str) -> Iterator[None]:
+    """Driver errors raised as SQLAlchemy would (IntegrityError, ...): callers catch one kind."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise sa.exc.DBAPIError.instance(sql, None, error, sqlite3.Error) from error
 
 
 def _compile(statement: Any, dialect: Dialect, names: frozenset[str]) -> _Plan:
