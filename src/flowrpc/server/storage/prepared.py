@@ -45,11 +45,11 @@ class _Plan:
     columns: tuple[str, ...]  # a select's result columns
     results: tuple[Processor, ...]
 
-    def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...]:
+    def parameters(self, given: Params) -> tuple[Any, ...]:
         pairs = zip(self.names, self.binds, strict=True)
         return tuple(self._value(given, name, bind) for name, bind in pairs)
 
-    def _value(self, given: Mapping[str, Any], name: str, bind: Processor) -> Any:
+    def _value(self, given: Params, name: str, bind: Processor) -> Any:
         if name in given:
             value = given[name]
         elif (value := self.defaults[name]) is None:
@@ -97,7 +97,7 @@ class Prepared:
             values = driver.execute(plan.sql, plan.parameters(params)).fetchone()
         return None if values is None else plan.row(values)
 
-    def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
+    def _plan(self, dialect: Dialect, params: Params) -> _Plan:
         key = frozenset(params)
         if (plan := self._plans.get(key)) is None:
             plan = self._plans[key] = _compile(self.statement, dialect, key)
@@ -114,6 +114,7 @@ def _as_sqlalchemy_errors(sql: str) -> Iterator[None]:
 
 
 def _compile(statement: Any, dialect: Dialect, names: frozenset[str]) -> _Plan:
+    """SQL with positional parameters for these parameter names, and the type processors."""
     defaults: dict[str, Any] = {}
     if statement.is_insert:
         table = statement.table
