@@ -19,7 +19,7 @@ from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
 from flowrpc.server.storage.filters import Filter, compiler_for
-from flowrpc.server.storage.prepared import Prepared
+from flowrpc.server.storage.prepared import Prepared, insert_defaults
 from flowrpc.server.storage.rows import details_to_json, plain
 from flowrpc.server.storage.transitions import (
     Outcome,
@@ -139,11 +139,7 @@ def count_flow_runs(conn: Connection, filters: Filter) -> int:
 
 
 FLOW_LABELS = Prepared(sa.select(t.flow.c.labels).where(t.flow.c.id == sa.bindparam("flow_id")))
-# What an insert leaves in the columns it is not given.
-RUN_DEFAULTS = {
-    c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
-    for c in t.flow_run.c
-}
+RUN_DEFAULTS = insert_defaults(t.flow_run)
 
 
 def create_flow_run(

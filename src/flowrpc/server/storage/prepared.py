@@ -117,8 +117,7 @@ def _compile(statement: Any, dialect: Dialect, names: frozenset[str]) -> _Plan:
     """SQL with positional parameters for these parameter names, and the type processors."""
     defaults: dict[str, Any] = {}
     if statement.is_insert:
-        table = statement.table
-        defaults = {c.key: _scalar_default(c) for c in table.c}
+        defaults = insert_defaults(statement.table)
         compiled = statement.compile(dialect=dialect, column_keys=list(defaults))
     else:
         compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
@@ -133,6 +132,11 @@ def _compile(statement: Any, dialect: Dialect, names: frozenset[str]) -> _Plan:
 
 def _type(type_: Any, dialect: Dialect) -> Any:
     return type_.dialect_impl(dialect)
+
+
+def insert_defaults(table: sa.Table) -> dict[str, Any]:
+    """What an insert leaves in each column it is not given (None: no default, SQL NULL)."""
+    return {c.key: _scalar_default(c) for c in table.c}
 
 
 def _scalar_default(column: sa.Column[Any]) -> Any:
