@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -26,7 +27,7 @@ from flowrpc.server.orchestration.records import (
     StateType,
     default_state_name,
 )
-from flowrpc.server.storage.rows import details_from_json
+from flowrpc.server.storage.rows import DETAIL_DEFAULTS
 from flowrpc.v1 import (
     deployment_pb2,
     flow_pb2,
@@ -64,13 +65,11 @@ def micros(message: Message, field: str) -> int | None:
     return value.seconds * 1_000_000 + value.nanos // 1000
 
 
-def struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
-    """A Struct; None (unset, which reads as empty) for None or an empty dict."""
-    if not value:
-        return None
-    message = struct_pb2.Struct()
-    message.update(value)
-    return message
+def struct(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A Struct field's value as message constructors take it: the dict itself, which the
+    constructor fills in place (no Struct built first and then copied); None (unset, which reads
+    as empty) for None or an empty dict."""
+    return value or None
 
 
 def plain_struct(message: Message, field: str) -> dict[str, Any] | None:
@@ -163,21 +162,22 @@ def _list(owner: Message, field: FieldDescriptor, value: Message, where: str) ->
 # ---- states ----
 
 _DETAIL_TIMES = ("scheduled_time", "cache_expiration", "pause_timeout")
+_DETAIL_FIELDS = frozenset(state_pb2.StateDetails.DESCRIPTOR.fields_by_name)
 
 
-def details_to_proto(details: StateDetails) -> dict[str, Any]:
-    """A StateDetails message, as its constructor takes it."""
+def details_to_proto(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A StateDetails message, as its constructor takes it, from a record's fields."""
     message = {}
-    for name, value in vars(details).items():
-        if value is None:
-            continue
-        if name in _DETAIL_TIMES:
-            message[name] = timestamp(value)
-        elif name == "run_input_keyset":
-            message[name] = struct(value)
-        else:
-            message[name] = value
+    for name, value in fields.items():
+        if value is not None and name in _DETAIL_FIELDS:
+            message[name] = timestamp(value) if name in _DETAIL_TIMES else value
     return message
+
+
+def stored_details_to_proto(value: dict[str, Any] | None) -> dict[str, Any]:
+    """The same from the stored JSON, which holds the fields that differ from their defaults
+    (read without making a StateDetails record: a page of runs has 200)."""
+    return details_to_proto({**DETAIL_DEFAULTS, **(value or {})})
 
 
 def details_from_proto(message: state_pb2.StateDetails) -> StateDetails:
@@ -204,7 +204,7 @@ def state_to_proto(state: State) -> state_pb2.State:
         timestamp=timestamp(state.timestamp),
         message=state.message,
         data=data_to_proto(state.data),
-        state_details=details_to_proto(state.details),
+        state_details=details_to_proto(vars(state.details)),
     )
 
 
@@ -239,7 +239,7 @@ def state_from_row(row: Any) -> dict[str, Any] | None:
         "timestamp": timestamp(row.state_timestamp),
         "message": row.state_message,
         "data": data_to_proto(row.state_data),
-        "state_details": details_to_proto(details_from_json(row.state_details)),
+        "state_details": stored_details_to_proto(row.state_details),
     }
 
 
@@ -252,7 +252,7 @@ def state_row_to_proto(row: Any) -> state_pb2.State:
         timestamp=timestamp(row.timestamp),
         message=row.message,
         data=data_to_proto(row.data),
-        state_details=details_to_proto(details_from_json(row.state_details)),
+        state_details=stored_details_to_proto(row.state_details),
     )
 
 
@@ -334,30 +334,30 @@ def _run_fields(row: Any, now: int) -> dict[str, Any]:
     }
 
 
-def flow_run_to_proto(row: Any, now: int) -> flow_run_pb2.FlowRun:
-    policy = row.empirical_policy or {}
-    created_by = row.created_by
-    return flow_run_pb2.FlowRun(
+def flow_run_fields(row: Any, now: int) -> dict[str, Any]:
+    """A FlowRun message, as constructors take it: a page's response is built from these in one
+    call, not from FlowRun messages it would copy."""
+    return {
         **_run_fields(row, now),
-        flow_id=row.flow_id,
-        deployment_id=row.deployment_id or "",
-        deployment_version=row.deployment_version,
-        work_queue_name=row.work_queue_name,
-        work_queue_id=row.work_queue_id or "",
-        work_pool_id=row.work_pool_id or "",
-        work_pool_name=row.work_pool_name,
-        flow_version=row.flow_version,
-        parameters=struct(row.parameters),
-        idempotency_key=row.idempotency_key,
-        context=struct(row.context),
-        empirical_policy=policy,
-        parent_task_run_id=row.parent_task_run_id or "",
-        auto_scheduled=row.auto_scheduled,
-        infrastructure_document_id=row.infrastructure_document_id or "",
-        infrastructure_pid=row.infrastructure_pid,
-        created_by=created_by or None,
-        job_variables=struct(row.job_variables),
-    )
+        "flow_id": row.flow_id,
+        "deployment_id": row.deployment_id or "",
+        "deployment_version": row.deployment_version,
+        "work_queue_name": row.work_queue_name,
+        "work_queue_id": row.work_queue_id or "",
+        "work_pool_id": row.work_pool_id or "",
+        "work_pool_name": row.work_pool_name,
+        "flow_version": row.flow_version,
+        "parameters": struct(row.parameters),
+        "idempotency_key": row.idempotency_key,
+        "context": struct(row.context),
+        "empirical_policy": row.empirical_policy or {},
+        "parent_task_run_id": row.parent_task_run_id or "",
+        "auto_scheduled": row.auto_scheduled,
+        "infrastructure_document_id": row.infrastructure_document_id or "",
+        "infrastructure_pid": row.infrastructure_pid,
+        "created_by": row.created_by or None,
+        "job_variables": struct(row.job_variables),
+    }
 
 
 def flow_run_policy(message: flow_run_pb2.FlowRunPolicy) -> dict[str, Any]:

@@ -78,5 +78,5 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
             storage.create_flow_run, deployment_id, run_values(request), state, now
         )
         return pb.CreateFlowRunFromDeploymentResponse(
-            flow_run=c.flow_run_to_proto(row, now), created=created
+            flow_run=c.flow_run_fields(row, now), created=created
         )

@@ -70,12 +70,12 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         state = initial_state(request, now, StateType.PENDING)
         pool = c.optional(request, "work_pool_name")
         row, created = await self.db.write(storage.create_flow_run, values, state, now, pool)
-        return pb.CreateFlowRunResponse(flow_run=c.flow_run_to_proto(row, now), created=created)
+        return pb.CreateFlowRunResponse(flow_run=c.flow_run_fields(row, now), created=created)
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context: Any) -> Any:
         run_id = c.require_id(request.id, "id")
         row = await self.db.read(storage.require_flow_run, run_id)
-        return pb.GetFlowRunResponse(flow_run=c.flow_run_to_proto(row, now_micros()))
+        return pb.GetFlowRunResponse(flow_run=c.flow_run_fields(row, now_micros()))
 
     async def ListFlowRuns(self, request: pb.ListFlowRunsRequest, context: Any) -> Any:
         sort = c.enum_name(flow_run_pb2.FlowRunSort.DESCRIPTOR, request.sort, "sort")
@@ -90,7 +90,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         rows = await self.db.read(storage.list_flow_runs, filters, sort, limit + 1, offset, after)
         now = now_micros()
         response = pb.ListFlowRunsResponse(
-            flow_runs=[c.flow_run_to_proto(row, now) for row in rows[:limit]]
+            flow_runs=[c.flow_run_fields(row, now) for row in rows[:limit]]
         )
         if len(rows) > limit > 0:
             last = rows[limit - 1]
@@ -122,7 +122,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         now = now_micros()
         changes = {path: values[path] for path in paths}
         row = await self.db.write(storage.update_flow_run, run_id, changes, now)
-        return pb.UpdateFlowRunResponse(flow_run=c.flow_run_to_proto(row, now))
+        return pb.UpdateFlowRunResponse(flow_run=c.flow_run_fields(row, now))
 
     async def DeleteFlowRun(self, request: pb.DeleteFlowRunRequest, context: Any) -> Any:
         await self.db.write(storage.delete_flow_run, c.require_id(request.id, "id"))

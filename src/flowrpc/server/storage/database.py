@@ -241,8 +241,12 @@ class _GroupCommitWriter(_Writer):
         except Exception as error:  # the commit itself failed: nothing of the batch was kept
             log.exception("group commit failed")
             outcomes = [(future, loop, None, error) for _, _, future, loop in batch]
+        # One wake-up of each event loop per group, not one per call.
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for future, loop, result, error in outcomes:
-            loop.call_soon_threadsafe(_settle, future, result, error)
+            by_loop.setdefault(loop, []).append((future, result, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle, settled)
 
 
 def _in_savepoint(conn: Connection, fn: StorageFn[T], args: tuple[Any, ...]) -> tuple[Any, Any]:
@@ -261,10 +265,11 @@ def _in_savepoint(conn: Connection, fn: StorageFn[T], args: tuple[Any, ...]) -> 
     return result, None
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

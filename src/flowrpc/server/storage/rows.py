@@ -21,7 +21,7 @@ from flowrpc.server.orchestration.records import (
 )
 
 R = TypeVar("R")
-_DETAIL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StateDetails)}
+DETAIL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StateDetails)}
 
 
 def plain(result: Result[Any]) -> list[SimpleNamespace]:
@@ -33,11 +33,11 @@ def plain(result: Result[Any]) -> list[SimpleNamespace]:
 
 def details_to_json(details: StateDetails) -> dict[str, Any]:
     """Only the fields that differ from their defaults: most states carry two or three."""
-    return {k: v for k, v in vars(details).items() if v != _DETAIL_DEFAULTS[k]}
+    return {k: v for k, v in vars(details).items() if v != DETAIL_DEFAULTS[k]}
 
 
 def details_from_json(value: dict[str, Any] | None) -> StateDetails:
-    return StateDetails(**{k: v for k, v in (value or {}).items() if k in _DETAIL_DEFAULTS})
+    return StateDetails(**{k: v for k, v in (value or {}).items() if k in DETAIL_DEFAULTS})
 
 
 def state_from_row(row: Any, prefix: str = "") -> State:
