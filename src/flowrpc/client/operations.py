@@ -117,7 +117,7 @@ def read_flows(
         flows_pb.ListFlowsRequest, {"flows": flow_filter, "limit": limit, "offset": offset}
     )
     response = yield Call(FLOWS, "ListFlows", request)
-    return [Flow.from_proto(flow) for flow in response.flows]
+    return Flow.from_protos(response.flows)
 
 
 # ---- deployments ----
@@ -190,7 +190,7 @@ def read_deployments(
         },
     )
     response = yield Call(DEPLOYMENTS, "ListDeployments", request)
-    return [Deployment.from_proto(deployment) for deployment in response.deployments]
+    return Deployment.from_protos(response.deployments)
 
 
 # ---- work pools ----
@@ -220,7 +220,7 @@ def read_work_pools(
         {"work_pools": work_pool_filter, "limit": limit, "offset": offset},
     )
     response = yield Call(WORK_POOLS, "ListWorkPools", request)
-    return [WorkPool.from_proto(pool) for pool in response.work_pools]
+    return WorkPool.from_protos(response.work_pools)
 
 
 # ---- flow runs ----
@@ -338,7 +338,7 @@ def read_flow_runs(
         {"filter": filters, "sort": sort, "limit": limit, "offset": offset},
     )
     response = yield Call(FLOW_RUNS, "ListFlowRuns", request)
-    return [FlowRun.from_proto(run) for run in response.flow_runs]
+    return FlowRun.from_protos(response.flow_runs)
 
 
 @unary
@@ -430,7 +430,7 @@ def read_flow_run_states(flow_run_id: IdLike) -> Operation:
     """The run's states, oldest first."""
     request = flow_runs_pb.ListFlowRunStatesRequest(flow_run_id=str(flow_run_id))
     response = yield Call(FLOW_RUNS, "ListFlowRunStates", request)
-    return [State.from_proto(state) for state in response.states]
+    return State.from_protos(response.states)
 
 
 @unary
@@ -438,7 +438,7 @@ def read_flow_run_graph(flow_run_id: IdLike) -> Operation:
     """The run's task runs with their upstream dependencies."""
     request = flow_runs_pb.GetFlowRunGraphRequest(flow_run_id=str(flow_run_id))
     response = yield Call(FLOW_RUNS, "GetFlowRunGraph", request)
-    return [DependencyResult.from_proto(node) for node in response.nodes]
+    return DependencyResult.from_protos(response.nodes)
 
 
 # ---- task runs ----
@@ -513,7 +513,7 @@ def read_task_runs(
         },
     )
     response = yield Call(TASK_RUNS, "ListTaskRuns", request)
-    return [TaskRun.from_proto(task_run) for task_run in response.task_runs]
+    return TaskRun.from_protos(response.task_runs)
 
 
 @unary
@@ -562,7 +562,7 @@ def iter_flow_runs(
             {"filter": filters, "sort": sort, "limit": page_size, "page_token": page_token},
         )
         response = yield Call(FLOW_RUNS, "ListFlowRuns", request)
-        yield Items([FlowRun.from_proto(run) for run in response.flow_runs])
+        yield Items(FlowRun.from_protos(response.flow_runs))
         page_token = response.next_page_token
         if not page_token:
             return
