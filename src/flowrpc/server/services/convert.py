@@ -162,14 +162,13 @@ def _list(owner: Message, field: FieldDescriptor, value: Message, where: str) ->
 # ---- states ----
 
 _DETAIL_TIMES = ("scheduled_time", "cache_expiration", "pause_timeout")
-_DETAIL_FIELDS = frozenset(state_pb2.StateDetails.DESCRIPTOR.fields_by_name)
 
 
 def details_to_proto(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A StateDetails message, as its constructor takes it, from a record's fields."""
     message = {}
     for name, value in fields.items():
-        if value is not None and name in _DETAIL_FIELDS:
+        if value is not None and name in DETAIL_DEFAULTS:
             message[name] = timestamp(value) if name in _DETAIL_TIMES else value
     return message
 
