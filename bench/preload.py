@@ -4,7 +4,9 @@ honest means: the rows are what each server writes itself for the same runs (run
 current state row), without going through either API at ~100 runs/s (Prefect) or ~10,000 (flowrpc).
 
 Runs: 60% Scheduled in the past, 20% Completed, 20% Failed; expected start times spread evenly over
-the last 30 days; two tags each from a small set.
+the last 30 days; two tags each from a small set. Rows go in in creation order (a server that has
+been creating runs for 30 days), each created at its expected start time, with ids as each server
+mints them: UUIDv7 of the creation time for flowrpc, UUIDv4 for Prefect.
 """
 
 from __future__ import annotations
@@ -13,20 +15,33 @@ import json
 import random
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+
+import uuid_utils
 
 TAGS = ["etl", "ml", "nightly", "adhoc", "critical"]
 BATCH = 50_000
 SPAN = timedelta(days=30)
 
 
-def _runs(n: int, now: datetime) -> Iterator[tuple[str, str, str, datetime, list[str]]]:
-    """(run id, state id, state type, expected start time, tags) for n runs."""
-    for i in range(n):
+NewId = Callable[[datetime], str]  # a server's id for a row created at this time
+
+
+def _runs(n: int, now: datetime, new_id: NewId) -> Iterator[tuple[str, str, str, datetime, list]]:
+    """(run id, state id, state type, expected start time, tags) for n runs, oldest first."""
+    for i, share in enumerate(sorted(random.random() for _ in range(n))):
         kind = ("SCHEDULED", "SCHEDULED", "SCHEDULED", "COMPLETED", "FAILED")[i % 5]
-        expected = now - SPAN * random.random()
-        yield str(uuid.uuid4()), str(uuid.uuid4()), kind, expected, random.sample(TAGS, 2)
+        expected = now - SPAN * (1 - share)
+        yield new_id(expected), new_id(expected), kind, expected, random.sample(TAGS, 2)
+
+
+def _uuid7(created: datetime) -> str:
+    return str(uuid_utils.uuid7(nanoseconds=int(created.timestamp() * 1e9)))
+
+
+def _uuid4(_created: datetime) -> str:
+    return str(uuid.uuid4())
 
 
 def _batches(rows: Iterator, size: int = BATCH) -> Iterator[list]:
@@ -64,12 +79,15 @@ PREFECT_STATE_SQL = (
 )
 
 
-def _load(path: str, n: int, flow_id: str, deployment_id: str, encode, state_row, sqls) -> None:
-    """Inserts n runs and their states; `encode` turns a datetime into the schema's time value,
-    `state_row(run id, state id, kind, time, scheduled time)` builds the state row."""
+def _load(
+    path: str, n: int, flow_id: str, deployment_id: str, new_id: NewId, encode, state_row, sqls
+) -> None:
+    """Inserts n runs and their states; `new_id` mints the server's ids, `encode` turns a
+    datetime into the schema's time value, `state_row(run id, state id, kind, time, scheduled
+    time)` builds the state row."""
     run_sql, state_sql = sqls
     conn = sqlite3.connect(path)
-    for batch in _batches(_runs(n, datetime.now(UTC))):
+    for batch in _batches(_runs(n, datetime.now(UTC), new_id)):
         runs, states = [], []
         for run_id, state_id, kind, expected, tags in batch:
             at = encode(expected)
@@ -97,7 +115,7 @@ def preload_flowrpc(path: str, n: int, flow_id: str, deployment_id: str) -> None
         return state_id, run_id, kind, kind.capitalize(), at, json.dumps(details)
 
     sqls = (FLOWRPC_RUN_SQL, FLOWRPC_STATE_SQL)
-    _load(path, n, flow_id, deployment_id, _micros, state_row, sqls)
+    _load(path, n, flow_id, deployment_id, _uuid7, _micros, state_row, sqls)
 
 
 def _text(moment: datetime) -> str:
@@ -111,4 +129,4 @@ def preload_prefect(path: str, n: int, flow_id: str, deployment_id: str) -> None
         return state_id, at, at, run_id, kind, kind.capitalize(), at, json.dumps(details)
 
     sqls = (PREFECT_RUN_SQL, PREFECT_STATE_SQL)
-    _load(path, n, flow_id, deployment_id, _text, state_row, sqls)
+    _load(path, n, flow_id, deployment_id, _uuid4, _text, state_row, sqls)
