@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 from types import SimpleNamespace
@@ -18,6 +17,7 @@ from flowrpc.server.orchestration.records import (
     StateType,
     TaskRunPolicy,
     TaskRunRecord,
+    shallow_copy,
 )
 
 R = TypeVar("R")
@@ -123,10 +123,10 @@ def record_changes(before: Any, after: Any) -> dict[str, Any]:
 def copy_record(record: R) -> R:
     """A copy that orchestration may change without touching the original: the record, its
     policy and the policy's lists (pause keys, retry delays) are copied; the rest is immutable."""
-    policy = copy.copy(record.empirical_policy)  # type: ignore[attr-defined]
+    policy = shallow_copy(record.empirical_policy)  # type: ignore[attr-defined]
     for name, value in vars(policy).items():
         if isinstance(value, list):
             setattr(policy, name, list(value))
-    clone = copy.copy(record)
+    clone = shallow_copy(record)
     clone.empirical_policy = policy  # type: ignore[attr-defined]
     return clone
