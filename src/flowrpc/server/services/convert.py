@@ -7,6 +7,7 @@ is built in one constructor call, with no intermediate message objects to copy.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Mapping
@@ -115,8 +116,13 @@ def enum_name(enum: EnumDescriptor, number: int, field: str) -> str:
     value = enum.values_by_number.get(number)
     if value is None:
         raise InvalidArgument({field: f"unknown {enum.name} value {number}"})
-    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
-    return value.name.removeprefix(prefix)
+    return value.name.removeprefix(_value_prefix(enum.name))
+
+
+@functools.cache
+def _value_prefix(enum_name: str) -> str:
+    """StateType -> STATE_TYPE_ (cached: every create and transition names a state type)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_name).upper() + "_"
 
 
 def state_type_of(number: int, field: str) -> StateType:

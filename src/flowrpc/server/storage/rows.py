@@ -72,7 +72,9 @@ def policy_from_json(cls: type[R], value: dict[str, Any] | None) -> R:
 
 
 def policy_to_json(policy: Any) -> dict[str, Any]:
-    return dataclasses.asdict(policy)
+    """The policy's fields (its lists shared: records are not changed after they are written).
+    Not dataclasses.asdict, which deep-copies: 7.8 µs against 0.3 µs, on every create."""
+    return dict(vars(policy))
 
 
 @functools.cache
