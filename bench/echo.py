@@ -1,5 +1,6 @@
 """The ceiling: a bare grpc.aio echo RPC (bytes in, same bytes out, no protobuf, no storage) at
-the same concurrency, so the table shows what Python gRPC can do at all on this machine.
+the same concurrency, so the table shows what Python gRPC can do at all on this machine. The
+server runs on uvloop, as flowrpc's does; the caller on asyncio's loop, as the workload's do.
 
     python bench/echo.py serve PORT
     python bench/echo.py call ADDRESS --calls N --concurrency C     # prints JSON
@@ -14,6 +15,7 @@ import statistics
 import time
 
 import grpc
+import uvloop
 
 METHOD = "/bench.Echo/Echo"
 PAYLOAD = b"x" * 64
@@ -77,7 +79,7 @@ def main() -> None:
     caller.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
     if args.command == "serve":
-        asyncio.run(serve(args.port))
+        uvloop.run(serve(args.port))
     else:
         print(json.dumps(asyncio.run(call(args.address, args.calls, args.concurrency))))
 

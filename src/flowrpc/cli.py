@@ -7,7 +7,6 @@ flowrpc database upgrade [--database-url URL]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 
@@ -47,10 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         db.close()
         logging.getLogger("flowrpc").info("database is at the newest schema revision")
         return
-    from flowrpc.server.app import serve
+    from flowrpc.server.app import run
 
     with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
-        asyncio.run(serve(settings))
+        run(settings)
 
 
 if __name__ == "__main__":
