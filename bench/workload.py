@@ -163,7 +163,7 @@ async def history(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Name
     else:
 
         async def op() -> Any:
-            return [i async for i in client.stream_flow_run_history(start, end, timedelta(hours=1))]
+            return await client.read_flow_run_history(start, end, timedelta(hours=1))
 
     return [[op] * args.calls]
 

@@ -1,4 +1,5 @@
-"""StreamFlowRunHistory: intervals, bucket placement, the 500 cap, state summaries, validation."""
+"""StreamFlowRunHistory and ReadFlowRunHistory: intervals, bucket placement, the 500 cap, state
+summaries, validation. Every history here is asked for both ways and must come back the same."""
 
 from __future__ import annotations
 
@@ -36,13 +37,25 @@ def span(delta: timedelta) -> Duration:
 
 
 async def history(stubs, start, end, interval, **filter_set):
-    request = fr.StreamFlowRunHistoryRequest(
-        history_start=ts(start),
-        history_end=ts(end),
-        history_interval=span(interval),
-        filter=f.FlowRunFilterSet(**filter_set),
-    )
-    return [message async for message in stubs.flow_runs.StreamFlowRunHistory(request)]
+    """The streamed intervals, after checking that the one-response read gives the same (but
+    for the sums of run time and lateness, which grow between the two calls)."""
+    fields = {
+        "history_start": ts(start),
+        "history_end": ts(end),
+        "history_interval": span(interval),
+        "filter": f.FlowRunFilterSet(**filter_set),
+    }
+    request = fr.StreamFlowRunHistoryRequest(**fields)
+    streamed = [message async for message in stubs.flow_runs.StreamFlowRunHistory(request)]
+    read = await stubs.flow_runs.ReadFlowRunHistory(fr.ReadFlowRunHistoryRequest(**fields))
+    assert [counts(i) for i in read.intervals] == [counts(i) for i in streamed]
+    return streamed
+
+
+def counts(interval):
+    """An interval's bounds and its (state type, state name, count) entries."""
+    states = [(s.state_type, s.state_name, s.count_runs) for s in interval.states]
+    return interval.interval_start, interval.interval_end, states
 
 
 def summary(interval):
@@ -143,6 +156,16 @@ async def test_missing_bounds_are_invalid(stubs):
         _ = [m async for m in stubs.flow_runs.StreamFlowRunHistory(request)]
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {"history_start", "history_end"} <= set(field_violations(raised.value))
+
+
+async def test_the_one_response_read_is_validated_alike(stubs):
+    request = fr.ReadFlowRunHistoryRequest(
+        history_start=ts(T0), history_end=ts(T0 + hours(1)), history_interval=span(timedelta(0))
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stubs.flow_runs.ReadFlowRunHistory(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(raised.value)) == {"history_interval"}
 
 
 async def test_an_end_not_after_the_start_has_no_intervals(stubs):

@@ -607,6 +607,62 @@ class StreamFlowRunHistoryResponse(_message.Message):
 Global___StreamFlowRunHistoryResponse: _TypeAlias = StreamFlowRunHistoryResponse  # noqa: Y015
 
 @_typing.final
+class ReadFlowRunHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HISTORY_START_FIELD_NUMBER: _builtins.int
+    HISTORY_END_FIELD_NUMBER: _builtins.int
+    HISTORY_INTERVAL_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def history_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def history_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def history_interval(self) -> _duration_pb2.Duration:
+        """At least 1 second; at most 500 intervals are returned."""
+
+    @_builtins.property
+    def filter(self) -> _filter_pb2.FlowRunFilterSet: ...
+    def __init__(
+        self,
+        *,
+        history_start: _timestamp_pb2.Timestamp | None = ...,
+        history_end: _timestamp_pb2.Timestamp | None = ...,
+        history_interval: _duration_pb2.Duration | None = ...,
+        filter: _filter_pb2.FlowRunFilterSet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "history_end", b"history_end", "history_interval", b"history_interval", "history_start", b"history_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "history_end", b"history_end", "history_interval", b"history_interval", "history_start", b"history_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFlowRunHistoryRequest: _TypeAlias = ReadFlowRunHistoryRequest  # noqa: Y015
+
+@_typing.final
+class ReadFlowRunHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERVALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def intervals(self) -> _containers.RepeatedCompositeFieldContainer[_history_pb2.HistoryInterval]:
+        """Oldest first, empty intervals included."""
+
+    def __init__(
+        self,
+        *,
+        intervals: _abc.Iterable[_history_pb2.HistoryInterval] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intervals", b"intervals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFlowRunHistoryResponse: _TypeAlias = ReadFlowRunHistoryResponse  # noqa: Y015
+
+@_typing.final
 class BulkSetFlowRunStateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -93,6 +93,11 @@ class FlowRunServiceStub:
                 request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StreamFlowRunHistoryRequest.SerializeToString,
                 response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StreamFlowRunHistoryResponse.FromString,
                 _registered_method=True)
+        self.ReadFlowRunHistory = channel.unary_unary(
+                '/flowrpc.v1.FlowRunService/ReadFlowRunHistory',
+                request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.ReadFlowRunHistoryRequest.SerializeToString,
+                response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.ReadFlowRunHistoryResponse.FromString,
+                _registered_method=True)
         self.BulkSetFlowRunState = channel.unary_stream(
                 '/flowrpc.v1.FlowRunService/BulkSetFlowRunState',
                 request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.BulkSetFlowRunStateRequest.SerializeToString,
@@ -193,6 +198,15 @@ class FlowRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadFlowRunHistory(self, request, context):
+        """The same intervals in one response, as Prefect's /flow_runs/history returns them: a message
+        per interval costs more than the intervals themselves (24 intervals of a day: 6.5 ms
+        streamed, 3.6 ms in one message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BulkSetFlowRunState(self, request, context):
         """Proposes one state to every run the filters select; each run is orchestrated on its own.
         Results stream back in batches.
@@ -265,6 +279,11 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.StreamFlowRunHistory,
                     request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StreamFlowRunHistoryRequest.FromString,
                     response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StreamFlowRunHistoryResponse.SerializeToString,
+            ),
+            'ReadFlowRunHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadFlowRunHistory,
+                    request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.ReadFlowRunHistoryRequest.FromString,
+                    response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.ReadFlowRunHistoryResponse.SerializeToString,
             ),
             'BulkSetFlowRunState': grpc.unary_stream_rpc_method_handler(
                     servicer.BulkSetFlowRunState,
@@ -578,6 +597,33 @@ class FlowRunService:
             '/flowrpc.v1.FlowRunService/StreamFlowRunHistory',
             flowrpc_dot_v1_dot_flow__run__service__pb2.StreamFlowRunHistoryRequest.SerializeToString,
             flowrpc_dot_v1_dot_flow__run__service__pb2.StreamFlowRunHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadFlowRunHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowrpc.v1.FlowRunService/ReadFlowRunHistory',
+            flowrpc_dot_v1_dot_flow__run__service__pb2.ReadFlowRunHistoryRequest.SerializeToString,
+            flowrpc_dot_v1_dot_flow__run__service__pb2.ReadFlowRunHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,11 @@ class FlowRunServiceStub:
     """Run counts per state in consecutive time intervals by expected start time, one message per
     interval, oldest first, empty intervals included.
     """
+    ReadFlowRunHistory: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.ReadFlowRunHistoryRequest, _flow_run_service_pb2.ReadFlowRunHistoryResponse]
+    """The same intervals in one response, as Prefect's /flow_runs/history returns them: a message
+    per interval costs more than the intervals themselves (24 intervals of a day: 6.5 ms
+    streamed, 3.6 ms in one message).
+    """
     BulkSetFlowRunState: _grpc.UnaryStreamMultiCallable[_flow_run_service_pb2.BulkSetFlowRunStateRequest, _flow_run_service_pb2.BulkSetFlowRunStateResponse]
     """Proposes one state to every run the filters select; each run is orchestrated on its own.
     Results stream back in batches.
@@ -112,6 +117,11 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     StreamFlowRunHistory: _aio.UnaryStreamMultiCallable[_flow_run_service_pb2.StreamFlowRunHistoryRequest, _flow_run_service_pb2.StreamFlowRunHistoryResponse]  # type: ignore[assignment]
     """Run counts per state in consecutive time intervals by expected start time, one message per
     interval, oldest first, empty intervals included.
+    """
+    ReadFlowRunHistory: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.ReadFlowRunHistoryRequest, _flow_run_service_pb2.ReadFlowRunHistoryResponse]  # type: ignore[assignment]
+    """The same intervals in one response, as Prefect's /flow_runs/history returns them: a message
+    per interval costs more than the intervals themselves (24 intervals of a day: 6.5 ms
+    streamed, 3.6 ms in one message).
     """
     BulkSetFlowRunState: _aio.UnaryStreamMultiCallable[_flow_run_service_pb2.BulkSetFlowRunStateRequest, _flow_run_service_pb2.BulkSetFlowRunStateResponse]  # type: ignore[assignment]
     """Proposes one state to every run the filters select; each run is orchestrated on its own.
@@ -221,6 +231,17 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_flow_run_service_pb2.StreamFlowRunHistoryResponse], _abc.AsyncIterator[_flow_run_service_pb2.StreamFlowRunHistoryResponse]]:
         """Run counts per state in consecutive time intervals by expected start time, one message per
         interval, oldest first, empty intervals included.
+        """
+
+    @_abc_1.abstractmethod
+    def ReadFlowRunHistory(
+        self,
+        request: _flow_run_service_pb2.ReadFlowRunHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_flow_run_service_pb2.ReadFlowRunHistoryResponse, _abc.Awaitable[_flow_run_service_pb2.ReadFlowRunHistoryResponse]]:
+        """The same intervals in one response, as Prefect's /flow_runs/history returns them: a message
+        per interval costs more than the intervals themselves (24 intervals of a day: 6.5 ms
+        streamed, 3.6 ms in one message).
         """
 
     @_abc_1.abstractmethod

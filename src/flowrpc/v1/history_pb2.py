@@ -24,15 +24,18 @@ _sym_db = _symbol_database.Default()
 
 from flowrpc.v1 import state_pb2 as flowrpc_dot_v1_dot_state__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66lowrpc/v1/history.proto\x12\nflowrpc.v1\x1a\x16\x66lowrpc/v1/state.proto\x1a\x1egoogle/protobuf/duration.proto\"\xde\x01\n\x13HistoryStateSummary\x12)\n\nstate_type\x18\x01 \x01(\x0e\x32\x15.flowrpc.v1.StateType\x12\x12\n\nstate_name\x18\x02 \x01(\t\x12\x12\n\ncount_runs\x18\x03 \x01(\x03\x12\x39\n\x16sum_estimated_run_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x16sum_estimated_lateness\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Durationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66lowrpc/v1/history.proto\x12\nflowrpc.v1\x1a\x16\x66lowrpc/v1/state.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n\x13HistoryStateSummary\x12)\n\nstate_type\x18\x01 \x01(\x0e\x32\x15.flowrpc.v1.StateType\x12\x12\n\nstate_name\x18\x02 \x01(\t\x12\x12\n\ncount_runs\x18\x03 \x01(\x03\x12\x39\n\x16sum_estimated_run_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x16sum_estimated_lateness\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa8\x01\n\x0fHistoryInterval\x12\x32\n\x0einterval_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cinterval_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06states\x18\x03 \x03(\x0b\x32\x1f.flowrpc.v1.HistoryStateSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flowrpc.v1.history_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HISTORYSTATESUMMARY']._serialized_start=97
-  _globals['_HISTORYSTATESUMMARY']._serialized_end=319
+  _globals['_HISTORYSTATESUMMARY']._serialized_start=130
+  _globals['_HISTORYSTATESUMMARY']._serialized_end=352
+  _globals['_HISTORYINTERVAL']._serialized_start=355
+  _globals['_HISTORYINTERVAL']._serialized_end=523
 # @@protoc_insertion_point(module_scope)

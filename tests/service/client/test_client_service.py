@@ -479,6 +479,21 @@ async def test_stream_flow_run_history(client, seeded: Seed):
         await collect(client.stream_flow_run_history(start, end, timedelta(milliseconds=10)))
 
 
+async def test_read_flow_run_history_is_the_stream_in_one_list(client, seeded: Seed):
+    now = datetime.now(UTC)
+    window = (now - timedelta(hours=5), now + timedelta(hours=3), timedelta(hours=1))
+    completed = FlowRunFilter(state={"type": {"any_": ["COMPLETED"]}})
+    read = await client.read_flow_run_history(*window, flow_run_filter=completed)
+    streamed = await collect(client.stream_flow_run_history(*window, flow_run_filter=completed))
+    assert [(i.interval_start, i.interval_end) for i in read] == [
+        (i.interval_start, i.interval_end) for i in streamed
+    ]
+    assert [[(s.state_name, s.count_runs) for s in i.states] for i in read] == [
+        [(s.state_name, s.count_runs) for s in i.states] for i in streamed
+    ]
+    assert sum(s.count_runs for i in read for s in i.states) == 4
+
+
 async def test_bulk_set_flow_run_state(client, seeded: Seed):
     targets = FlowRunFilter(state={"name": {"any_": ["Late", "Scheduled"]}})
     results = await collect(

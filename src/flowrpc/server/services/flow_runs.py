@@ -13,7 +13,7 @@ from flowrpc.server.services import convert as c
 from flowrpc.server.services import pages
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage.database import Database
-from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, history_pb2, task_run_pb2
+from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
 MAX_INTERVALS = 500
@@ -154,28 +154,38 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def StreamFlowRunHistory(
         self, request: pb.StreamFlowRunHistoryRequest, context: Any
     ) -> AsyncIterator[pb.StreamFlowRunHistoryResponse]:
+        for interval in await self._history(request):
+            yield pb.StreamFlowRunHistoryResponse(**interval)
+
+    async def ReadFlowRunHistory(self, request: pb.ReadFlowRunHistoryRequest, context: Any) -> Any:
+        return pb.ReadFlowRunHistoryResponse(intervals=await self._history(request))
+
+    async def _history(self, request: Any) -> list[dict[str, Any]]:
+        """The intervals of a history request, as HistoryInterval's constructor takes them."""
         start, end, interval = _history_window(request)
         intervals = max(0, min(MAX_INTERVALS, -(-(end - start) // interval)))
         now = now_micros()
         filters = c.filters(request.filter)
         rows = await self.db.read(storage.history, filters, start, interval, intervals, now)
-        by_bucket: dict[int, list[history_pb2.HistoryStateSummary]] = {}
+        by_bucket: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             by_bucket.setdefault(row.bucket, []).append(
-                history_pb2.HistoryStateSummary(
-                    state_type=c.state_type_number(row.state_type),
-                    state_name=row.state_name or "",
-                    count_runs=row.count_runs,
-                    sum_estimated_run_time=c.duration(int(row.run_time or 0)),
-                    sum_estimated_lateness=c.duration(int(row.lateness or 0)),
-                )
+                {
+                    "state_type": c.state_type_number(row.state_type),
+                    "state_name": row.state_name or "",
+                    "count_runs": row.count_runs,
+                    "sum_estimated_run_time": c.duration(int(row.run_time or 0)),
+                    "sum_estimated_lateness": c.duration(int(row.lateness or 0)),
+                }
             )
-        for k in range(intervals):
-            yield pb.StreamFlowRunHistoryResponse(
-                interval_start=c.timestamp(start + k * interval),
-                interval_end=c.timestamp(start + (k + 1) * interval),
-                states=by_bucket.get(k, []),
-            )
+        return [
+            {
+                "interval_start": c.timestamp(start + k * interval),
+                "interval_end": c.timestamp(start + (k + 1) * interval),
+                "states": by_bucket.get(k, []),
+            }
+            for k in range(intervals)
+        ]
 
     async def BulkSetFlowRunState(
         self, request: pb.BulkSetFlowRunStateRequest, context: Any
@@ -222,7 +232,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 remaining -= len(ids)
 
 
-def _history_window(request: pb.StreamFlowRunHistoryRequest) -> tuple[int, int, int]:
+def _history_window(request: Any) -> tuple[int, int, int]:
     start = c.micros(request, "history_start")
     end = c.micros(request, "history_end")
     interval = c.micros(request, "history_interval")
