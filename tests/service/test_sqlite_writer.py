@@ -24,7 +24,7 @@ def read_plan(db: Database) -> str:
     engine = sa.create_engine(db.url, poolclass=sa.NullPool)
     with engine.connect() as conn:
         query = (
-            flow_runs.READ.where(flow_runs._matching(conn, READ))
+            flow_runs.READ.where(flow_runs.flow_run_criteria(conn, READ))
             .order_by(*flow_runs.SORTS["EXPECTED_START_TIME_DESC"].order_by())
             .limit(201)
         )

