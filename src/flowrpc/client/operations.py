@@ -592,8 +592,13 @@ def stream_flow_run_history(
         work_pool_filter,
         work_queue_filter,
     )
-    window = (history_start, history_end, history_interval)
-    request = _history_request(flow_runs_pb.StreamFlowRunHistoryRequest, *window, filters)
+    request = _history_request(
+        flow_runs_pb.StreamFlowRunHistoryRequest,
+        history_start,
+        history_end,
+        history_interval,
+        filters,
+    )
     yield Stream(
         FLOW_RUNS,
         "StreamFlowRunHistory",
@@ -626,8 +631,13 @@ def read_flow_run_history(
         work_pool_filter,
         work_queue_filter,
     )
-    window = (history_start, history_end, history_interval)
-    request = _history_request(flow_runs_pb.ReadFlowRunHistoryRequest, *window, filters)
+    request = _history_request(
+        flow_runs_pb.ReadFlowRunHistoryRequest,
+        history_start,
+        history_end,
+        history_interval,
+        filters,
+    )
     response = yield Call(FLOW_RUNS, "ReadFlowRunHistory", request)
     return HistoryResponse.from_protos(response.intervals)
 
