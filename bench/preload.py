@@ -87,6 +87,7 @@ def _load(
     time)` builds the state row."""
     run_sql, state_sql = sqls
     conn = sqlite3.connect(path)
+    conn.execute("PRAGMA temp_store=MEMORY")  # as flowrpc's writer: its history triggers fire
     for batch in _batches(_runs(n, datetime.now(UTC), new_id)):
         runs, states = [], []
         for run_id, state_id, kind, expected, tags in batch:

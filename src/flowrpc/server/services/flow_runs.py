@@ -13,6 +13,7 @@ from flowrpc.server.services import convert as c
 from flowrpc.server.services import pages
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage.database import Database
+from flowrpc.server.storage.history import flow_run_history
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
@@ -166,7 +167,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         intervals = max(0, min(MAX_INTERVALS, -(-(end - start) // interval)))
         now = now_micros()
         filters = c.filters(request.filter)
-        rows = await self.db.read(storage.history, filters, start, interval, intervals, now)
+        rows = await self.db.read(flow_run_history, filters, start, interval, intervals, now)
         by_bucket: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             by_bucket.setdefault(row.bucket, []).append(

@@ -267,48 +267,6 @@ def graph(conn: Connection, run_id: str) -> list[Row[Any]]:
     return plain(conn.execute(task_runs.READ.where(t.task_run.c.flow_run_id == run_id)))
 
 
-def history(
-    conn: Connection, filters: Filter, start: int, interval: int, intervals: int, now: int
-) -> list[Row[Any]]:
-    """Per (interval index, state type, state name): run count and sums of estimated run time
-    and lateness, in microseconds, over runs expected to start within the intervals."""
-    expected = run.expected_start_time
-    bucket = ((expected - start) // interval).label("bucket")
-    running = run.state_type == "RUNNING"
-    run_time = sa.case(
-        (running, run.total_run_time + (now - run.state_timestamp)), else_=run.total_run_time
-    )
-    lateness = sa.case(
-        (run.start_time > expected, run.start_time - expected),
-        (
-            sa.and_(
-                run.start_time.is_(None),
-                run.state_type.not_in(("COMPLETED", "FAILED", "CANCELLED", "CRASHED")),
-                expected < now,
-            ),
-            now - expected,
-        ),
-        else_=0,
-    )
-    query = (
-        sa.select(
-            bucket,
-            run.state_type,
-            run.state_name,
-            sa.func.count().label("count_runs"),
-            sa.func.sum(sa.case((run_time > 0, run_time), else_=0)).label("run_time"),
-            sa.func.sum(sa.case((lateness > 0, lateness), else_=0)).label("lateness"),
-        )
-        .where(
-            expected >= start,
-            expected < start + interval * intervals,
-            flow_run_criteria(conn, filters),
-        )
-        .group_by(bucket, run.state_type, run.state_name)
-    )
-    return list(conn.execute(query))
-
-
 def select_ids(conn: Connection, filters: Filter, after_id: str | None, limit: int) -> list[str]:
     """Ids of matching runs in id order, after `after_id`: the chunks of a bulk call."""
     query = sa.select(run.id).where(flow_run_criteria(conn, filters))

@@ -14,11 +14,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def for_dialect(dialect: str):  # noqa: ANN201 - alembic's include_object hook
-    """Skips schema objects that exist on another database only (`Index(...).ddl_if(...)`)."""
+    """Skips schema objects that exist on another database only: indexes through
+    `Index(...).ddl_if(dialect=...)`, tables through `info={"dialect": ...}`."""
 
     def include_object(obj: Any, name: str, type_: str, reflected: bool, compare_to: Any) -> bool:
         condition = getattr(obj, "_ddl_if", None)
-        return condition is None or condition.dialect in (None, dialect)
+        only_on = condition.dialect if condition is not None else obj.info.get("dialect")
+        return only_on in (None, dialect)
 
     return include_object
 

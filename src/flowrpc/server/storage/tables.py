@@ -173,6 +173,30 @@ class FlowRunState(SQLModel, table=True):
     state_details: Any = _json()
 
 
+# The granule of expected start time that flow_run_history_granule sums over: 5 minutes.
+HISTORY_GRANULE = 300_000_000
+
+
+class FlowRunHistoryGranule(SQLModel, table=True):
+    """What history sums, per granule of expected start time and (state type, state name), so
+    that a history over many runs reads a few rows per granule instead of every run. SQLite only:
+    triggers on flow_run keep it (migration 0003); PostgreSQL sums the runs themselves. No state
+    is '' here. The sums that move with the clock are kept relative to the granule's start."""
+
+    __tablename__ = "flow_run_history_granule"
+    __table_args__ = {"info": {"dialect": "sqlite"}, "sqlite_with_rowid": False}
+    granule: int = Field(primary_key=True, sa_type=BigInteger)  # expected_start_time // GRANULE
+    state_type: str = Field(primary_key=True)
+    state_name: str = Field(primary_key=True)
+    count_runs: int = Field(sa_type=BigInteger)
+    total_run_time: int = Field(sa_type=BigInteger)
+    running: int = Field(sa_type=BigInteger)  # RUNNING runs (with a state timestamp)
+    running_since: int = Field(sa_type=BigInteger)  # and their state_timestamp - start
+    late_started: int = Field(sa_type=BigInteger)  # runs started late: start_time - expected
+    unstarted: int = Field(sa_type=BigInteger)  # runs not started
+    unstarted_offset: int = Field(sa_type=BigInteger)  # and their expected - start
+
+
 class TaskRun(SQLModel, table=True):
     __tablename__ = "task_run"
     __table_args__ = (
@@ -238,6 +262,7 @@ work_queue = WorkQueue.__table__
 deployment = Deployment.__table__
 flow_run = FlowRun.__table__
 flow_run_state = FlowRunState.__table__
+flow_run_history_granule = FlowRunHistoryGranule.__table__
 task_run = TaskRun.__table__
 task_run_state = TaskRunState.__table__
 task_run_state_cache = TaskRunStateCache.__table__
