@@ -126,11 +126,11 @@ def _selected(rules: tuple[type[Rule], ...], transition: Transition) -> tuple[ty
 
 
 def run_policy(
-    ctx: Context, rules: tuple[type[Rule], ...], transforms: Sequence[Transform]
+    ctx: Context, rules: Sequence[type[Rule]], transforms: Sequence[Transform]
 ) -> Decision:
     selected_for = ctx.transition
     entered: list[Rule] = []
-    for rule_type in _selected(rules, selected_for):
+    for rule_type in _selected(tuple(rules), selected_for):
         if ctx.transition != selected_for:
             break  # an earlier rule changed the transition: every later rule is skipped
         rule = rule_type()
