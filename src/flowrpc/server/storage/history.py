@@ -3,8 +3,9 @@ time and lateness (semantics §6).
 
 A history of every run on SQLite reads the granule table (tables.FlowRunHistoryGranule, kept by
 triggers) for the granules that lie wholly in one interval, and the runs themselves for the few
-granules that hold an interval's edge or now. Anything else (a filter, an interval shorter than a
-granule, PostgreSQL) sums the runs. The statements are built once, with the window as parameters.
+granules that an interval's edge cuts or that hold now. Anything else (a filter, an interval
+shorter than a granule, PostgreSQL) sums the runs. The statements are built once, with the window
+as parameters.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ def flow_run_history(
     if filters or interval < GRANULE or conn.dialect.name != "sqlite":
         query = RUNS_IN_WINDOW.where(flow_run_criteria(conn, filters))
         return list(conn.execute(query, window))
-    # Granules holding an interval edge (one each: an interval is at least a granule long) or now
-    # (a run not yet started is late only once its expected start time has passed) are summed
-    # from their runs. -1 is no granule: now's granule holds an edge.
-    edges = sorted({(start + k * interval) // GRANULE for k in range(intervals + 1)})
+    # Granules that an interval edge cuts (one each: an interval is at least a granule long) or
+    # that hold now (a run not yet started is late only once its expected start time has passed)
+    # are summed from their runs. -1 is no granule: now's granule is cut by an edge.
+    boundaries = (start + k * interval for k in range(intervals + 1))
+    edges = sorted({edge // GRANULE for edge in boundaries if edge % GRANULE})
     now_granule = now // GRANULE if now // GRANULE not in edges else -1
     params = {**window, "edges": edges, "last_edge": intervals, "now_granule": now_granule}
     return _merged([*conn.execute(WHOLE, params), *conn.execute(STRADDLING, params)])
@@ -74,22 +76,24 @@ def _of_runs() -> sa.Select[Any]:
 
 
 def _straddling_spans() -> Any:
-    """(low, high) of the granule holding each interval edge k = 0..last_edge, cut to [start,
-    end), and of now's granule (empty when it holds an edge)."""
+    """(low, high) of the granule that each interval edge k = 0..last_edge cuts (an edge on a
+    granule's start cuts none), limited to [start, end), and of now's granule (empty when an edge
+    cuts it)."""
     edge = sa.select(sa.literal(0, sa.BigInteger).label("k")).cte("edge", recursive=True)
     edge = edge.union_all(sa.select(edge.c.k + 1).where(edge.c.k < LAST_EDGE))
-    first = (START + edge.c.k * INTERVAL) // GRANULE * GRANULE
+    boundary = START + edge.c.k * INTERVAL
+    first = boundary // GRANULE * GRANULE
     low_now = NOW_GRANULE * GRANULE
     return sa.union_all(
         sa.select(
             sa.func.max(first, START).label("low"), sa.func.min(first + GRANULE, END).label("high")
-        ),
+        ).where(boundary % GRANULE != 0),
         sa.select(sa.func.max(low_now, START), sa.func.min(low_now + GRANULE, END)),
     ).cte("span")
 
 
 def _of_granules() -> sa.Select[Any]:
-    """The same sums from the granules wholly inside [start, end) that hold no edge: each lies
+    """The same sums from the granules wholly inside [start, end) that no edge cuts: each lies
     in one interval, wholly before or after now. Relative to a granule's start g: a RUNNING run's
     estimated run time is total + (now - g) - (state_timestamp - g); a run not started, not in a
     final state and expected before now is late by (now - g) - (expected - g)."""
