@@ -121,7 +121,7 @@ Transform = Callable[[Context], None]
 @functools.cache
 def _selected(rules: tuple[type[Rule], ...], transition: Transition) -> tuple[type[Rule], ...]:
     """The rules of a policy that apply to a transition, in order: asked once per pair (asking
-    each rule took 13 µs of a 65 µs bulk-cancelled run)."""
+    every rule on every orchestration cost about 7 µs of a 65 µs bulk-cancelled run)."""
     return tuple(rule for rule in rules if rule.applies_to(transition))
 
 

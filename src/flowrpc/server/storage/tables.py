@@ -173,15 +173,17 @@ class FlowRunState(SQLModel, table=True):
     state_details: Any = _json()
 
 
-# The granule of expected start time that flow_run_history_granule sums over: 5 minutes.
+# The granule of expected start time that flow_run_history_granule sums over: 5 minutes
+# (migration 0003 builds its triggers with the same number).
 HISTORY_GRANULE = 300_000_000
 
 
 class FlowRunHistoryGranule(SQLModel, table=True):
     """What history sums, per granule of expected start time and (state type, state name), so
     that a history over many runs reads a few rows per granule instead of every run. SQLite only:
-    triggers on flow_run keep it (migration 0003); PostgreSQL sums the runs themselves. No state
-    is '' here. The sums that move with the clock are kept relative to the granule's start."""
+    triggers on flow_run keep it (migration 0003); PostgreSQL sums the runs themselves. Runs
+    without a state count under ''. The sums that move with the clock are kept relative to the
+    granule's start."""
 
     __tablename__ = "flow_run_history_granule"
     __table_args__ = {"info": {"dialect": "sqlite"}, "sqlite_with_rowid": False}

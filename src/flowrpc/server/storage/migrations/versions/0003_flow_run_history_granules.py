@@ -1,9 +1,9 @@
 """History sums per granule of expected start time, kept by triggers (SQLite)
 
 A history over a million runs summed every run of its window (20-35 ms for a day of 33,000 runs);
-from granules it reads about 300 rows a day plus the runs of the granules that straddle an interval
-edge or now. SQLite only: on PostgreSQL every create and transition would update the same hot
-granule rows from every replica, and its parallel hash aggregation sums the runs well enough.
+from granules it reads 288 granules a day (a row per state in each) plus the runs of the granules
+that an interval edge cuts or that hold now. SQLite only: on PostgreSQL every create and
+transition of every replica would update the same few hot rows; there history keeps summing runs.
 
 Revision ID: 0003
 Revises: 0002
@@ -13,13 +13,13 @@ Create Date: 2026-11-21
 import sqlalchemy as sa
 from alembic import op
 
-from flowrpc.server.storage.tables import HISTORY_GRANULE
-
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+# Five minutes in microseconds, as tables.HISTORY_GRANULE (the history tests compare both paths).
+HISTORY_GRANULE = 300_000_000
 TABLE = "flow_run_history_granule"
 KEY = ("granule", "state_type", "state_name")
 SUMS = (
