@@ -23,9 +23,10 @@ from flowrpc.server.storage.tables import HISTORY_GRANULE as GRANULE
 run = t.flow_run.c
 granules = t.flow_run_history_granule.c
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
-START, INTERVAL, END, NOW, LAST_EDGE, NOW_GRANULE = (
-    sa.bindparam(name, type_=sa.BigInteger)
-    for name in ("start", "interval", "end", "now", "last_edge", "now_granule")
+# The window, and what the granules' part needs besides: the statements' parameters.
+NAMES = "start interval end now last_edge now_granule first_whole end_whole"
+START, INTERVAL, END, NOW, LAST_EDGE, NOW_GRANULE, FIRST_WHOLE, END_WHOLE = (
+    sa.bindparam(name, type_=sa.BigInteger) for name in NAMES.split()
 )
 EDGES = sa.bindparam("edges", expanding=True)
 
@@ -45,7 +46,15 @@ def flow_run_history(
     boundaries = (start + k * interval for k in range(intervals + 1))
     edges = sorted({edge // GRANULE for edge in boundaries if edge % GRANULE})
     now_granule = now // GRANULE if now // GRANULE not in edges else -1
-    params = {**window, "edges": edges, "last_edge": intervals, "now_granule": now_granule}
+    params = {
+        **window,
+        "edges": edges,
+        "last_edge": intervals,
+        "now_granule": now_granule,
+        # The granules wholly inside [start, end): first_whole <= granule < end_whole.
+        "first_whole": -(-start // GRANULE),
+        "end_whole": window["end"] // GRANULE,
+    }
     return _merged([*conn.execute(WHOLE, params), *conn.execute(STRADDLING, params)])
 
 
@@ -117,8 +126,8 @@ def _of_granules() -> sa.Select[Any]:
             sa.func.sum(lateness).label("lateness"),
         )
         .where(
-            granules.granule >= -(-START // GRANULE),
-            granules.granule < END // GRANULE,
+            granules.granule >= FIRST_WHOLE,
+            granules.granule < END_WHOLE,
             granules.granule.not_in(EDGES),
             granules.granule != NOW_GRANULE,
         )
