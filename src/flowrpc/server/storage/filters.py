@@ -22,7 +22,6 @@ from flowrpc.server.storage import tables as t
 
 Filter = Mapping[str, Any]
 Criterion = ColumnElement[bool]
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 REMEMBERED_FILTERS = 256  # flow-run filter sets whose criteria are kept for reuse
 REMEMBERED_FILTER_BYTES = 4096  # larger ones (long id lists) are compiled every time
 

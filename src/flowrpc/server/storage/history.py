@@ -16,13 +16,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from flowrpc.server.orchestration.records import TERMINAL_STATES
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, flow_run_criteria
 from flowrpc.server.storage.tables import HISTORY_GRANULE as GRANULE
 
 run = t.flow_run.c
 granules = t.flow_run_history_granule.c
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+TERMINAL = tuple(sorted(state.value for state in TERMINAL_STATES))
 # The window, and what the granules' part needs besides: the statements' parameters.
 NAMES = "start interval end now last_edge now_granule first_whole end_whole"
 START, INTERVAL, END, NOW, LAST_EDGE, NOW_GRANULE, FIRST_WHOLE, END_WHOLE = (
