@@ -19,7 +19,7 @@ from flowrpc.server.orchestration import FlowPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
-from flowrpc.server.storage.filters import Filter, flow_run_criteria
+from flowrpc.server.storage.filters import REMEMBERED_FILTERS, Filter, flow_run_criteria
 from flowrpc.server.storage.prepared import Prepared, insert_defaults
 from flowrpc.server.storage.rows import details_to_json, plain
 from flowrpc.server.storage.transitions import (
@@ -134,7 +134,7 @@ def count_flow_runs(conn: Connection, filters: Filter) -> int:
     return conn.execute(_count_of(flow_run_criteria(conn, filters))).scalar_one()
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=REMEMBERED_FILTERS)  # as many as the criteria kept
 def _count_of(criteria: Any) -> sa.Select[Any]:
     """The count for remembered criteria, as the same statement object each time: SQLAlchemy
     then finds its compiled form without walking it again (a count of a thousand runs, in-process:
