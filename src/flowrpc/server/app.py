@@ -93,7 +93,7 @@ async def start_server(settings: Settings) -> Server:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
     for messages, stubs, servicer, name in SERVICES:
-        getattr(stubs, f"add_{name}Servicer_to_server")(servicer(db), server)
+        getattr(stubs, f"add_{name}Servicer_to_server")(servicer(db, settings), server)
         full_name = messages.DESCRIPTOR.services_by_name[name].full_name
         names.append(full_name)
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)

@@ -11,13 +11,15 @@ from flowrpc.server.services.flow_runs import initial_state, run_values
 from flowrpc.server.services.flows import require_name
 from flowrpc.server.storage import deployments as storage
 from flowrpc.server.storage.database import Database
+from flowrpc.settings import Settings
 from flowrpc.v1 import deployment_service_pb2 as pb
 from flowrpc.v1 import deployment_service_pb2_grpc
 
 
 class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
+        self.settings = settings
 
     async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context: Any) -> Any:
         d = request.deployment

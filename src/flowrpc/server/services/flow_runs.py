@@ -14,6 +14,7 @@ from flowrpc.server.services import pages
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
+from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
@@ -54,8 +55,9 @@ def initial_state(request: Any, now: int, default: StateType) -> State:
 
 
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
+        self.settings = settings
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()

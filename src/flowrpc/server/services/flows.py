@@ -9,6 +9,7 @@ from flowrpc.server.ids import now_micros
 from flowrpc.server.services import convert as c
 from flowrpc.server.storage import flows as storage
 from flowrpc.server.storage.database import Database
+from flowrpc.settings import Settings
 from flowrpc.v1 import flow_service_pb2 as pb
 from flowrpc.v1 import flow_service_pb2_grpc
 
@@ -20,8 +21,9 @@ def require_name(value: str, field: str = "name") -> str:
 
 
 class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
+        self.settings = settings
 
     async def CreateFlow(self, request: pb.CreateFlowRequest, context: Any) -> Any:
         values = {

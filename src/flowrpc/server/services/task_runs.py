@@ -10,13 +10,15 @@ from flowrpc.server.services import convert as c
 from flowrpc.server.services.flow_runs import initial_state
 from flowrpc.server.storage import task_runs as storage
 from flowrpc.server.storage.database import Database
+from flowrpc.settings import Settings
 from flowrpc.v1 import task_run_service_pb2 as pb
 from flowrpc.v1 import task_run_service_pb2_grpc
 
 
 class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
+        self.settings = settings
 
     async def CreateTaskRun(self, request: pb.CreateTaskRunRequest, context: Any) -> Any:
         now = now_micros()

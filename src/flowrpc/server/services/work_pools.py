@@ -9,13 +9,15 @@ from flowrpc.server.services import convert as c
 from flowrpc.server.services.flows import require_name
 from flowrpc.server.storage import work_pools as storage
 from flowrpc.server.storage.database import Database
+from flowrpc.settings import Settings
 from flowrpc.v1 import work_pool_service_pb2 as pb
 from flowrpc.v1 import work_pool_service_pb2_grpc
 
 
 class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
+        self.settings = settings
 
     async def CreateWorkPool(self, request: pb.CreateWorkPoolRequest, context: Any) -> Any:
         values = {

@@ -258,6 +258,26 @@ class TaskRunStateCache(SQLModel, table=True):
     task_run_state_id: str = _parent("task_run_state.id", index=False)
 
 
+class ApiKey(SQLModel, table=True):
+    """A client's key: only its SHA-256 is kept (keys are random, so a fast hash suffices), with
+    the role that bounds what the key may call."""
+
+    __tablename__ = "api_key"
+    name: str = Field(primary_key=True)
+    created: int = Field(sa_type=BigInteger)
+    key_hash: str = Field(unique=True)
+    role: str
+
+
+class ServerSecret(SQLModel, table=True):
+    """Secrets every replica shares, minted once by whichever starts first (page-token keys)."""
+
+    __tablename__ = "server_secret"
+    name: str = Field(primary_key=True)
+    created: int = Field(sa_type=BigInteger)
+    value: str
+
+
 flow = Flow.__table__
 work_pool = WorkPool.__table__
 work_queue = WorkQueue.__table__
@@ -268,4 +288,6 @@ flow_run_history_granule = FlowRunHistoryGranule.__table__
 task_run = TaskRun.__table__
 task_run_state = TaskRunState.__table__
 task_run_state_cache = TaskRunStateCache.__table__
+api_key = ApiKey.__table__
+server_secret = ServerSecret.__table__
 metadata = SQLModel.metadata
