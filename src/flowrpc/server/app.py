@@ -6,15 +6,19 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from flowrpc.server.access import KeyRing
 from flowrpc.server.background.services import start_services
-from flowrpc.server.interceptors import ApiKeyInterceptor, ErrorInterceptor
+from flowrpc.server.interceptors import AccessInterceptor, ErrorInterceptor
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
@@ -58,6 +62,7 @@ class Server:
     port: int
     background: list[asyncio.Task[None]]
     leadership: Leadership
+    keys: KeyRing
 
     async def stop(self, grace: float) -> None:
         """Stops accepting, lets in-flight calls finish within `grace` seconds, closes storage."""
@@ -68,20 +73,25 @@ class Server:
         await self.grpc_server.stop(grace)
         self.leadership.close()
         self.db.close()
+        self.keys.close()
+
+
+class StartupError(Exception):
+    """The server cannot start as configured; the message says what to fix."""
 
 
 async def start_server(settings: Settings) -> Server:
+    credentials = server_credentials(settings)
     db = Database(
         settings.resolved_database_url(),
         pool_size=settings.database_pool_size,
         statement_timeout=settings.statement_timeout_seconds,
     )
     db.migrate()
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
-    if settings.api_key:
-        interceptors.insert(0, ApiKeyInterceptor(settings.api_key))
+    keys = KeyRing(db.url, settings.api_key, settings.api_keys_refresh_seconds)
+    await keys.current()  # a database that cannot be read fails the start, not the first call
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=[AccessInterceptor(keys, settings.open_reflection), ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -99,11 +109,56 @@ async def start_server(settings: Settings) -> Server:
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     await server.start()
     leadership = Leadership(db.url)
     background = start_services(db, settings, leadership)
-    return Server(server, db, health_servicer, port, background, leadership)
+    return Server(server, db, health_servicer, port, background, leadership, keys)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the certificate files, checked up front (gRPC would only fail at
+    the first handshake); None when no TLS setting is given."""
+    cert, key, client_ca = settings.tls_cert, settings.tls_key, settings.tls_client_ca
+    if not (cert or key or client_ca):
+        return None
+    if not (cert and key):
+        raise StartupError(
+            "TLS needs both --tls-cert and --tls-key (FLOWRPC_TLS_CERT, FLOWRPC_TLS_KEY)."
+        )
+    pems = [_read(cert, "--tls-cert"), _read(key, "--tls-key")]
+    ca_pem = _read(client_ca, "--tls-client-ca") if client_ca else None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _check(
+        lambda: context.load_cert_chain(cert.expanduser(), key.expanduser()), "--tls-cert/--tls-key"
+    )
+    if ca_pem:
+        _check(lambda: context.load_verify_locations(cadata=ca_pem.decode()), "--tls-client-ca")
+    return grpc.ssl_server_credentials(
+        [(pems[1], pems[0])], root_certificates=ca_pem, require_client_auth=ca_pem is not None
+    )
+
+
+def _read(path: Path, option: str) -> bytes:
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as error:
+        raise StartupError(f"{option}: cannot read {path}: {error.strerror or error}.") from None
+
+
+def _check(load: Callable[[], object], option: str) -> None:
+    """Runs an ssl load of the files so that unusable ones fail the start, by name."""
+    try:
+        load()
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
+        reason = getattr(error, "reason", None) or error
+        if reason == "KEY_VALUES_MISMATCH":
+            raise StartupError(f"{option}: the key does not belong to the certificate.") from None
+        raise StartupError(f"{option}: not usable ({reason}); PEM files are expected.") from None
 
 
 def run(settings: Settings) -> None:
@@ -122,9 +177,10 @@ async def serve(settings: Settings) -> None:
     server = await start_server(settings)
     _tune_garbage_collection()
     log.info(
-        "flowrpc serving on %s:%d (database %s)",
+        "flowrpc serving on %s:%d, %s (database %s)",
         settings.host,
         server.port,
+        _transport(settings),
         server.db.url.render_as_string(hide_password=True),
     )
     stop = asyncio.Event()
@@ -134,6 +190,12 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down (grace %.0f s)", settings.grace_seconds)
     await server.stop(settings.grace_seconds)
+
+
+def _transport(settings: Settings) -> str:
+    if settings.tls_client_ca:
+        return "TLS with client certificates"
+    return "TLS" if settings.tls_cert else "plaintext"
 
 
 def _tune_garbage_collection() -> None:

@@ -29,6 +29,14 @@ class Unauthenticated(ServiceError):
     pass
 
 
+class PermissionDenied(ServiceError):
+    """A known key whose role does not cover the call."""
+
+
+class Unavailable(ServiceError):
+    """The server cannot answer now (worth retrying)."""
+
+
 class InvalidArgument(ServiceError):
     """Malformed input; `violations` maps field paths to what is wrong with them."""
 
