@@ -20,6 +20,10 @@ from flowrpc.server.access import Role
 from flowrpc.settings import Settings
 
 ROLES = [role.label for role in Role]
+NO_KEYS_LEFT = (
+    "warning: no API key is left, so servers without FLOWRPC_API_KEY accept every call "
+    "without a key again"
+)
 OPTIONS = ("host", "port", "database_url", "tls_cert", "tls_key", "tls_client_ca")
 
 
@@ -101,31 +105,40 @@ def _key_name(text: str) -> str:
 
 def _api_key(args: argparse.Namespace, settings: Settings) -> str | None:
     """Runs one `api-key` action; a message when it failed."""
-    import asyncio
+    import sqlalchemy as sa
 
     from flowrpc.server import access, errors
     from flowrpc.server.ids import now_micros
     from flowrpc.server.storage import api_keys
     from flowrpc.server.storage.database import Database
 
-    db = Database(settings.resolved_database_url())
+    url = settings.resolved_database_url()
+    db = Database(url)
+    db.migrate()
+    db.close()
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
-        db.migrate()
-        if args.action == "create":
-            key = access.new_key()
-            digest = access.hash_key(key)
-            asyncio.run(db.write(api_keys.create_key, args.name, digest, args.role, now_micros()))
-            print(key)
-            print(f"(key {args.name!r}, role {args.role}: shown only now)", file=sys.stderr)
-        elif args.action == "revoke":
-            asyncio.run(db.write(api_keys.revoke_key, args.name))
-            print(f"revoked {args.name!r}", file=sys.stderr)
-        else:
-            _print_keys(asyncio.run(db.read(api_keys.list_keys)))
+        with engine.begin() as conn:
+            if args.action == "create":
+                key = access.new_key()
+                digest = access.hash_key(key)
+                api_keys.create_key(conn, args.name, digest, args.role, now_micros())
+            elif args.action == "revoke":
+                api_keys.revoke_key(conn, args.name)
+            rows = api_keys.list_keys(conn)
     except errors.ServiceError as error:
         return f"flowrpc: {error.message}"
     finally:
-        db.close()
+        engine.dispose()
+    if args.action == "create":
+        print(key)
+        print(f"(key {args.name!r}, role {args.role}: shown only now)", file=sys.stderr)
+    elif args.action == "revoke":
+        print(f"revoked {args.name!r}", file=sys.stderr)
+        if not rows:
+            print(NO_KEYS_LEFT, file=sys.stderr)
+    else:
+        _print_keys(rows)
     return None
 
 

@@ -45,9 +45,9 @@ async def test_tls_serves_the_async_and_the_sync_client_and_no_plaintext(
         # A server certificate from an authority the client does not trust is refused.
         (tmp_path / "other").mkdir()
         stranger = Authority.create(tmp_path / "other", "stranger")
-        with get_client(sync_client=True, api_url=address, tls_ca=stranger.cert, timeout=3) as c:
-            with pytest.raises(ServiceUnavailable):
-                c.read_flow(flow_id)
+        distrusting = get_client(sync_client=True, api_url=address, tls_ca=stranger.cert, timeout=3)
+        with distrusting as c, pytest.raises(ServiceUnavailable):
+            c.read_flow(flow_id)
 
 
 async def test_mutual_tls_refuses_a_client_without_a_certificate(
@@ -88,9 +88,7 @@ async def test_a_client_certificate_from_another_authority_is_refused(
                 await client.read_flows()
 
 
-async def test_missing_or_unusable_certificate_files_stop_the_start(
-    tmp_path: Path, ca: Authority
-):
+async def test_missing_or_unusable_certificate_files_stop_the_start(tmp_path: Path, ca: Authority):
     server = ca.issue("server", server=True)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
