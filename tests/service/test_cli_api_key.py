@@ -49,7 +49,7 @@ def test_revoke_removes_the_key_and_warns_when_none_is_left(capsys, url: str):
     run(capsys, url, "create", "--name", "b", "--role", "read")
     _, err = run(capsys, url, "revoke", "a")
     assert "revoked 'a'" in err and "warning" not in err
-    assert "a " not in run(capsys, url, "ls")[0].splitlines()[1]
+    assert [line.split()[0] for line in run(capsys, url, "ls")[0].splitlines()[1:]] == ["b"]
     _, err = run(capsys, url, "revoke", "b")
     assert "no API key is left" in err
     assert run(capsys, url, "ls")[0].splitlines() == [
