@@ -24,8 +24,7 @@ def rpcs_in_the_descriptors() -> dict[str, set[str]]:
 
 def test_every_rpc_is_classified_and_nothing_else():
     in_descriptors = rpcs_in_the_descriptors()
-    assert len(in_descriptors) == 5
-    assert sum(map(len, in_descriptors.values())) == 35
+    assert "flowrpc.v1.FlowRunService" in in_descriptors  # the discovery finds the services
     classified = {service: set(methods) for service, methods in REQUIRED_ROLES.items()}
     assert classified == in_descriptors
 

@@ -98,6 +98,12 @@ async def test_missing_or_unusable_certificate_files_stop_the_start(tmp_path: Pa
             tls_cert=server.cert, tls_key=server.key, tls_client_ca=tmp_path / "no-ca.pem"
         ),
         "not usable": dict(tls_cert=garbage, tls_key=server.key),
+        "the key does not belong": dict(
+            tls_cert=server.cert, tls_key=ca.issue("other", server=True).key
+        ),
+        "--tls-client-ca: not usable": dict(
+            tls_cert=server.cert, tls_key=server.key, tls_client_ca=garbage
+        ),
         "both --tls-cert and --tls-key": dict(tls_cert=server.cert),
     }
     for expected, files in cases.items():
