@@ -96,7 +96,7 @@ REFLECTION = "/grpc.reflection."  # any key may describe the API (or none: open_
 
 def required_role(method: str) -> Role:
     """The role a call to `method` ("/package.Service/Method") needs."""
-    _, service, name = method.split("/", 2) if method.count("/") == 2 else ("", "", "")
+    service, _, name = method.removeprefix("/").partition("/")
     return REQUIRED_ROLES.get(service, {}).get(name, Role.ADMIN)
 
 
@@ -140,15 +140,24 @@ class KeyRing:
             await asyncio.shield(self._loading)
         return self._holders
 
-    def _loaded(self, _future: asyncio.Future[None]) -> None:
+    def _loaded(self, future: asyncio.Future[None]) -> None:
         self._loading = None
+        if not future.cancelled() and future.exception() is not None:
+            # Once per failed read, however many calls were waiting on it.
+            log.error("reading the API keys failed: %s", future.exception())
 
     def _load(self) -> None:
         started = time.monotonic()
         with self._engine.connect() as conn:
             rows = api_keys.list_keys(conn)
-        holders = {row.key_hash: Holder(row.name, Role[row.role.upper()]) for row in rows}
-        self._holders = {**holders, **self._env}
+        holders = dict(self._env)
+        for row in rows:
+            role = Role.__members__.get(row.role.upper())
+            if role is None:  # set outside the CLI: this key lets nobody in
+                log.warning("API key %r has an unknown role %r", row.name, row.role[:20])
+                continue
+            holders.setdefault(row.key_hash, Holder(row.name, role))
+        self._holders = holders
         self._loaded_at = started
 
     def close(self) -> None:

@@ -132,7 +132,6 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         try:
             holders = await self._keys.current()
         except Exception:  # noqa: BLE001 - refuse rather than let anyone in unchecked
-            log.exception("reading the API keys failed")
             unavailable = errors.Unavailable(
                 "API_KEYS_UNAVAILABLE", "The server cannot read its API keys now; retry."
             )

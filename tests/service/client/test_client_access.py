@@ -12,14 +12,15 @@ from types import SimpleNamespace
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from client_support import collect
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from harness import running_server
+from harness import running_server, sqlite_settings
 
 from flowrpc import get_client
 from flowrpc.cli import main
-from flowrpc.client import PermissionDenied, Unauthenticated
+from flowrpc.client import PermissionDenied, ServiceUnavailable, Unauthenticated
 from flowrpc.schemas.filters import FlowRunFilter
 from flowrpc.settings import Settings
 from flowrpc.states import Pending, Running
@@ -210,3 +211,20 @@ async def test_reflection_needs_a_key_unless_opened_and_health_never(
                 (answer,) = [r async for r in call]
                 names = {s.name for s in answer.list_services_response.service}
                 assert "flowrpc.v1.FlowRunService" in names
+
+
+async def test_an_unreadable_key_table_refuses_calls_instead_of_opening(tmp_path):
+    settings = sqlite_settings(tmp_path, api_keys_refresh_seconds=0.05)
+    key = create_key(settings, "ci", "admin")
+    with server(settings) as address:
+        async with get_client(api_url=address, api_key=key, timeout=5) as client:
+            await client.create_flow_from_name("etl")
+            engine = sa.create_engine(settings.resolved_database_url())
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE api_key RENAME TO api_key_away")
+            engine.dispose()
+            await asyncio.sleep(0.1)
+            with pytest.raises(ServiceUnavailable) as refused:
+                await client.create_flow_from_name("etl")
+            assert refused.value.reason == "API_KEYS_UNAVAILABLE"
+            assert await client.hello() == "SERVING"
