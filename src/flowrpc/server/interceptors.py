@@ -149,6 +149,7 @@ def _denial(
     """Why the call may not proceed, or None when its key's role covers `needed`."""
     sent = str(dict(details.invocation_metadata or ()).get("authorization", ""))
     scheme, _, key = sent.partition(" ")
+    # Found by the key's SHA-256: how long the lookup takes tells nothing about any key.
     holder = holders.get(access.hash_key(key.strip())) if scheme.lower() == "bearer" else None
     if holder is None:
         return errors.Unauthenticated(
