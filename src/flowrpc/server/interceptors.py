@@ -168,11 +168,13 @@ def _denial(
 def _refusing(handler: grpc.RpcMethodHandler, error: errors.ServiceError) -> grpc.RpcMethodHandler:
     """A handler of the same kind as `handler` that ends every call with `error`."""
 
+    streaming_in = bool(handler.request_streaming)
+
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context, error)
+        await _refuse(context, error, streaming_in)
 
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context, error)
+        await _refuse(context, error, streaming_in)
         yield  # makes this an async generator
 
     factory = {
@@ -180,9 +182,19 @@ def _refusing(handler: grpc.RpcMethodHandler, error: errors.ServiceError) -> grp
         (False, True): grpc.unary_stream_rpc_method_handler,
         (True, False): grpc.stream_unary_rpc_method_handler,
         (True, True): grpc.stream_stream_rpc_method_handler,
-    }[(bool(handler.request_streaming), bool(handler.response_streaming))]
+    }[(streaming_in, bool(handler.response_streaming))]
     return factory(
         stream if handler.response_streaming else unary,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext, error: errors.ServiceError, streaming_in: bool
+) -> None:
+    if streaming_in:
+        # Take the first request before answering: a client still sending it would otherwise
+        # see its own send fail (grpc's Python client then reports INTERNAL, not this status).
+        await context.read()
+    await abort(context, error)
