@@ -156,14 +156,6 @@ def run(settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     """Runs until SIGINT or SIGTERM, then drains and shuts down gracefully; a second signal
     stops at once."""
-    server = await start_server(settings)
-    _tune_garbage_collection()
-    log.info(
-        "flowrpc serving on %s:%d (database %s)",
-        settings.host,
-        server.port,
-        server.db.url.render_as_string(hide_password=True),
-    )
     signalled, hurry = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
@@ -172,9 +164,18 @@ async def serve(settings: Settings) -> None:
             hurry.set()
         signalled.set()
 
+    # Before the port opens: a signal that comes as soon as it does must not kill the process.
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    server = await start_server(settings)
+    _tune_garbage_collection()
+    log.info(
+        "flowrpc serving on %s:%d (database %s)",
+        settings.host,
+        server.port,
+        server.db.url.render_as_string(hide_password=True),
+    )
     await signalled.wait()
     # Aborts what is left (drain and in-flight calls) once a second signal comes.
     abort = asyncio.create_task(_stop_when(hurry, server.grpc_server))
