@@ -93,7 +93,8 @@ def get_client(
     api_url: "host:port", "host:port,host:port" or a grpc target such as "dns:///name:port"
     (several addresses are used round-robin); default FLOWRPC_API_URL, else 127.0.0.1:4250.
     api_key: sent as `authorization: Bearer <key>`; default FLOWRPC_API_KEY.
-    timeout: seconds per unary call (streams have none). credentials: TLS channel credentials.
+    timeout: seconds per unary call attempt (streams have none). credentials: TLS channel
+    credentials.
     retry_attempts, retry_backoff: calls that are safe to repeat (reads, keyed creates, state
     changes with a transition id) are tried up to retry_attempts times on UNAVAILABLE, waiting
     about retry_backoff seconds, then twice that and so on (default FLOWRPC_RETRY_ATTEMPTS, else

@@ -199,7 +199,7 @@ def test_channel_options_balance_only_several_backends():
     several = dict(ChannelConfig.from_settings(api_url="dns:///h:1").options)
     assert "round_robin" not in single["grpc.service_config"]
     assert "round_robin" in several["grpc.service_config"]
-    # Retries are the client's (see test_client_retries), not grpc's service config.
+    # Retries are the client's (see test_retry_policy), not grpc's service config.
     assert "retryPolicy" not in single["grpc.service_config"]
     assert single["grpc.max_reconnect_backoff_ms"] == 2_000
     assert single["grpc.max_receive_message_length"] == 64 * 1024 * 1024
