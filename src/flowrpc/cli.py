@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     from flowrpc.server.app import StartupError, run
 
     try:
-        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers are set
             run(settings)
-    except StartupError as error:
-        sys.exit(f"flowrpc: cannot start: {error}")
+    except StartupError as error:  # a taken port, unusable certificate files
+        sys.exit(f"flowrpc: error: {error}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -60,6 +60,8 @@ def get_client(
     api_key: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     credentials: grpc.ChannelCredentials | None = None,
+    retry_attempts: int | None = None,
+    retry_backoff: float | None = None,
     tls_ca: str | Path | None = None,
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
@@ -74,6 +76,8 @@ def get_client(
     api_key: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     credentials: grpc.ChannelCredentials | None = None,
+    retry_attempts: int | None = None,
+    retry_backoff: float | None = None,
     tls_ca: str | Path | None = None,
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
@@ -87,6 +91,8 @@ def get_client(
     api_key: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     credentials: grpc.ChannelCredentials | None = None,
+    retry_attempts: int | None = None,
+    retry_backoff: float | None = None,
     tls_ca: str | Path | None = None,
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
@@ -97,7 +103,11 @@ def get_client(
     api_url: "host:port", "host:port,host:port" or a grpc target such as "dns:///name:port"
     (several addresses are used round-robin); default FLOWRPC_API_URL, else 127.0.0.1:4250.
     api_key: sent as `authorization: Bearer <key>`; default FLOWRPC_API_KEY.
-    timeout: seconds per unary call (streams have none).
+    timeout: seconds per unary call attempt (streams have none).
+    retry_attempts, retry_backoff: calls that are safe to repeat (reads, keyed creates, state
+    changes with a transition id) are tried up to retry_attempts times on UNAVAILABLE, waiting
+    about retry_backoff seconds, then twice that and so on (default FLOWRPC_RETRY_ATTEMPTS, else
+    5; FLOWRPC_RETRY_BACKOFF_SECONDS, else 1); retry_attempts=1 turns retries off.
     tls_ca, tls_cert, tls_key: PEM files for TLS (default FLOWRPC_API_TLS_CA, _CERT, _KEY): the
     CA certificates that signed the server's certificate, and for servers that require client
     certificates (mTLS) this client's certificate and key. Any of them, or an api_url starting
@@ -105,5 +115,7 @@ def get_client(
     given). credentials: ready-made channel credentials instead of the files.
     """
     tls = TlsFiles(tls_ca, tls_cert, tls_key)
-    config = ChannelConfig.from_settings(api_url, api_key, credentials, timeout, tls)
+    config = ChannelConfig.from_settings(
+        api_url, api_key, credentials, timeout, retry_attempts, retry_backoff, tls
+    )
     return SyncFlowRPCClient(config) if sync_client else FlowRPCClient(config)

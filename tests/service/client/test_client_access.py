@@ -220,7 +220,7 @@ async def test_an_unreadable_key_table_refuses_calls_instead_of_opening(tmp_path
     settings = sqlite_settings(tmp_path, api_keys_refresh_seconds=0.05)
     key = create_key(settings, "ci", "admin")
     with server(settings) as address:
-        async with get_client(api_url=address, api_key=key, timeout=5) as client:
+        async with get_client(api_url=address, api_key=key, timeout=5, retry_attempts=1) as client:
             await client.create_flow_from_name("etl")
             engine = sa.create_engine(settings.resolved_database_url())
             with engine.begin() as conn:

@@ -39,13 +39,15 @@ async def test_tls_serves_the_async_and_the_sync_client_and_no_plaintext(
             assert sync.read_flow(flow_id).name == "etl"
         monkeypatch.delenv("FLOWRPC_API_TLS_CA")
         # Plaintext finds no server: there is no plaintext port.
-        async with get_client(api_url=address, timeout=3) as plain:
+        async with get_client(api_url=address, timeout=3, retry_attempts=1) as plain:
             with pytest.raises(ServiceUnavailable):
                 await plain.read_flow(flow_id)
         # A server certificate from an authority the client does not trust is refused.
         (tmp_path / "other").mkdir()
         stranger = Authority.create(tmp_path / "other", "stranger")
-        distrusting = get_client(sync_client=True, api_url=address, tls_ca=stranger.cert, timeout=3)
+        distrusting = get_client(
+            sync_client=True, api_url=address, tls_ca=stranger.cert, timeout=3, retry_attempts=1
+        )
         with distrusting as c, pytest.raises(ServiceUnavailable):
             c.read_flow(flow_id)
 
@@ -57,7 +59,9 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(
     worker = ca.issue("worker", server=False)
     with running_server(settings) as server:
         address = f"127.0.0.1:{server.port}"
-        async with get_client(api_url=address, tls_ca=ca.cert, api_key="s3cret", timeout=3) as c:
+        async with get_client(
+            api_url=address, tls_ca=ca.cert, api_key="s3cret", timeout=3, retry_attempts=1
+        ) as c:
             with pytest.raises(ServiceUnavailable):
                 await c.create_flow_from_name("etl")
         async with get_client(
@@ -82,7 +86,12 @@ async def test_a_client_certificate_from_another_authority_is_refused(
     with running_server(tls_settings(tmp_path, ca, tls_client_ca=ca.cert)) as server:
         address = f"127.0.0.1:{server.port}"
         async with get_client(
-            api_url=address, tls_ca=ca.cert, tls_cert=forged.cert, tls_key=forged.key, timeout=3
+            api_url=address,
+            tls_ca=ca.cert,
+            tls_cert=forged.cert,
+            tls_key=forged.key,
+            timeout=3,
+            retry_attempts=1,
         ) as client:
             with pytest.raises(ServiceUnavailable):
                 await client.read_flows()
