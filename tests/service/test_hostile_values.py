@@ -680,11 +680,12 @@ UNDECODABLE = bytes.fromhex("0affffffff0f78")
         "/flowrpc.v1.FlowRunService/StreamFlowRunHistory",
         "/flowrpc.v1.FlowRunService/BulkDeleteFlowRuns",
         "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
     ],
 )
 async def test_undecodable_bytes_are_invalid_and_log_one_line(stubs, caplog, method):
     caplog.set_level(logging.DEBUG)
-    streaming = "Stream" in method or "Bulk" in method
+    streaming = any(word in method for word in ("Stream", "Bulk", "Watch"))
     call = (stubs.channel.unary_stream if streaming else stubs.channel.unary_unary)(method)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         result = call(UNDECODABLE)

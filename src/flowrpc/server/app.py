@@ -24,7 +24,7 @@ from flowrpc.server.services.task_runs import TaskRunService
 from flowrpc.server.services.work_pools import WorkPoolService
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
-from flowrpc.server.storage.secrets import server_secret
+from flowrpc.server.storage.shared_secrets import server_secret
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
     deployment_service_pb2,

@@ -1,8 +1,8 @@
 """Opaque page tokens: where the previous page ended (its last run's sort key and id), bound to
 the request's filter and sort so a token cannot continue a different query.
 
-A token is base64url(HMAC-SHA256(secret, payload) + payload), the secret being the server's
-(shared by replicas through the database, storage/secrets.py): a client can neither forge a
+A token is base64url(HMAC-SHA256(secret, payload) + payload) under the server's secret, which
+replicas share through the database (storage/shared_secrets.py): a client can neither forge a
 token nor alter one. What a token holds is checked against the sort before it reaches a query.
 """
 
