@@ -40,6 +40,8 @@ from helpers import (
 
 from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.database import Database
+from flowrpc.server.storage.shared_secrets import server_secret
 from flowrpc.v1 import (
     deployment_pb2,
     flow_run_pb2,
@@ -609,6 +611,32 @@ async def test_replicas_that_start_together_accept_each_others_tokens(database):
         rows = list(conn.execute(sa.select(t.server_secret)))
     engine.dispose()
     assert len(rows) == 1 and rows[0].value
+
+
+def test_replicas_minting_at_once_agree_on_one_secret(database):
+    """Eight connections mint the page-token secret at the same moment: all read one value."""
+    url = database.resolved_database_url()
+    migrated = Database(url)
+    migrated.migrate()
+    migrated.close()
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    barrier = threading.Barrier(8)
+    secrets: list[bytes] = []
+
+    def mint() -> None:
+        with engine.connect() as conn:
+            barrier.wait()
+            with conn.begin():
+                secrets.append(server_secret(conn, "page_tokens", 0))
+
+    threads = [threading.Thread(target=mint) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    assert len(secrets) == 8 and len(set(secrets)) == 1
+    assert len(secrets[0]) == 32
 
 
 # ---- defect 5: retry policies ----
