@@ -15,14 +15,17 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from flowrpc.server.background.services import start_services
+from flowrpc.server.ids import now_micros
 from flowrpc.server.interceptors import ApiKeyInterceptor, ErrorInterceptor
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
+from flowrpc.server.services.pages import SECRET_NAME, PageTokens
 from flowrpc.server.services.task_runs import TaskRunService
 from flowrpc.server.services.work_pools import WorkPoolService
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
+from flowrpc.server.storage.shared_secrets import server_secret
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
     deployment_service_pb2,
@@ -106,6 +109,9 @@ async def start_server(settings: Settings) -> Server:
         statement_timeout=settings.statement_timeout_seconds,
     )
     db.migrate()
+    # Page tokens are signed with a secret that every replica reads from the database.
+    page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
+    needs = {FlowRunService: (page_tokens,)}
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
     if settings.api_key:
         interceptors.insert(0, ApiKeyInterceptor(settings.api_key))
@@ -125,7 +131,8 @@ async def start_server(settings: Settings) -> Server:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
     for messages, stubs, servicer, name in SERVICES:
-        getattr(stubs, f"add_{name}Servicer_to_server")(servicer(db, settings), server)
+        instance = servicer(db, settings, *needs.get(servicer, ()))
+        getattr(stubs, f"add_{name}Servicer_to_server")(instance, server)
         full_name = messages.DESCRIPTOR.services_by_name[name].full_name
         names.append(full_name)
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)
