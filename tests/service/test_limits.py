@@ -26,15 +26,16 @@ from helpers import (
 
 from flowrpc.settings import Settings
 from flowrpc.v1 import filter_pb2 as f
-from flowrpc.v1 import state_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as fr
-from flowrpc.v1 import flow_service_pb2 as fl
 from flowrpc.v1 import (
     flow_run_service_pb2_grpc,
     flow_service_pb2_grpc,
+    state_pb2,
+    task_run_pb2,
     task_run_service_pb2_grpc,
     work_pool_service_pb2_grpc,
 )
+from flowrpc.v1 import flow_service_pb2 as fl
 from flowrpc.v1 import task_run_service_pb2 as tr
 from flowrpc.v1 import work_pool_service_pb2 as wp
 
@@ -143,7 +144,8 @@ async def test_max_list_length_bounds_every_list_and_map(small):
     over(error, "filter.work_pool_queues.name.startswith.values", "max_list_length")
 
     inputs = {f"i{i}": task_run_pb2.TaskRunInputs() for i in range(21)}
-    error = await refused(small.task_runs.CreateTaskRun(tr.CreateTaskRunRequest(task_inputs=inputs)))
+    request = tr.CreateTaskRunRequest(task_inputs=inputs)
+    error = await refused(small.task_runs.CreateTaskRun(request))
     over(error, "task_inputs", "max_list_length")
 
 
@@ -208,9 +210,10 @@ async def test_huge_requests_are_refused_with_the_right_status(stubs):
     # Under the request limit, over the JSON one (Prefect's 512 KiB for parameters).
     request = fr.CreateFlowRunRequest(flow_id=flow.id, parameters=struct_of_size(512 * 1024 + 1))
     error = await refused(stubs.flow_runs.CreateFlowRun(request))
-    assert "over max_json_bytes (524288; FLOWRPC_MAX_JSON_BYTES)" in field_violations(error)[
-        "parameters"
-    ]
+    assert (
+        "over max_json_bytes (524288; FLOWRPC_MAX_JSON_BYTES)"
+        in field_violations(error)["parameters"]
+    )
     assert (await stubs.flows.GetFlow(fl.GetFlowRequest(id=flow.id))).flow.name == flow.name
 
 
@@ -284,3 +287,21 @@ async def test_offset_lists_over_4_mib_fail_clearly_and_fit_with_a_smaller_limit
     assert error_info(error).reason == "RESPONSE_TOO_LARGE"
     assert "ask for fewer items" in error.details()
     assert len((await stubs.flows.ListFlows(fl.ListFlowsRequest(limit=5))).flows) == 5
+
+
+async def test_other_responses_over_4_mib_fail_clearly(stubs):
+    """ListFlowRunStates has no pages: a run with nine states of 500 KiB data each is refused
+    with a status that says why, and the run itself still reads."""
+    run = await make_run(stubs, (await make_flow(stubs)).id)
+    data = struct_pb2.Value(string_value="d" * (500 * 1024))
+    for _ in range(9):
+        request = fr.SetFlowRunStateRequest(
+            flow_run_id=run.id, state=state(RUNNING, data=data), force=True
+        )
+        await stubs.flow_runs.SetFlowRunState(request)
+    error = await refused(
+        stubs.flow_runs.ListFlowRunStates(fr.ListFlowRunStatesRequest(flow_run_id=run.id)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert error_info(error).reason == "RESPONSE_TOO_LARGE"
+    assert (await stubs.flow_runs.GetFlowRun(fr.GetFlowRunRequest(id=run.id))).flow_run.id == run.id
