@@ -11,7 +11,8 @@ bounded by grpc.max_receive_message_length = max_request_bytes (gRPC answers
 RESOURCE_EXHAUSTED before any of this runs).
 
 Responses: a response must fit what a gRPC client accepts by default (4 MiB). List pages with a
-page token shrink to fit (see `fitting`); anything else over it fails with RESOURCE_EXHAUSTED.
+page token shrink to fit (`shrink`), stream messages divide (`split`); any other response over
+it fails with RESOURCE_EXHAUSTED (`serialized`).
 """
 
 from __future__ import annotations
@@ -40,9 +41,21 @@ class RequestLimits:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._plans: dict[str, dict[int, tuple[str, Check]]] = {}
+        # A string of n characters, a list or map of n items, a JSON field of n bytes all take
+        # at least n bytes encoded: a request no larger than every limit is within them all.
+        self._within_all = min(
+            settings.max_string_length,
+            settings.max_like_length,
+            settings.max_json_bytes,
+            settings.max_list_length,
+        )
 
-    def check(self, message: Message, path: str = "") -> None:
+    def check(self, request: Message) -> None:
         """Raises InvalidArgument naming the first field over a limit and the setting."""
+        if request.ByteSize() > self._within_all:
+            self._check(request, "")
+
+    def _check(self, message: Message, path: str) -> None:
         plan = self._plan(message.DESCRIPTOR)
         if not plan:
             return
@@ -90,7 +103,7 @@ class RequestLimits:
             return self._json
         if not self._plan(field.message_type):
             return None  # Timestamp, Duration, ...
-        return lambda value, where: self.check(value, where + ".")
+        return lambda value, where: self._check(value, where + ".")
 
     def _string_check(self, field: FieldDescriptor) -> Check:
         """`like` patterns: max_like_length; free text: max_json_bytes, as UTF-8; the others
