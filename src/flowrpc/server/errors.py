@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-# An error travels in trailing metadata, which gRPC clients cap at 8 KiB by default: a longer
-# message would reach the caller as RESOURCE_EXHAUSTED instead of the error itself.
-MAX_MESSAGE = 1_000  # characters of a message or of a field violation's description
+# An error travels in trailing metadata, which gRPC clients cap at 8 KiB by default (over it, the
+# caller sees RESOURCE_EXHAUSTED instead of the error). Its message goes twice, percent-encoded in
+# grpc-message and base64 in the rich status with the violations: these bounds, in UTF-8 bytes,
+# keep the whole under 8 KiB whatever the text.
+MAX_MESSAGE = 1_000
+MAX_FIELD = 100
+MAX_DESCRIPTION = 300
 MAX_VIOLATIONS = 5
 QUOTED = 40  # characters of a bad value quoted back to the caller
 
@@ -16,15 +20,19 @@ def quote(value: object) -> str:
     return repr(text) if len(text) <= QUOTED else f"{text[:QUOTED]!r}..."
 
 
-def clip(text: str, limit: int = MAX_MESSAGE) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def clip(text: str, limit: int) -> str:
+    """The text, cut to at most `limit` bytes of UTF-8 (ending in "...") when longer."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "..."
 
 
 class ServiceError(Exception):
     """An error the caller can act on. `reason` is UPPER_SNAKE, stable, machine-readable."""
 
     def __init__(self, reason: str, message: str) -> None:
-        message = clip(message)
+        message = clip(message, MAX_MESSAGE)
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -55,7 +63,7 @@ class InvalidArgument(ServiceError):
 
     def __init__(self, violations: dict[str, str], reason: str = "INVALID_ARGUMENT") -> None:
         violations = {
-            clip(field, 200): clip(problem)
+            clip(field, MAX_FIELD): clip(problem, MAX_DESCRIPTION)
             for field, problem in list(violations.items())[:MAX_VIOLATIONS]
         }
         message = "; ".join(f"{field}: {problem}" for field, problem in violations.items())
