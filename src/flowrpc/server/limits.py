@@ -11,7 +11,7 @@ bounded by grpc.max_receive_message_length = max_request_bytes (gRPC answers
 RESOURCE_EXHAUSTED before any of this runs).
 
 Responses: a response must fit what a gRPC client accepts by default (4 MiB). List pages with a
-page token shrink to fit (`shrink`), stream messages divide (`split`); any other response over
+page token hold fewer items (`fitted`), stream messages divide (`split`); any other response over
 it fails with RESOURCE_EXHAUSTED (`serialized`).
 """
 
@@ -187,22 +187,28 @@ def too_large(size: int, what: str) -> ResourceExhausted:
     )
 
 
-def serialized(response: Message) -> bytes:
-    """The response's bytes, or RESOURCE_EXHAUSTED when a default client could not take them."""
+def serialized(response: Message | bytes) -> bytes:
+    """The response's bytes, or RESOURCE_EXHAUSTED when a default client could not take them.
+    Bytes are a response `fitted` already made."""
+    if isinstance(response, bytes):
+        return response
     data = response.SerializeToString()
     if len(data) > MAX_RESPONSE_BYTES:
         raise too_large(len(data), "The response")
     return data
 
 
-def shrink(response: Message, field: str) -> bool:
-    """Drops the trailing items of the list `field` until the response fits a default client;
-    True when it dropped any."""
-    if response.ByteSize() <= PAGE_BUDGET:
-        return False
+def fitted(response: Message, field: str, refit: Callable[[int], None]) -> bytes:
+    """A page's bytes, made to fit a default client: when they would not, the trailing items of
+    the list `field` go and refit(items kept) updates what depends on them (a page token).
+    Serialized here, once, for the size: the interceptor passes these bytes on as they are."""
+    data = response.SerializeToString()
+    if len(data) <= PAGE_BUDGET:
+        return data
     items = getattr(response, field)
     del items[_fitting(items) :]
-    return True
+    refit(len(items))
+    return response.SerializeToString()
 
 
 def split(response: Message, field: str) -> list[Message]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
-from flowrpc.server.limits import shrink, split
+from flowrpc.server.limits import fitted, split
 from flowrpc.server.orchestration.records import State, StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.services import convert as c
@@ -96,13 +96,17 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         response = pb.ListFlowRunsResponse(
             flow_runs=[c.flow_run_fields(row, now) for row in rows[:limit]]
         )
-        shrink(response, "flow_runs")  # a page of large runs shrinks to what a client accepts
-        shown = len(response.flow_runs)
-        if len(rows) > shown > 0:
-            last = rows[shown - 1]
-            key = storage.SORTS[sort].row_key(last)
-            response.next_page_token = pages.encode(request.filter, sort, key, last.id)
-        return response
+
+        def continue_after(shown: int) -> None:
+            response.next_page_token = ""
+            if len(rows) > shown > 0:
+                last = rows[shown - 1]
+                key = storage.SORTS[sort].row_key(last)
+                response.next_page_token = pages.encode(request.filter, sort, key, last.id)
+
+        continue_after(len(response.flow_runs))
+        # A page of large runs holds fewer, and its token continues after the last one it holds.
+        return fitted(response, "flow_runs", continue_after)
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context: Any) -> Any:
         count = await self.db.read(storage.count_flow_runs, c.filters(request.filter))
