@@ -305,3 +305,22 @@ async def test_other_responses_over_4_mib_fail_clearly(stubs):
     )
     assert error_info(error).reason == "RESPONSE_TOO_LARGE"
     assert (await stubs.flow_runs.GetFlowRun(fr.GetFlowRunRequest(id=run.id))).flow_run.id == run.id
+
+
+async def test_task_run_reads_over_4_mib_fail_clearly(stubs):
+    """Ten task runs whose states carry 500 KiB of data each (results, as the SDK will send):
+    ListTaskRuns and GetFlowRunGraph would exceed 4 MiB, and say so; a smaller limit reads."""
+    run = await make_run(stubs, (await make_flow(stubs)).id)
+    data = struct_pb2.Value(string_value="r" * (500 * 1024))
+    for i in range(10):
+        request = tr.CreateTaskRunRequest(
+            flow_run_id=run.id, task_key=f"t{i}", state=state(COMPLETED, data=data)
+        )
+        await stubs.task_runs.CreateTaskRun(request)
+    for call in (
+        stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest()),
+        stubs.flow_runs.GetFlowRunGraph(fr.GetFlowRunGraphRequest(flow_run_id=run.id)),
+    ):
+        error = await refused(call, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert error_info(error).reason == "RESPONSE_TOO_LARGE"
+    assert len((await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest(limit=5))).task_runs) == 5
