@@ -33,6 +33,31 @@ class Settings(BaseSettings):
         "still served (load balancers move traffic away); 0 stops at once.",
     )
 
+    # Request limits (server/limits.py): each bounds what one call may send, so no caller can make
+    # an object that breaks reads for the others.
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description="Largest request message (bytes); larger ones get RESOURCE_EXHAUSTED.",
+    )
+    max_string_length: int = Field(
+        default=10_000,
+        ge=1,
+        description="Longest name, tag, key, id or other string field (characters).",
+    )
+    max_json_bytes: int = Field(
+        default=512 * 1024,
+        ge=1,
+        description="Largest JSON field (parameters, context, state data, job variables, ...) "
+        "and free text (description, state message), in encoded bytes.",
+    )
+    max_list_length: int = Field(
+        default=10_000, ge=1, description="Most items in any list or map field (tags, any_of, ...)."
+    )
+    max_like_length: int = Field(
+        default=1_000, ge=1, description="Longest `like` filter pattern (characters)."
+    )
+
     # Background services (semantics §7).
     late_runs_enabled: bool = True
     late_runs_loop_seconds: float = 5.0

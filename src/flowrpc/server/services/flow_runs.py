@@ -7,6 +7,7 @@ from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
+from flowrpc.server.limits import fitted, split
 from flowrpc.server.orchestration.records import State, StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.services import convert as c
@@ -98,11 +99,18 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         response = pb.ListFlowRunsResponse(
             flow_runs=[c.flow_run_fields(row, now) for row in rows[:limit]]
         )
-        if len(rows) > limit > 0:
-            last = rows[limit - 1]
-            key = storage.SORTS[sort].row_key(last)
-            response.next_page_token = self.page_tokens.encode(request.filter, sort, key, last.id)
-        return response
+
+        def continue_after(shown: int) -> None:
+            response.next_page_token = ""
+            if len(rows) > shown > 0:
+                last = rows[shown - 1]
+                key = storage.SORTS[sort].row_key(last)
+                token = self.page_tokens.encode(request.filter, sort, key, last.id)
+                response.next_page_token = token
+
+        continue_after(len(response.flow_runs))
+        # A page of large runs holds fewer, and its token continues after the last one it holds.
+        return fitted(response, "flow_runs", continue_after)
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context: Any) -> Any:
         count = await self.db.read(storage.count_flow_runs, c.filters(request.filter))
@@ -202,7 +210,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         proposal = c.proposed_state(request.state, now)
         async for ids in self._chunks(request):
             results = await self.db.write(storage.bulk_set_state, ids, proposal, request.force, now)
-            yield pb.BulkSetFlowRunStateResponse(
+            response = pb.BulkSetFlowRunStateResponse(
                 results=[
                     pb.BulkSetFlowRunStateResult(
                         flow_run_id=run_id, result=c.result_to_proto(o.decision, o.state)
@@ -210,6 +218,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     for run_id, o in results
                 ]
             )
+            for message in split(response, "results"):  # states with large data: several
+                yield message
             now = now_micros()
 
     async def BulkDeleteFlowRuns(
