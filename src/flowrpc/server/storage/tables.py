@@ -12,6 +12,9 @@ from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, Uniq
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+# On SQLite the column is declared JSON, which gives it NUMERIC affinity: a document that is a
+# bare number is stored as an SQL number. The SQLite engine's codec (database.SQLITE_JSON_CODEC)
+# writes and reads such numbers as they are; every other document is JSON text.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 
