@@ -12,31 +12,33 @@ from flowrpc.server.ids import now_micros
 from flowrpc.server.storage import maintenance
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
-from flowrpc.server.storage.maintenance import Batch
+from flowrpc.server.storage.maintenance import RunFailed
 from flowrpc.settings import Settings
 
 log = logging.getLogger(__name__)
 Pass = Callable[[], Awaitable[int]]
 
 
-def _in_batches(
-    db: Database, name: str, batch: int, write: Callable[..., Batch], *args: Any
-) -> Pass:
-    """A pass: write(conn, batch, now, skip, *args) until a batch leaves runs undone. A run that
-    fails is skipped for the rest of the pass (and tried again in the next one); it is logged the
-    first time it fails, so a bad row costs one log line, not one a pass."""
+def _in_batches(db: Database, name: str, batch: int, write: Callable[..., int], *args: Any) -> Pass:
+    """A pass: write(conn, batch, now, skip, *args) until a batch changes fewer than `batch`
+    runs. A run that fails its batch (RunFailed) is skipped for the rest of the pass, and the
+    batch runs again without it; it is tried again next pass, and logged the first time only,
+    so a bad row costs one log line, not one a pass."""
     reported: set[str] = set()
 
     async def one_pass() -> int:
         total, skip = 0, frozenset[str]()
         while True:
-            done = await db.write(write, batch, now_micros(), skip, *args)
-            for run_id, reason in done.failed.items():
-                if run_id not in reported:
-                    reported.add(run_id)
-                    log.warning("%s: run %s skipped: %s", name, run_id, reason)
-            total, skip = total + done.changed, skip.union(done.failed)
-            if done.done < batch:
+            try:
+                changed = await db.write(write, batch, now_micros(), skip, *args)
+            except RunFailed as failed:
+                if failed.run_id not in reported:
+                    reported.add(failed.run_id)
+                    log.warning("%s: run %s skipped: %s", name, failed.run_id, failed.reason)
+                skip |= {failed.run_id}
+                continue
+            total += changed
+            if changed < batch:
                 return total
 
     return one_pass
