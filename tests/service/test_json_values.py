@@ -1,4 +1,5 @@
-"""Every kind of JSON value round-trips through every JSON column and the RPCs that read them.
+"""Every kind of JSON value round-trips through the JSON columns (state data, parameters, context,
+job variables, labels) and the RPCs that read them.
 
 On SQLite a JSON column has NUMERIC affinity: a document that is a bare number ("42") is stored
 as an SQL number, which once made every read of the run fail (issue 14, defect 1)."""
@@ -80,6 +81,7 @@ async def test_flow_run_state_data_round_trips(stubs, data):
         parameters=struct(fields),
         context=struct(fields),
         job_variables=struct(fields),
+        labels=struct(fields),
     )
     other = await make_run(stubs, flow.id, state=with_data(PENDING, data))
     expected = value(data)
@@ -90,6 +92,7 @@ async def test_flow_run_state_data_round_trips(stubs, data):
     got = await get_run(stubs, run.id)
     assert got.state.data == expected
     assert got.parameters == got.context == got.job_variables == struct(fields)
+    assert got.labels.fields["v"] == expected  # beside the labels the server adds
     listed = await list_runs(stubs)
     assert {r.id: r.state.data for r in listed} == {run.id: expected, other.id: expected}
 
@@ -115,7 +118,12 @@ async def test_task_run_state_data_round_trips(stubs, data):
     flow = await make_flow(stubs)
     run = await make_run(stubs, flow.id, state=state(RUNNING))
     created = await stubs.task_runs.CreateTaskRun(
-        tr.CreateTaskRunRequest(flow_run_id=run.id, task_key="t", state=with_data(PENDING, data))
+        tr.CreateTaskRunRequest(
+            flow_run_id=run.id,
+            task_key="t",
+            state=with_data(PENDING, data),
+            labels=struct({"v": data}),
+        )
     )
     task = created.task_run
     expected = value(data)
@@ -125,7 +133,7 @@ async def test_task_run_state_data_round_trips(stubs, data):
     assert result.status == orc.SET_STATE_STATUS_ACCEPT and result.state.data == expected
 
     got = (await stubs.task_runs.GetTaskRun(tr.GetTaskRunRequest(id=task.id))).task_run
-    assert got.state.data == expected
+    assert got.state.data == expected and got.labels.fields["v"] == expected
     listed = (await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest())).task_runs
     assert [t.state.data for t in listed] == [expected]
     graph = await stubs.flow_runs.GetFlowRunGraph(fr.GetFlowRunGraphRequest(flow_run_id=run.id))
@@ -139,13 +147,15 @@ async def test_deployment_json_fields_round_trip(stubs, data):
     flow = await make_flow(stubs)
     fields = struct({"v": data})
     deployment = deployment_pb2.Deployment(
-        name="d", flow_id=flow.id, parameters=fields, job_variables=fields
+        name="d", flow_id=flow.id, parameters=fields, job_variables=fields, labels=fields
     )
     created = await stubs.deployments.CreateDeployment(
         dp.CreateDeploymentRequest(deployment=deployment)
     )
     got = await stubs.deployments.GetDeployment(dp.GetDeploymentRequest(id=created.deployment.id))
-    assert got.deployment.parameters == got.deployment.job_variables == fields
+    got = got.deployment
+    assert got.parameters == got.job_variables == fields
+    assert got.labels.fields["v"] == value(data)
 
 
 async def test_null_state_data_reads_as_no_data(stubs):
