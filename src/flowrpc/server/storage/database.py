@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from flowrpc.server.storage.migrate import upgrade
+from flowrpc.server.storage.tables import SQLITE_JSON_CODEC
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,29 +35,6 @@ StorageFn = Callable[..., T]
 JSON_CODEC = {
     "json_serializer": lambda value: orjson.dumps(value).decode(),
     "json_deserializer": orjson.loads,
-}
-INT64 = range(-(2**63), 2**63)
-
-
-def _sqlite_json_dumps(value: Any) -> Any:
-    """A JSON number is bound as an SQL number. SQLite's JSON columns have NUMERIC affinity, so
-    the text "42" would be stored as the number 42 anyway, and its text-to-number conversion
-    rounds some doubles wrongly (-2.0488198407975285e-302); a bound double is stored exactly."""
-    kind = type(value)
-    if (kind is float and math.isfinite(value)) or (kind is int and value in INT64):
-        return value
-    return orjson.dumps(value).decode()
-
-
-def _sqlite_json_loads(value: Any) -> Any:
-    """An SQL number in a JSON column is that JSON number (rows written by earlier versions as
-    text read back too: the affinity had made them numbers)."""
-    return value if type(value) in (int, float) else orjson.loads(value)
-
-
-SQLITE_JSON_CODEC = {
-    "json_serializer": _sqlite_json_dumps,
-    "json_deserializer": _sqlite_json_loads,
 }
 MAX_GROUP = 256  # calls committed together at most
 STATISTICS_CHECK = 1000  # SQLite write calls between checks that planner statistics are fresh
