@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from flowrpc.server.storage.migrate import upgrade
+from flowrpc.server.storage.tables import SQLITE_JSON_CODEC
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,7 +128,7 @@ def _stale(conn: Connection, runs: int) -> bool:
 def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, **JSON_CODEC)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, **SQLITE_JSON_CODEC)
 
     @sa.event.listens_for(engine, "connect")
     def _configure(dbapi_conn: Any, _record: Any) -> None:
