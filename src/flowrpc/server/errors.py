@@ -29,6 +29,10 @@ class Unauthenticated(ServiceError):
     pass
 
 
+class ResourceExhausted(ServiceError):
+    """A call hit a limit of the server's resources (time, memory); the setting is named."""
+
+
 class InvalidArgument(ServiceError):
     """Malformed input; `violations` maps field paths to what is wrong with them."""
 
