@@ -35,6 +35,9 @@ async def test_a_statement_past_the_timeout_is_cancelled(url):
         with pytest.raises(ResourceExhausted, match="statement_timeout_seconds"):
             await db.read(scalar("SELECT pg_sleep(2)"))
         assert await db.read(scalar("SELECT 1")) == 1  # the pool goes on serving
+        with pytest.raises(ResourceExhausted, match="statement_timeout_seconds"):
+            await db.write(scalar("SELECT pg_sleep(2)"))
+        assert await db.write(scalar("SELECT 1")) == 1
     finally:
         db.close()
 
