@@ -18,7 +18,13 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(default=8, description="PostgreSQL connections per replica.")
     statement_timeout_seconds: float = Field(
-        default=30.0, description="PostgreSQL: the longest a statement may run."
+        default=30.0,
+        gt=0,
+        description="The longest a statement may run (on SQLite: a call's reads); past it the "
+        "call answers RESOURCE_EXHAUSTED.",
+    )
+    max_history_intervals: int = Field(
+        default=500, ge=1, description="The most intervals one flow-run history call may ask for."
     )
     host: str = "127.0.0.1"
     port: int = 4250

@@ -55,7 +55,7 @@ class Unauthenticated(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
-    pass
+    """A call hit a limit of the server's resources (time, memory); the setting is named."""
 
 
 class InvalidArgument(ServiceError):

@@ -19,7 +19,8 @@ from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
-MAX_INTERVALS = 500
+# A Duration's range (10,000 years): any longer interval is a mistake, and its sums overflow.
+MAX_INTERVAL = 315_576_000_000 * 1_000_000
 BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk calls
 UPDATABLE = {
     "name",
@@ -179,7 +180,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def _history(self, request: Any) -> list[dict[str, Any]]:
         """The intervals of a history request, as HistoryInterval's constructor takes them."""
         start, end, interval = _history_window(request)
-        intervals = max(0, min(MAX_INTERVALS, -(-(end - start) // interval)))
+        intervals = _interval_count(start, end, interval, self.settings.max_history_intervals)
         now = now_micros()
         filters = c.filters(request.filter)
         rows = await self.db.read(flow_run_history, filters, start, interval, intervals, now)
@@ -261,9 +262,26 @@ def _history_window(request: Any) -> tuple[int, int, int]:
         violations["history_end"] = "is required"
     if interval is None or interval < 1_000_000:
         violations["history_interval"] = "History interval must not be less than 1 second."
+    elif interval > MAX_INTERVAL:
+        violations["history_interval"] = "must not be more than 10,000 years"
     if violations:
         raise InvalidArgument(violations)
     return start, end, interval  # type: ignore[return-value]
+
+
+def _interval_count(start: int, end: int, interval: int, most: int) -> int:
+    """How many intervals cover [start, end) (none when end is not after start); more than
+    `most` is refused rather than cut short, so no caller takes a partial history for whole."""
+    count = max(0, -(-(end - start) // interval))
+    if count > most:
+        raise InvalidArgument(
+            {
+                "history_interval": f"this window takes {count} intervals, more than the "
+                f"{most} allowed (setting max_history_intervals): lengthen the interval or "
+                "shorten the window"
+            }
+        )
+    return count
 
 
 def _graph_node(row: Any, now: int) -> graph_pb2.FlowRunGraphNode:
