@@ -19,14 +19,18 @@ from grpc_reflection.v1alpha import reflection
 
 from flowrpc.server.access import KeyRing
 from flowrpc.server.background.services import start_services
-from flowrpc.server.interceptors import AccessInterceptor, ErrorInterceptor
+from flowrpc.server.ids import now_micros
+from flowrpc.server.interceptors import AccessInterceptor, ErrorInterceptor, LimitsInterceptor
+from flowrpc.server.limits import MAX_RESPONSE_BYTES, RequestLimits
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
+from flowrpc.server.services.pages import SECRET_NAME, PageTokens
 from flowrpc.server.services.task_runs import TaskRunService
 from flowrpc.server.services.work_pools import WorkPoolService
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
+from flowrpc.server.storage.shared_secrets import server_secret
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
     deployment_service_pb2,
@@ -50,7 +54,6 @@ SERVICES = [
     (work_pool_service_pb2, work_pool_service_pb2_grpc, WorkPoolService, "WorkPoolService"),
     (task_run_service_pb2, task_run_service_pb2_grpc, TaskRunService, "TaskRunService"),
 ]
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -119,11 +122,21 @@ async def start_server(settings: Settings) -> Server:
     db.migrate()
     keys = KeyRing(db.url, settings.api_key, settings.api_keys_refresh_seconds)
     await keys.current()  # a database that cannot be read fails the start, not the first call
+    # Page tokens are signed with a secret that every replica reads from the database.
+    page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
+    needs = {FlowRunService: (page_tokens,)}
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        AccessInterceptor(keys, settings.open_reflection),
+        ErrorInterceptor(),
+        LimitsInterceptor(RequestLimits(settings)),
+    ]
     server = grpc.aio.server(
-        interceptors=[AccessInterceptor(keys, settings.open_reflection), ErrorInterceptor()],
+        interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Larger requests get RESOURCE_EXHAUSTED from gRPC before any of ours runs.
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            # LimitsInterceptor keeps responses within this; gRPC enforces it for the others.
+            ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
             # Clients ping every 60 s during long calls (streams); accept that.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and
@@ -135,7 +148,8 @@ async def start_server(settings: Settings) -> Server:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
     for messages, stubs, servicer, name in SERVICES:
-        getattr(stubs, f"add_{name}Servicer_to_server")(servicer(db, settings), server)
+        instance = servicer(db, settings, *needs.get(servicer, ()))
+        getattr(stubs, f"add_{name}Servicer_to_server")(instance, server)
         full_name = messages.DESCRIPTOR.services_by_name[name].full_name
         names.append(full_name)
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,7 +1,11 @@
-"""Server interceptors: API keys and their roles, and domain errors to gRPC statuses."""
+"""Server interceptors: API keys and their roles, domain errors (and undecodable requests) to
+gRPC statuses, request and response limits."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +15,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from flowrpc.server import access, errors
+from flowrpc.server.limits import RequestLimits, serialized
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +28,18 @@ CODES = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 FLOWRPC_SERVICES = "/flowrpc."
 
 
-def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.RpcMethodHandler:
-    """The same handler with its behaviour passed through `around`."""
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    around: Callable[..., Any],
+    response_serializer: Callable[[Any], bytes] | None = None,
+) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour passed through `around` (and, when given, another
+    response serializer), and a request that does not decode passed to it as Undecodable."""
     if handler.unary_unary:
         factory, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
     elif handler.unary_stream:
@@ -37,9 +48,62 @@ def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.Rp
         return handler
     return factory(
         around(behaviour, streaming=handler.unary_stream is not None),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=response_serializer or handler.response_serializer,
     )
+
+
+class Undecodable:
+    """A request whose bytes do not parse. gRPC parses before any handler code runs, and a
+    parser's exception becomes UNKNOWN with a logged traceback; this becomes INVALID_ARGUMENT."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None or getattr(deserialize, "tolerant", False):
+        return deserialize
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # noqa: BLE001 - whatever the parser says, the bytes are bad
+            return Undecodable(error)
+
+    parse.tolerant = True  # type: ignore[attr-defined]
+    return parse
+
+
+async def _undecodable(
+    context: grpc.aio.ServicerContext, request: Undecodable, method: str
+) -> None:
+    """One log line (no traceback: the cause is the client's), then INVALID_ARGUMENT."""
+    log.warning(
+        "undecodable request to %s from %s: %s", method, context.peer(), str(request.error)[:200]
+    )
+    violation = {"request": f"could not be decoded as the request message of {method}"}
+    await abort(context, errors.InvalidArgument(violation))
+
+
+def _decode_only(behaviour: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+    """For services that handle their own errors (health): only undecodable bytes are ours."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                await _undecodable(context, request, method)
+            async for item in behaviour(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await _undecodable(context, request, method)
+        return await behaviour(request, context)
+
+    return call
 
 
 async def abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -> None:
@@ -68,14 +132,18 @@ async def abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -
     )
 
 
-def _guard(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+def _guard(behaviour: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await _undecodable(context, request, method)
         try:
             return await behaviour(request, context)
         except Exception as error:  # noqa: BLE001 - every failure becomes a status
             await _fail(context, error)
 
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await _undecodable(context, request, method)
         try:
             async for item in behaviour(request, context):
                 yield item
@@ -103,9 +171,50 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
+        if handler is None:
+            return handler
+        # Health and reflection handle their own errors, all but undecodable requests.
+        guard = _guard if details.method.startswith(FLOWRPC_SERVICES) else _decode_only
+        return _wrap(handler, functools.partial(guard, method=details.method))
+
+
+class LimitsInterceptor(grpc.aio.ServerInterceptor):
+    """Checks each flowrpc request against the size limits before its servicer runs, and each
+    response against what a default gRPC client accepts. Responses leave here serialized (the
+    size check needs the bytes, so they are made once, here); interceptors placed before this one
+    (errors, keys) see bytes, not messages. Place it after ErrorInterceptor, which reports what
+    it raises."""
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self._limits = limits
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
         if handler is None or not details.method.startswith(FLOWRPC_SERVICES):
-            return handler  # health and reflection handle their own errors
-        return _wrap(handler, _guard)
+            return handler
+        return _wrap(handler, self._around, response_serializer=_as_is)
+
+    def _around(self, behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+        check = self._limits.check
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            check(request)
+            return serialized(await behaviour(request, context))
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            check(request)
+            async for item in behaviour(request, context):
+                yield serialized(item)
+
+        return stream if streaming else unary
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 class AccessInterceptor(grpc.aio.ServerInterceptor):
@@ -196,5 +305,7 @@ async def _refuse(
     if streaming_in:
         # Take the first request before answering: a client still sending it would otherwise
         # see its own send fail (grpc's Python client then reports INTERNAL, not this status).
-        await context.read()
+        # What it sent does not matter (bytes that do not even decode included).
+        with contextlib.suppress(Exception):
+            await context.read()
     await abort(context, error)

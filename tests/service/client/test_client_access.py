@@ -210,6 +210,14 @@ async def test_reflection_needs_a_key_unless_opened_and_health_never(
                         _ = [r async for r in call]
                     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
                     call = reflect.ServerReflectionInfo(iter([listing]))
+                raw = channel.stream_stream(
+                    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                    request_serializer=bytes,
+                    response_deserializer=bytes,
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    _ = [r async for r in raw(iter([b"\x0a\xff\xff\xff\xff\x0f\x78"]))]
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # bytes unread
                 call = reflect.ServerReflectionInfo(iter([listing]), metadata=bearer(keys["read"]))
                 (answer,) = [r async for r in call]
                 names = {s.name for s in answer.list_services_response.service}

@@ -7,10 +7,11 @@ from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
+from flowrpc.server.limits import fitted, split
 from flowrpc.server.orchestration.records import State, StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.services import convert as c
-from flowrpc.server.services import pages
+from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
@@ -18,7 +19,8 @@ from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
-MAX_INTERVALS = 500
+# A Duration's range (10,000 years): any longer interval is a mistake, and its sums overflow.
+MAX_INTERVAL = 315_576_000_000 * 1_000_000
 BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk calls
 UPDATABLE = {
     "name",
@@ -55,9 +57,10 @@ def initial_state(request: Any, now: int, default: StateType) -> State:
 
 
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, page_tokens: PageTokens) -> None:
         self.db = db
         self.settings = settings
+        self.page_tokens = page_tokens
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()
@@ -88,18 +91,27 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         if request.page_token:
             if offset:
                 raise InvalidArgument({"offset": "cannot be combined with page_token"})
-            after = pages.decode(request.page_token, request.filter, sort)
+            after = self.page_tokens.decode(
+                request.page_token, request.filter, sort, storage.SORTS[sort].accepts
+            )
         filters = c.filters(request.filter)
         rows = await self.db.read(storage.list_flow_runs, filters, sort, limit + 1, offset, after)
         now = now_micros()
         response = pb.ListFlowRunsResponse(
             flow_runs=[c.flow_run_fields(row, now) for row in rows[:limit]]
         )
-        if len(rows) > limit > 0:
-            last = rows[limit - 1]
-            key = storage.SORTS[sort].row_key(last)
-            response.next_page_token = pages.encode(request.filter, sort, key, last.id)
-        return response
+
+        def continue_after(shown: int) -> None:
+            response.next_page_token = ""
+            if len(rows) > shown > 0:
+                last = rows[shown - 1]
+                key = storage.SORTS[sort].row_key(last)
+                token = self.page_tokens.encode(request.filter, sort, key, last.id)
+                response.next_page_token = token
+
+        continue_after(len(response.flow_runs))
+        # A page of large runs holds fewer, and its token continues after the last one it holds.
+        return fitted(response, "flow_runs", continue_after)
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context: Any) -> Any:
         count = await self.db.read(storage.count_flow_runs, c.filters(request.filter))
@@ -116,11 +128,13 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         values = {
             "name": run.name,
             "flow_version": c.optional(run, "flow_version"),
-            "parameters": c.plain_struct(run, "parameters") or {},
-            "empirical_policy": c.flow_run_policy(run.empirical_policy),
+            "parameters": c.plain_struct(run, "parameters", "flow_run.parameters") or {},
+            "empirical_policy": c.flow_run_policy(
+                run.empirical_policy, "flow_run.empirical_policy"
+            ),
             "tags": list(run.tags),
             "infrastructure_pid": c.optional(run, "infrastructure_pid"),
-            "job_variables": c.plain_struct(run, "job_variables") or {},
+            "job_variables": c.plain_struct(run, "job_variables", "flow_run.job_variables") or {},
         }
         now = now_micros()
         changes = {path: values[path] for path in paths}
@@ -166,7 +180,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def _history(self, request: Any) -> list[dict[str, Any]]:
         """The intervals of a history request, as HistoryInterval's constructor takes them."""
         start, end, interval = _history_window(request)
-        intervals = max(0, min(MAX_INTERVALS, -(-(end - start) // interval)))
+        intervals = _interval_count(start, end, interval, self.settings.max_history_intervals)
         now = now_micros()
         filters = c.filters(request.filter)
         rows = await self.db.read(flow_run_history, filters, start, interval, intervals, now)
@@ -197,7 +211,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         proposal = c.proposed_state(request.state, now)
         async for ids in self._chunks(request):
             results = await self.db.write(storage.bulk_set_state, ids, proposal, request.force, now)
-            yield pb.BulkSetFlowRunStateResponse(
+            response = pb.BulkSetFlowRunStateResponse(
                 results=[
                     pb.BulkSetFlowRunStateResult(
                         flow_run_id=run_id, result=c.result_to_proto(o.decision, o.state)
@@ -205,6 +219,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     for run_id, o in results
                 ]
             )
+            for message in split(response, "results"):  # states with large data: several
+                yield message
             now = now_micros()
 
     async def BulkDeleteFlowRuns(
@@ -246,9 +262,26 @@ def _history_window(request: Any) -> tuple[int, int, int]:
         violations["history_end"] = "is required"
     if interval is None or interval < 1_000_000:
         violations["history_interval"] = "History interval must not be less than 1 second."
+    elif interval > MAX_INTERVAL:
+        violations["history_interval"] = "must not be more than 10,000 years"
     if violations:
         raise InvalidArgument(violations)
     return start, end, interval  # type: ignore[return-value]
+
+
+def _interval_count(start: int, end: int, interval: int, most: int) -> int:
+    """How many intervals cover [start, end) (none when end is not after start); more than
+    `most` is refused rather than cut short, so no caller takes a partial history for whole."""
+    count = max(0, -(-(end - start) // interval))
+    if count > most:
+        raise InvalidArgument(
+            {
+                "history_interval": f"this window takes {count} intervals, more than the "
+                f"{most} allowed (setting max_history_intervals): lengthen the interval or "
+                "shorten the window"
+            }
+        )
+    return count
 
 
 def _graph_node(row: Any, now: int) -> graph_pb2.FlowRunGraphNode:

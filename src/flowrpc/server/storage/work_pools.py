@@ -7,12 +7,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from flowrpc.server.errors import AlreadyExists, NotFound, not_found
+from flowrpc.server.errors import AlreadyExists, NotFound, not_found, quote
 from flowrpc.server.ids import new_id
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
 
 DEFAULT_QUEUE = "default"
+# Priorities are int32 on the wire and INTEGER on PostgreSQL: a queue given no priority comes
+# after the pool's last, but never past this (ties are ordered by name).
+MAX_PRIORITY = 2**31 - 1
 
 QUEUE_READ = sa.select(t.work_queue, t.work_pool.c.name.label("work_pool_name")).join(
     t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id
@@ -22,7 +25,7 @@ QUEUE_READ = sa.select(t.work_queue, t.work_pool.c.name.label("work_pool_name"))
 def create_work_pool(conn: Connection, values: dict[str, Any], now: int) -> Row[Any]:
     if _pool_by_name(conn, values["name"]) is not None:
         raise AlreadyExists(
-            "WORK_POOL_ALREADY_EXISTS", f"Work pool {values['name']!r} already exists."
+            "WORK_POOL_ALREADY_EXISTS", f"Work pool {quote(values['name'])} already exists."
         )
     pool_id = new_id()
     conn.execute(sa.insert(t.work_pool).values(**values, id=pool_id, created=now, updated=now))
@@ -40,7 +43,7 @@ def _insert_queue(conn: Connection, pool_id: str, values: dict[str, Any], now: i
                 t.work_queue.c.work_pool_id == pool_id
             )
         ).scalar()
-        values["priority"] = (highest or 0) + 1
+        values["priority"] = min((highest or 0) + 1, MAX_PRIORITY)
     queue_id = new_id()
     conn.execute(
         sa.insert(t.work_queue).values(
@@ -84,7 +87,7 @@ def create_work_queue(
     if _queue(conn, pool.id, values["name"]) is not None:
         raise AlreadyExists(
             "WORK_QUEUE_ALREADY_EXISTS",
-            f"Work pool queue '{pool_name}/{values['name']}' already exists.",
+            f"Work pool queue {quote(pool_name + '/' + values['name'])} already exists.",
         )
     queue_id = _insert_queue(conn, pool.id, values, now)
     return conn.execute(QUEUE_READ.where(t.work_queue.c.id == queue_id)).one()
@@ -119,13 +122,14 @@ def resolve_work_queue(
         return None
     pool = _pool_by_name(conn, pool_name)
     if pool is None:
-        raise NotFound("WORK_POOL_NOT_FOUND", f'Work pool "{pool_name}" not found.')
+        raise NotFound("WORK_POOL_NOT_FOUND", f"Work pool {quote(pool_name)} not found.")
     queue = _queue(conn, pool.id, queue_name or DEFAULT_QUEUE)
     if queue is None and create:
         _insert_queue(conn, pool.id, {"name": queue_name}, now)
         queue = _queue(conn, pool.id, queue_name or DEFAULT_QUEUE)
     if queue is None:
         raise NotFound(
-            "WORK_QUEUE_NOT_FOUND", f"Work pool queue '{pool_name}/{queue_name}' not found."
+            "WORK_QUEUE_NOT_FOUND",
+            f"Work pool queue {quote(f'{pool_name}/{queue_name}')} not found.",
         )
     return queue
