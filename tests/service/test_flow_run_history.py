@@ -221,6 +221,6 @@ async def test_an_absurdly_long_interval_is_invalid(stubs, rpc):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await ask(stubs, rpc, T0, T0 + hours(1), Duration(seconds=2**63 - 1))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field_violations(raised.value)["history_interval"] == (
-        "must not be more than 10,000 years"
+    assert field_violations(raised.value)["history_interval"].startswith(
+        "must be a duration of at most 315576000000 s (10,000 years)"
     )
