@@ -1,7 +1,11 @@
 """The `flowrpc` command.
 
 flowrpc server start [--host H] [--port P] [--database-url URL]
+                     [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 flowrpc database upgrade [--database-url URL]
+flowrpc api-key create --name NAME --role read|write|admin [--database-url URL]
+flowrpc api-key ls [--database-url URL]
+flowrpc api-key revoke NAME [--database-url URL]
 """
 
 from __future__ import annotations
@@ -9,33 +13,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
+from typing import Any
 
+from flowrpc.server.access import Role
 from flowrpc.settings import Settings
+
+ROLES = [role.label for role in Role]
+NO_KEYS_LEFT = (
+    "warning: no API key is left, so servers without FLOWRPC_API_KEY accept every call "
+    "without a key again"
+)
+OPTIONS = ("host", "port", "database_url", "tls_cert", "tls_key", "tls_client_ca")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="flowrpc", description="flowrpc: flow runs over gRPC")
-    commands = parser.add_subparsers(dest="command", required=True)
-    server = commands.add_parser("server", help="run the service").add_subparsers(
-        dest="action", required=True
-    )
-    start = server.add_parser("start", help="serve until SIGINT or SIGTERM")
-    start.add_argument("--host", help="address to bind (default 127.0.0.1, FLOWRPC_HOST)")
-    start.add_argument("--port", type=int, help="port (default 4250, FLOWRPC_PORT; 0 = any)")
-    database = commands.add_parser("database", help="manage the database").add_subparsers(
-        dest="action", required=True
-    )
-    upgrade = database.add_parser("upgrade", help="migrate the schema to the newest revision")
-    for command in (start, upgrade):
-        command.add_argument(
-            "--database-url",
-            help="SQLAlchemy URL (FLOWRPC_DATABASE_URL); default: SQLite under FLOWRPC_HOME",
-        )
-    args = parser.parse_args(argv)
-    given = {key: getattr(args, key, None) for key in ("host", "port", "database_url")}
+    args = _parser().parse_args(argv)
+    given = {key: getattr(args, key, None) for key in OPTIONS}
     settings = Settings(**{key: value for key, value in given.items() if value is not None})
+    quiet = args.command == "api-key"  # its output is the key or the listing, not migrations
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if args.command == "database":
@@ -46,13 +45,110 @@ def main(argv: list[str] | None = None) -> None:
         db.close()
         logging.getLogger("flowrpc").info("database is at the newest schema revision")
         return
-    from flowrpc.server.app import PortUnavailable, run
+    if args.command == "api-key":
+        failure = _api_key(args, settings)
+        if failure:
+            sys.exit(failure)
+        return
+    from flowrpc.server.app import StartupError, run
 
     try:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers are set
             run(settings)
-    except PortUnavailable as error:
-        parser.exit(1, f"flowrpc: error: {error}\n")
+    except StartupError as error:  # a taken port, unusable certificate files
+        sys.exit(f"flowrpc: error: {error}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowrpc", description="flowrpc: flow runs over gRPC")
+    commands = parser.add_subparsers(dest="command", required=True)
+    server = commands.add_parser("server", help="run the service").add_subparsers(
+        dest="action", required=True
+    )
+    start = server.add_parser("start", help="serve until SIGINT or SIGTERM")
+    start.add_argument("--host", help="address to bind (default 127.0.0.1, FLOWRPC_HOST)")
+    start.add_argument("--port", type=int, help="port (default 4250, FLOWRPC_PORT; 0 = any)")
+    start.add_argument("--tls-cert", help="PEM certificate chain: TLS only (FLOWRPC_TLS_CERT)")
+    start.add_argument("--tls-key", help="PEM private key of --tls-cert (FLOWRPC_TLS_KEY)")
+    start.add_argument(
+        "--tls-client-ca",
+        help="PEM CA certificates: require client certificates they signed (FLOWRPC_TLS_CLIENT_CA)",
+    )
+    database = commands.add_parser("database", help="manage the database").add_subparsers(
+        dest="action", required=True
+    )
+    upgrade = database.add_parser("upgrade", help="migrate the schema to the newest revision")
+    keys = commands.add_parser("api-key", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create", help="make a key and print it (shown only this once)")
+    create.add_argument(
+        "--name", required=True, type=_key_name, help="a name to list and revoke the key by"
+    )
+    create.add_argument("--role", required=True, choices=ROLES, help="what the key may call")
+    listing = keys.add_parser("ls", help="list keys: name, role, created (never the key)")
+    revoke = keys.add_parser("revoke", help="delete a key; servers refuse it within a second")
+    revoke.add_argument("name", help="the key's name")
+    for command in (start, upgrade, create, listing, revoke):
+        command.add_argument(
+            "--database-url",
+            help="SQLAlchemy URL (FLOWRPC_DATABASE_URL); default: SQLite under FLOWRPC_HOME",
+        )
+    return parser
+
+
+def _key_name(text: str) -> str:
+    if not 0 < len(text) <= 64 or not text.isprintable():
+        raise argparse.ArgumentTypeError("a name is 1 to 64 printable characters")
+    return text
+
+
+def _api_key(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Runs one `api-key` action; a message when it failed."""
+    import sqlalchemy as sa
+
+    from flowrpc.server import access, errors
+    from flowrpc.server.ids import now_micros
+    from flowrpc.server.storage import api_keys
+    from flowrpc.server.storage.database import Database
+
+    url = settings.resolved_database_url()
+    db = Database(url)
+    db.migrate()
+    db.close()
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            if args.action == "create":
+                key = access.new_key()
+                digest = access.hash_key(key)
+                api_keys.create_key(conn, args.name, digest, args.role, now_micros())
+            elif args.action == "revoke":
+                api_keys.revoke_key(conn, args.name)
+            rows = api_keys.list_keys(conn)
+    except errors.ServiceError as error:
+        return f"flowrpc: {error.message}"
+    finally:
+        engine.dispose()
+    if args.action == "create":
+        print(key)
+        print(f"(key {args.name!r}, role {args.role}: shown only now)", file=sys.stderr)
+    elif args.action == "revoke":
+        print(f"revoked {args.name!r}", file=sys.stderr)
+        if not rows:
+            print(NO_KEYS_LEFT, file=sys.stderr)
+    else:
+        _print_keys(rows)
+    return None
+
+
+def _print_keys(rows: list[Any]) -> None:
+    from datetime import UTC, datetime
+
+    print(f"{'NAME':<32} {'ROLE':<6} CREATED")
+    for row in rows:
+        created = datetime.fromtimestamp(row.created / 1e6, UTC).isoformat(timespec="seconds")
+        print(f"{row.name:<32} {row.role:<6} {created}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,21 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 4250
     api_key: str | None = Field(
-        default=None, description="When set, calls must send 'authorization: Bearer <key>'."
+        default=None,
+        description="An admin key, besides those in the database (`flowrpc api-key create`).",
+    )
+    api_keys_refresh_seconds: float = Field(
+        default=1.0, description="Keys created or revoked take effect within this long."
+    )
+    open_reflection: bool = Field(
+        default=False, description="Serve reflection without a key even once keys exist."
+    )
+    tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain; with tls_key, serve TLS only."
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert.")
+    tls_client_ca: Path | None = Field(
+        default=None, description="PEM CA certificates; clients must present one they signed."
     )
     grace_seconds: float = Field(default=10.0, description="How long in-flight calls may finish.")
     drain_seconds: float = Field(

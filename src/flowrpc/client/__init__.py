@@ -9,6 +9,7 @@ with get_client(sync_client=True) as client:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, overload
 
 import grpc
@@ -16,7 +17,7 @@ import grpc
 # Importing operations registers them before the client classes are built.
 from flowrpc.client import operations as _operations  # noqa: F401
 from flowrpc.client.async_client import FlowRPCClient
-from flowrpc.client.channel import DEFAULT_API_URL, DEFAULT_TIMEOUT, ChannelConfig
+from flowrpc.client.channel import DEFAULT_API_URL, DEFAULT_TIMEOUT, ChannelConfig, TlsFiles
 from flowrpc.client.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -61,6 +62,9 @@ def get_client(
     credentials: grpc.ChannelCredentials | None = None,
     retry_attempts: int | None = None,
     retry_backoff: float | None = None,
+    tls_ca: str | Path | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
 ) -> FlowRPCClient: ...
 
 
@@ -74,6 +78,9 @@ def get_client(
     credentials: grpc.ChannelCredentials | None = None,
     retry_attempts: int | None = None,
     retry_backoff: float | None = None,
+    tls_ca: str | Path | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
 ) -> SyncFlowRPCClient: ...
 
 
@@ -86,6 +93,9 @@ def get_client(
     credentials: grpc.ChannelCredentials | None = None,
     retry_attempts: int | None = None,
     retry_backoff: float | None = None,
+    tls_ca: str | Path | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
 ) -> FlowRPCClient | SyncFlowRPCClient:
     """A client for the flowrpc server: the async client (an async context manager), or with
     sync_client=True the sync client (a context manager).
@@ -93,14 +103,19 @@ def get_client(
     api_url: "host:port", "host:port,host:port" or a grpc target such as "dns:///name:port"
     (several addresses are used round-robin); default FLOWRPC_API_URL, else 127.0.0.1:4250.
     api_key: sent as `authorization: Bearer <key>`; default FLOWRPC_API_KEY.
-    timeout: seconds per unary call attempt (streams have none). credentials: TLS channel
-    credentials.
+    timeout: seconds per unary call attempt (streams have none).
     retry_attempts, retry_backoff: calls that are safe to repeat (reads, keyed creates, state
     changes with a transition id) are tried up to retry_attempts times on UNAVAILABLE, waiting
     about retry_backoff seconds, then twice that and so on (default FLOWRPC_RETRY_ATTEMPTS, else
     5; FLOWRPC_RETRY_BACKOFF_SECONDS, else 1); retry_attempts=1 turns retries off.
+    tls_ca, tls_cert, tls_key: PEM files for TLS (default FLOWRPC_API_TLS_CA, _CERT, _KEY): the
+    CA certificates that signed the server's certificate, and for servers that require client
+    certificates (mTLS) this client's certificate and key. Any of them, or an api_url starting
+    with https://, makes the channel TLS (with the system's CA certificates when tls_ca is not
+    given). credentials: ready-made channel credentials instead of the files.
     """
+    tls = TlsFiles(tls_ca, tls_cert, tls_key)
     config = ChannelConfig.from_settings(
-        api_url, api_key, credentials, timeout, retry_attempts, retry_backoff
+        api_url, api_key, credentials, timeout, retry_attempts, retry_backoff, tls
     )
     return SyncFlowRPCClient(config) if sync_client else FlowRPCClient(config)

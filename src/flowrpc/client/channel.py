@@ -1,8 +1,8 @@
 """Where and how the client connects: target resolution, channel options, call metadata.
 
 Both clients build their channel from `ChannelConfig`, so the sync and async channels behave the
-same: keepalive, message size limits, round-robin over several addresses, and the retry policy
-the clients apply to calls that are safe to repeat (see `retries`).
+same: keepalive, message size limits, round-robin over several addresses, TLS, and the retry
+policy the clients apply to calls that are safe to repeat (see `retries`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,6 +21,7 @@ from flowrpc.client.retries import RetryPolicy
 
 DEFAULT_API_URL = "127.0.0.1:4250"
 DEFAULT_TIMEOUT = 30.0
+TLS_SCHEMES = ("https://", "grpcs://")  # TLS with the system's CA certificates
 MAX_MESSAGE_BYTES = (
     64 * 1024 * 1024
 )  # a page of 200 runs with large parameters exceeds grpc's 4 MiB
@@ -38,7 +40,7 @@ def resolve_target(api_url: str) -> tuple[str, bool]:
     Prefect-style URL works.
     """
     url = api_url.strip()
-    for scheme in ("http://", "grpc://"):
+    for scheme in ("http://", "grpc://", *TLS_SCHEMES):
         url = url.removeprefix(scheme)
     url = url.rstrip("/")
     if url.startswith("dns:"):
@@ -76,6 +78,42 @@ def _ips(host: str, port: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Add
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS channel: the CA certificates that signed the server's certificate
+    (default: the system's), and a client certificate with its key for servers that ask (mTLS)."""
+
+    ca: str | Path | None = None
+    cert: str | Path | None = None
+    key: str | Path | None = None
+
+    def or_environment(self) -> TlsFiles:
+        """Each file not given from FLOWRPC_API_TLS_CA / _CERT / _KEY."""
+        env = os.environ.get
+        return TlsFiles(
+            self.ca or env("FLOWRPC_API_TLS_CA") or None,
+            self.cert or env("FLOWRPC_API_TLS_CERT") or None,
+            self.key or env("FLOWRPC_API_TLS_KEY") or None,
+        )
+
+    @property
+    def given(self) -> bool:
+        return bool(self.ca or self.cert or self.key)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("tls_cert and tls_key go together: a client certificate and its key")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(self.ca),
+            private_key=_read(self.key),
+            certificate_chain=_read(self.cert),
+        )
+
+
+def _read(path: str | Path | None) -> bytes | None:
+    return Path(path).expanduser().read_bytes() if path else None
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     """Everything needed to open a channel and make calls on it."""
 
@@ -96,12 +134,17 @@ class ChannelConfig:
         timeout: float | None = DEFAULT_TIMEOUT,
         retry_attempts: int | None = None,
         retry_backoff: float | None = None,
+        tls: TlsFiles | None = None,
     ) -> ChannelConfig:
-        """Arguments win over FLOWRPC_API_URL / FLOWRPC_API_KEY / FLOWRPC_RETRY_*, which win
-        over the defaults."""
-        target, balanced = resolve_target(
-            api_url or os.environ.get("FLOWRPC_API_URL") or DEFAULT_API_URL
-        )
+        """Arguments win over FLOWRPC_API_URL / FLOWRPC_API_KEY / FLOWRPC_RETRY_* /
+        FLOWRPC_API_TLS_*, which win over the defaults."""
+        url = api_url or os.environ.get("FLOWRPC_API_URL") or DEFAULT_API_URL
+        target, balanced = resolve_target(url)
+        files = (tls or TlsFiles()).or_environment()
+        if credentials is not None and files.given:
+            raise ValueError("give either credentials or tls_ca/tls_cert/tls_key, not both")
+        if credentials is None and (files.given or url.strip().startswith(TLS_SCHEMES)):
+            credentials = files.credentials()
         return cls(
             target=target,
             load_balanced=balanced,

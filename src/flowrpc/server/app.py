@@ -7,16 +7,20 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from flowrpc.server.access import KeyRing
 from flowrpc.server.background.services import start_services
 from flowrpc.server.ids import now_micros
-from flowrpc.server.interceptors import ApiKeyInterceptor, ErrorInterceptor, LimitsInterceptor
+from flowrpc.server.interceptors import AccessInterceptor, ErrorInterceptor, LimitsInterceptor
 from flowrpc.server.limits import MAX_RESPONSE_BYTES, RequestLimits
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
@@ -62,6 +66,7 @@ class Server:
     port: int
     background: list[asyncio.Task[None]]
     leadership: Leadership
+    keys: KeyRing
 
     async def drain(self, seconds: float, hurry: asyncio.Event) -> None:
         """Reports NOT_SERVING (every service) while still serving for `seconds`, or until
@@ -81,9 +86,14 @@ class Server:
         await self.grpc_server.stop(grace)
         self.leadership.close()
         self.db.close()
+        self.keys.close()
 
 
-class PortUnavailable(Exception):
+class StartupError(Exception):
+    """The server cannot start as configured; the message says what to fix."""
+
+
+class PortUnavailable(StartupError):
     """The server cannot listen on its address (most often: another process has the port)."""
 
 
@@ -103,21 +113,23 @@ def listen(
 
 
 async def start_server(settings: Settings) -> Server:
+    credentials = server_credentials(settings)
     db = Database(
         settings.resolved_database_url(),
         pool_size=settings.database_pool_size,
         statement_timeout=settings.statement_timeout_seconds,
     )
     db.migrate()
+    keys = KeyRing(db.url, settings.api_key, settings.api_keys_refresh_seconds)
+    await keys.current()  # a database that cannot be read fails the start, not the first call
     # Page tokens are signed with a secret that every replica reads from the database.
     page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
     needs = {FlowRunService: (page_tokens,)}
     interceptors: list[grpc.aio.ServerInterceptor] = [
+        AccessInterceptor(keys, settings.open_reflection),
         ErrorInterceptor(),
         LimitsInterceptor(RequestLimits(settings)),
     ]
-    if settings.api_key:
-        interceptors.insert(0, ApiKeyInterceptor(settings.api_key))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -144,14 +156,56 @@ async def start_server(settings: Settings) -> Server:
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(names, server)
     try:
-        port = listen(server, f"{settings.host}:{settings.port}")
+        port = listen(server, f"{settings.host}:{settings.port}", credentials)
     except PortUnavailable:
         db.close()
+        keys.close()
         raise
     await server.start()
     leadership = Leadership(db.url)
     background = start_services(db, settings, leadership)
-    return Server(server, db, health_servicer, port, background, leadership)
+    return Server(server, db, health_servicer, port, background, leadership, keys)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the certificate files, checked up front (gRPC would only fail at
+    the first handshake); None when no TLS setting is given."""
+    cert, key, client_ca = settings.tls_cert, settings.tls_key, settings.tls_client_ca
+    if not (cert or key or client_ca):
+        return None
+    if not (cert and key):
+        raise StartupError(
+            "TLS needs both --tls-cert and --tls-key (FLOWRPC_TLS_CERT, FLOWRPC_TLS_KEY)."
+        )
+    pems = [_read(cert, "--tls-cert"), _read(key, "--tls-key")]
+    ca_pem = _read(client_ca, "--tls-client-ca") if client_ca else None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _check(
+        lambda: context.load_cert_chain(cert.expanduser(), key.expanduser()), "--tls-cert/--tls-key"
+    )
+    if ca_pem:
+        _check(lambda: context.load_verify_locations(cadata=ca_pem.decode()), "--tls-client-ca")
+    return grpc.ssl_server_credentials(
+        [(pems[1], pems[0])], root_certificates=ca_pem, require_client_auth=ca_pem is not None
+    )
+
+
+def _read(path: Path, option: str) -> bytes:
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as error:
+        raise StartupError(f"{option}: cannot read {path}: {error.strerror or error}.") from None
+
+
+def _check(load: Callable[[], object], option: str) -> None:
+    """Runs an ssl load of the files so that unusable ones fail the start, by name."""
+    try:
+        load()
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
+        reason = getattr(error, "reason", None) or error
+        if reason == "KEY_VALUES_MISMATCH":
+            raise StartupError(f"{option}: the key does not belong to the certificate.") from None
+        raise StartupError(f"{option}: not usable ({reason}); PEM files are expected.") from None
 
 
 def run(settings: Settings) -> None:
@@ -183,9 +237,10 @@ async def serve(settings: Settings) -> None:
     server = await start_server(settings)
     _tune_garbage_collection()
     log.info(
-        "flowrpc serving on %s:%d (database %s)",
+        "flowrpc serving on %s:%d, %s (database %s)",
         settings.host,
         server.port,
+        _transport(settings),
         server.db.url.render_as_string(hide_password=True),
     )
     await signalled.wait()
@@ -202,6 +257,12 @@ async def serve(settings: Settings) -> None:
 async def _stop_when(event: asyncio.Event, grpc_server: grpc.aio.Server) -> None:
     await event.wait()
     await grpc_server.stop(None)
+
+
+def _transport(settings: Settings) -> str:
+    if settings.tls_client_ca:
+        return "TLS with client certificates"
+    return "TLS" if settings.tls_cert else "plaintext"
 
 
 def _tune_garbage_collection() -> None:

@@ -54,6 +54,14 @@ class Unauthenticated(ServiceError):
     pass
 
 
+class PermissionDenied(ServiceError):
+    """A known key whose role does not cover the call."""
+
+
+class Unavailable(ServiceError):
+    """The server cannot answer now (worth retrying)."""
+
+
 class ResourceExhausted(ServiceError):
     """A call hit a limit of the server's resources (time, memory); the setting is named."""
 

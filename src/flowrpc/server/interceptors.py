@@ -1,10 +1,10 @@
-"""Server interceptors: API-key authentication, and domain errors (and undecodable requests) to
-gRPC statuses."""
+"""Server interceptors: API keys and their roles, domain errors (and undecodable requests) to
+gRPC statuses, request and response limits."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import hmac
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,7 +14,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from flowrpc.server import errors
+from flowrpc.server import access, errors
 from flowrpc.server.limits import RequestLimits, serialized
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,11 @@ CODES = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 FLOWRPC_SERVICES = "/flowrpc."
-# Probes and tooling must work without a key.
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def _wrap(
@@ -217,11 +217,14 @@ def _as_is(data: bytes) -> bytes:
     return data
 
 
-class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """Requires 'authorization: Bearer <key>' on every call but health checks and reflection."""
+class AccessInterceptor(grpc.aio.ServerInterceptor):
+    """Lets a call through when its key's role covers the RPC (access.REQUIRED_ROLES). Health
+    checks are always open; reflection needs a key unless `open_reflection`. While no key exists
+    anywhere, every call is let through."""
 
-    def __init__(self, api_key: str) -> None:
-        self._expected = f"Bearer {api_key}".encode()
+    def __init__(self, keys: access.KeyRing, open_reflection: bool) -> None:
+        self._keys = keys
+        self._open_reflection = open_reflection
 
     async def intercept_service(
         self,
@@ -229,24 +232,80 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or details.method.startswith(OPEN_SERVICES):
+        method = details.method
+        reflection = method.startswith(access.REFLECTION)
+        if handler is None or method.startswith(access.HEALTH):
             return handler
-        sent = dict(details.invocation_metadata or ()).get("authorization", "")
-        if hmac.compare_digest(str(sent).encode(), self._expected):
+        if reflection and self._open_reflection:
             return handler
-        return _wrap(handler, lambda behaviour, streaming: _refuse(streaming))
+        try:
+            holders = await self._keys.current()
+        except Exception:  # noqa: BLE001 - refuse rather than let anyone in unchecked
+            unavailable = errors.Unavailable(
+                "API_KEYS_UNAVAILABLE", "The server cannot read its API keys now; retry."
+            )
+            return _refusing(handler, unavailable)
+        if not holders:
+            return handler
+        needed = access.Role.READ if reflection else access.required_role(method)
+        error = _denial(holders, details, needed)
+        return handler if error is None else _refusing(handler, error)
 
 
-def _refuse(streaming: bool) -> Callable[..., Any]:
-    error = errors.Unauthenticated(
-        "UNAUTHENTICATED", "Missing or wrong API key: send 'authorization: Bearer <key>'."
+def _denial(
+    holders: dict[str, access.Holder], details: grpc.HandlerCallDetails, needed: access.Role
+) -> errors.ServiceError | None:
+    """Why the call may not proceed, or None when its key's role covers `needed`."""
+    sent = str(dict(details.invocation_metadata or ()).get("authorization", ""))
+    scheme, _, key = sent.partition(" ")
+    # Found by the key's SHA-256: how long the lookup takes tells nothing about any key.
+    holder = holders.get(access.hash_key(key.strip())) if scheme.lower() == "bearer" else None
+    if holder is None:
+        return errors.Unauthenticated(
+            "UNAUTHENTICATED", "Missing or unknown API key: send 'authorization: Bearer <key>'."
+        )
+    if holder.role >= needed:
+        return None
+    rpc = details.method.rsplit("/", 1)[-1]
+    return errors.PermissionDenied(
+        "PERMISSION_DENIED",
+        f"{rpc} needs an API key with role {needed.label} or higher; "
+        f"the key {holder.name!r} has role {holder.role.label}.",
     )
 
+
+def _refusing(handler: grpc.RpcMethodHandler, error: errors.ServiceError) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as `handler` that ends every call with `error`."""
+
+    streaming_in = bool(handler.request_streaming)
+
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context, error)
+        await _refuse(context, error, streaming_in)
 
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context, error)
+        await _refuse(context, error, streaming_in)
         yield  # makes this an async generator
 
-    return stream if streaming else unary
+    factory = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(streaming_in, bool(handler.response_streaming))]
+    return factory(
+        stream if handler.response_streaming else unary,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext, error: errors.ServiceError, streaming_in: bool
+) -> None:
+    if streaming_in:
+        # Take the first request before answering: a client still sending it would otherwise
+        # see its own send fail (grpc's Python client then reports INTERNAL, not this status).
+        # What it sent does not matter (bytes that do not even decode included).
+        with contextlib.suppress(Exception):
+            await context.read()
+    await abort(context, error)
