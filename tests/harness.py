@@ -60,8 +60,11 @@ def postgres_schema(url: str) -> Iterator[str]:
 
 
 @contextmanager
-def server_process(database_url: str, **settings: Any) -> Iterator[tuple[Any, str]]:
-    """A real server in a child process (so a test can SIGKILL it): yields (process, address)."""
+def server_process(
+    database_url: str, log: Path | None = None, **settings: Any
+) -> Iterator[tuple[Any, str]]:
+    """A real server in a child process (so a test can SIGKILL it): yields (process, address).
+    Its output goes to the file `log` when given."""
     import os
     import signal
     import socket
@@ -74,12 +77,15 @@ def server_process(database_url: str, **settings: Any) -> Iterator[tuple[Any, st
         port = probe.getsockname()[1]
     env = {**os.environ, "FLOWRPC_DATABASE_URL": database_url, "FLOWRPC_PORT": str(port)}
     env.update({f"FLOWRPC_{key.upper()}": str(value) for key, value in settings.items()})
+    output = log.open("ab") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "flowrpc.cli", "server", "start"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
     )
+    if log:
+        output.close()  # the child has its own copy
     deadline = time.monotonic() + 30
     while True:
         try:
