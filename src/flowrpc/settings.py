@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,11 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=8, description="PostgreSQL connections per replica.")
     statement_timeout_seconds: float = Field(
         default=30.0, description="PostgreSQL: the longest a statement may run."
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite: NORMAL (WAL) survives a crash of the server; a power loss may lose "
+        "the last commits but never corrupts. FULL syncs every commit to disk as well.",
     )
     host: str = "127.0.0.1"
     port: int = 4250

@@ -75,6 +75,7 @@ async def start_server(settings: Settings) -> Server:
         settings.resolved_database_url(),
         pool_size=settings.database_pool_size,
         statement_timeout=settings.statement_timeout_seconds,
+        synchronous=settings.sqlite_synchronous,
     )
     db.migrate()
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
