@@ -140,7 +140,7 @@ class Fuzzer:
             self.findings[key].count += 1
             return
         self.findings[key] = Finding(
-            rpc.name, problem, 1, short(request), base64.b64encode(raw[:4096]).decode()
+            rpc.name, problem, 1, short(request), base64.b64encode(raw[:2_000_000]).decode()
         )
 
     def check(self, rpc: Rpc, problem: str, request: Message) -> None:
@@ -355,12 +355,12 @@ def issue_14_shapes(t: Targets) -> Iterator[tuple[str, Message | bytes]]:
             "CountFlowRuns",
             fr.CountFlowRunsRequest(filter=f.FlowRunFilterSet(work_pool_queues=queues)),
         )
-    # 4: queue priority overflow.
-    for name in ("top", "next"):
-        yield (
-            "CreateWorkQueue",
-            wp.CreateWorkQueueRequest(work_pool_name=t.pool, name=name, priority=2**31 - 1),
-        )
+    # 4: queue priority overflow: the top priority, then a queue after it.
+    yield (
+        "CreateWorkQueue",
+        wp.CreateWorkQueueRequest(work_pool_name=t.pool, name="top", priority=2**31 - 1),
+    )
+    yield "CreateWorkQueue", wp.CreateWorkQueueRequest(work_pool_name=t.pool, name="next")
     yield "ListWorkQueues", wp.ListWorkQueuesRequest(work_pool_name=t.pool)
     # 5: values outside what the server stores.
     nan = struct_pb2.Struct()
