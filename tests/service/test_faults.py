@@ -29,6 +29,8 @@ from flowrpc.v1 import flow_service_pb2_grpc as fl_grpc
 from flowrpc.v1 import orchestration_pb2 as orc
 from flowrpc.v1 import task_run_service_pb2 as tr
 from flowrpc.v1 import task_run_service_pb2_grpc as tr_grpc
+from flowrpc.v1 import work_pool_service_pb2 as wp
+from flowrpc.v1 import work_pool_service_pb2_grpc as wp_grpc
 
 POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
 ACCEPT = orc.SET_STATE_STATUS_ACCEPT
@@ -168,7 +170,7 @@ async def test_64_concurrent_writers_never_see_a_locked_database(database_url, t
 
 async def test_racing_idempotent_creates_make_one_of_each(stubs, flowrpc_server):
     """64 callers on their own connections send the same create at once: one run (or task
-    run, or flow) is made and every caller gets it."""
+    run, flow, deployment) is made and every caller gets it."""
     flow = await make_flow(stubs)
     deployment = await stubs.deployments.CreateDeployment(
         ds.CreateDeploymentRequest(deployment=dep.Deployment(flow_id=flow.id, name="d"))
@@ -187,16 +189,43 @@ async def test_racing_idempotent_creates_make_one_of_each(stubs, flowrpc_server)
             tr.CreateTaskRunRequest(flow_run_id=parent.id, task_key="t", dynamic_key="0")
         ),
         "flow": lambda c: fl_grpc.FlowServiceStub(c).CreateFlow(fl.CreateFlowRequest(name="race")),
+        "deployment": lambda c: ds_grpc.DeploymentServiceStub(c).CreateDeployment(
+            ds.CreateDeploymentRequest(deployment=dep.Deployment(flow_id=flow.id, name="race"))
+        ),
     }
     for kind, call in calls.items():
-        channels = [grpc.aio.insecure_channel(flowrpc_server) for _ in range(WRITERS)]
-        try:
-            responses = await asyncio.gather(*(call(channel) for channel in channels))
-        finally:
-            await asyncio.gather(*(channel.close() for channel in channels))
+        responses = await race(flowrpc_server, call)
         made = [r.created for r in responses]
         ids = {getattr(r, r.DESCRIPTOR.fields[0].name).id for r in responses}
         assert sum(made) == 1 and len(ids) == 1, kind
+
+
+async def test_racing_creates_of_one_name_make_one_and_refuse_the_rest(stubs, flowrpc_server):
+    """A work pool or queue of a name taken by a racing call: ALREADY_EXISTS, never INTERNAL."""
+    pools = lambda c: wp_grpc.WorkPoolServiceStub(c)  # noqa: E731
+    calls = {
+        "work pool": lambda c: pools(c).CreateWorkPool(wp.CreateWorkPoolRequest(name="race")),
+        "work queue": lambda c: pools(c).CreateWorkQueue(
+            wp.CreateWorkQueueRequest(work_pool_name="race", name="q")
+        ),
+    }
+    for kind, call in calls.items():
+        outcomes = await race(flowrpc_server, call, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert {e.code() for e in errors} <= {grpc.StatusCode.ALREADY_EXISTS}, (kind, errors[:1])
+        assert len(outcomes) - len(errors) == 1, kind
+
+
+async def race(address: str, call, return_exceptions: bool = False) -> list:
+    """`call` on each of 64 connections at once."""
+    channels = [grpc.aio.insecure_channel(address) for _ in range(WRITERS)]
+    try:
+        await asyncio.gather(*(channel.channel_ready() for channel in channels))
+        return await asyncio.gather(
+            *(call(channel) for channel in channels), return_exceptions=return_exceptions
+        )
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
 
 
 # ---- bulk calls cut short ----
