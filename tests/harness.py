@@ -64,28 +64,56 @@ def server_process(
     database_url: str, log: Path | None = None, **settings: Any
 ) -> Iterator[tuple[Any, str]]:
     """A real server in a child process (so a test can SIGKILL it): yields (process, address).
-    Its output goes to the file `log` when given."""
+    Its log goes to `log` when given; it does not drain on SIGTERM unless drain_seconds says."""
+    import contextlib
     import os
     import signal
-    import socket
     import subprocess
-    import sys
-    import time
+
+    env = {**os.environ, "FLOWRPC_DATABASE_URL": database_url, "FLOWRPC_PORT": str(free_port())}
+    env.update({f"FLOWRPC_{key.upper()}": str(value) for key, value in settings.items()})
+    env.setdefault("FLOWRPC_DRAIN_SECONDS", "0")
+    port = int(env["FLOWRPC_PORT"])
+    with open(log, "wb") if log else contextlib.nullcontext(subprocess.DEVNULL) as output:
+        process = start_cli_server(env, output)
+    wait_for_port(process, port)
+    try:
+        yield process, f"127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def free_port() -> int:
+    import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "FLOWRPC_DATABASE_URL": database_url, "FLOWRPC_PORT": str(port)}
-    env.update({f"FLOWRPC_{key.upper()}": str(value) for key, value in settings.items()})
-    output = log.open("ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen(
+        return probe.getsockname()[1]
+
+
+def start_cli_server(env: dict[str, str], output: Any) -> Any:
+    """`flowrpc server start` in a child process with this environment."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
         [sys.executable, "-m", "flowrpc.cli", "server", "start"],
         env=env,
         stdout=output,
-        stderr=subprocess.STDOUT,
+        stderr=output,
     )
-    if log:
-        output.close()  # the child has its own copy
+
+
+def wait_for_port(process: Any, port: int) -> None:
+    """Returns once the port accepts connections; RuntimeError if the process exits first."""
+    import socket
+    import time
+
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -96,12 +124,3 @@ def server_process(
                 process.kill()
                 raise RuntimeError("the server process did not start") from None
             time.sleep(0.05)
-    try:
-        yield process, f"127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()

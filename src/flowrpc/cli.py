@@ -46,10 +46,13 @@ def main(argv: list[str] | None = None) -> None:
         db.close()
         logging.getLogger("flowrpc").info("database is at the newest schema revision")
         return
-    from flowrpc.server.app import run
+    from flowrpc.server.app import PortUnavailable, run
 
-    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
-        run(settings)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers are set
+            run(settings)
+    except PortUnavailable as error:
+        parser.exit(1, f"flowrpc: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         default=None, description="When set, calls must send 'authorization: Bearer <key>'."
     )
     grace_seconds: float = Field(default=10.0, description="How long in-flight calls may finish.")
+    drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="After SIGTERM/SIGINT, how long health reports NOT_SERVING while calls are "
+        "still served (load balancers move traffic away); 0 stops at once.",
+    )
 
     # Background services (semantics §7).
     late_runs_enabled: bool = True

@@ -59,6 +59,8 @@ def get_client(
     api_key: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     credentials: grpc.ChannelCredentials | None = None,
+    retry_attempts: int | None = None,
+    retry_backoff: float | None = None,
 ) -> FlowRPCClient: ...
 
 
@@ -70,6 +72,8 @@ def get_client(
     api_key: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     credentials: grpc.ChannelCredentials | None = None,
+    retry_attempts: int | None = None,
+    retry_backoff: float | None = None,
 ) -> SyncFlowRPCClient: ...
 
 
@@ -80,6 +84,8 @@ def get_client(
     api_key: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     credentials: grpc.ChannelCredentials | None = None,
+    retry_attempts: int | None = None,
+    retry_backoff: float | None = None,
 ) -> FlowRPCClient | SyncFlowRPCClient:
     """A client for the flowrpc server: the async client (an async context manager), or with
     sync_client=True the sync client (a context manager).
@@ -87,7 +93,14 @@ def get_client(
     api_url: "host:port", "host:port,host:port" or a grpc target such as "dns:///name:port"
     (several addresses are used round-robin); default FLOWRPC_API_URL, else 127.0.0.1:4250.
     api_key: sent as `authorization: Bearer <key>`; default FLOWRPC_API_KEY.
-    timeout: seconds per unary call (streams have none). credentials: TLS channel credentials.
+    timeout: seconds per unary call attempt (streams have none). credentials: TLS channel
+    credentials.
+    retry_attempts, retry_backoff: calls that are safe to repeat (reads, keyed creates, state
+    changes with a transition id) are tried up to retry_attempts times on UNAVAILABLE, waiting
+    about retry_backoff seconds, then twice that and so on (default FLOWRPC_RETRY_ATTEMPTS, else
+    5; FLOWRPC_RETRY_BACKOFF_SECONDS, else 1); retry_attempts=1 turns retries off.
     """
-    config = ChannelConfig.from_settings(api_url, api_key, credentials, timeout)
+    config = ChannelConfig.from_settings(
+        api_url, api_key, credentials, timeout, retry_attempts, retry_backoff
+    )
     return SyncFlowRPCClient(config) if sync_client else FlowRPCClient(config)

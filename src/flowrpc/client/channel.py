@@ -1,9 +1,8 @@
 """Where and how the client connects: target resolution, channel options, call metadata.
 
 Both clients build their channel from `ChannelConfig`, so the sync and async channels behave the
-same: keepalive, message size limits, round-robin over several addresses, and transparent retries
-of idempotent calls on UNAVAILABLE through grpc's service config (the retry loop lives in grpc
-core, not here).
+same: keepalive, message size limits, round-robin over several addresses, and the retry policy
+the clients apply to calls that are safe to repeat (see `retries`).
 """
 
 from __future__ import annotations
@@ -17,13 +16,7 @@ from typing import Any
 
 import grpc
 
-from flowrpc.v1 import (
-    deployment_service_pb2,
-    flow_run_service_pb2,
-    flow_service_pb2,
-    task_run_service_pb2,
-    work_pool_service_pb2,
-)
+from flowrpc.client.retries import RetryPolicy
 
 DEFAULT_API_URL = "127.0.0.1:4250"
 DEFAULT_TIMEOUT = 30.0
@@ -31,48 +24,9 @@ MAX_MESSAGE_BYTES = (
     64 * 1024 * 1024
 )  # a page of 200 runs with large parameters exceeds grpc's 4 MiB
 
-_SERVICE_MODULES = (
-    flow_run_service_pb2,
-    flow_service_pb2,
-    deployment_service_pb2,
-    work_pool_service_pb2,
-    task_run_service_pb2,
-)
-# Reads never change anything, so replaying them after UNAVAILABLE is safe; writes are not retried
-# (a create whose response was lost could otherwise run twice).
-_IDEMPOTENT_PREFIXES = ("Get", "List", "Count", "Stream")
-
-
-def idempotent_methods() -> list[dict[str, str]]:
-    """Service-config names of every read-only RPC, found from the service descriptors."""
-    names = [{"service": "grpc.health.v1.Health", "method": "Check"}]
-    for module in _SERVICE_MODULES:
-        for service in module.DESCRIPTOR.services_by_name.values():
-            names.extend(
-                {"service": service.full_name, "method": method.name}
-                for method in service.methods
-                if method.name.startswith(_IDEMPOTENT_PREFIXES)
-            )
-    return names
-
 
 def service_config(load_balanced: bool) -> str:
-    config: dict[str, Any] = {
-        "methodConfig": [
-            {
-                "name": idempotent_methods(),
-                "retryPolicy": {
-                    "maxAttempts": 5,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-    if load_balanced:
-        config["loadBalancingConfig"] = [{"round_robin": {}}]
+    config = {"loadBalancingConfig": [{"round_robin": {}}]} if load_balanced else {}
     return json.dumps(config)
 
 
@@ -130,6 +84,7 @@ class ChannelConfig:
     api_key: str | None = None
     credentials: grpc.ChannelCredentials | None = None
     timeout: float | None = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     extra_options: tuple[tuple[str, Any], ...] = field(default=())
 
     @classmethod
@@ -139,8 +94,11 @@ class ChannelConfig:
         api_key: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        retry_attempts: int | None = None,
+        retry_backoff: float | None = None,
     ) -> ChannelConfig:
-        """Arguments win over FLOWRPC_API_URL / FLOWRPC_API_KEY, which win over the default."""
+        """Arguments win over FLOWRPC_API_URL / FLOWRPC_API_KEY / FLOWRPC_RETRY_*, which win
+        over the defaults."""
         target, balanced = resolve_target(
             api_url or os.environ.get("FLOWRPC_API_URL") or DEFAULT_API_URL
         )
@@ -150,6 +108,7 @@ class ChannelConfig:
             api_key=api_key or os.environ.get("FLOWRPC_API_KEY") or None,
             credentials=credentials,
             timeout=timeout,
+            retry=RetryPolicy.from_settings(retry_attempts, retry_backoff),
         )
 
     @property
@@ -162,7 +121,9 @@ class ChannelConfig:
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 0),
-            ("grpc.enable_retries", 1),
+            # Reconnect to a server that went away at least every 2 s (grpc's backoff grows to
+            # 120 s), so one back after a restart is found within the retry window.
+            ("grpc.max_reconnect_backoff_ms", 2_000),
             ("grpc.service_config", service_config(self.load_balanced)),
             ("grpc.primary_user_agent", "flowrpc-python"),
             *self.extra_options,

@@ -94,7 +94,8 @@ class PermissionDenied(FlowRPCError):
 
 
 class ServiceUnavailable(FlowRPCError):
-    """UNAVAILABLE: the server cannot be reached (after the channel's retries, for reads)."""
+    """UNAVAILABLE: the server cannot be reached (after the client's retries, for the calls
+    that are safe to repeat)."""
 
 
 class DeadlineExceeded(FlowRPCError):

@@ -239,10 +239,13 @@ def create_flow_run(
     work_pool_name: str | None = None,
     work_queue_name: str | None = None,
     job_variables: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
 ) -> Operation:
     """Creates a run of `flow` (any object with .name; .version, .retries and
     .retry_delay_seconds are used when present), creating the flow first if needed.
-    The initial state defaults to Pending."""
+    The initial state defaults to Pending. With an idempotency_key, a repeat returns the run
+    the key made (and the call is retried on UNAVAILABLE)."""
     flow_id = yield from create_flow(flow)
     request = to_message(
         flow_runs_pb.CreateFlowRunRequest,
@@ -262,6 +265,7 @@ def create_flow_run(
             "work_pool_name": work_pool_name,
             "work_queue_name": work_queue_name,
             "job_variables": job_variables,
+            "idempotency_key": idempotency_key,
         },
     )
     response = yield Call(FLOW_RUNS, "CreateFlowRun", request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import grpc
 from flowrpc.client.base import BaseClient
 from flowrpc.client.errors import from_rpc_error
 from flowrpc.client.protocol import Call, Items, Operation, Stream, install
+from flowrpc.client.retries import next_delay
 
 
 class SyncFlowRPCClient(BaseClient):
@@ -26,10 +28,17 @@ class SyncFlowRPCClient(BaseClient):
 
     def _call(self, step: Call) -> Any:
         rpc = self._rpc(step.stub, step.method)
-        try:
-            return rpc(step.request, metadata=self._config.metadata, timeout=self._config.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from error
+        delays = self._config.retry.delays(step.method, step.request)
+        while True:
+            try:
+                return rpc(
+                    step.request, metadata=self._config.metadata, timeout=self._config.timeout
+                )
+            except grpc.RpcError as error:
+                delay = next_delay(error, delays)
+                if delay is None:
+                    raise from_rpc_error(error) from error
+            time.sleep(delay)
 
     def _run(self, operation: Operation) -> Any:
         response = None
@@ -57,14 +66,23 @@ class SyncFlowRPCClient(BaseClient):
 
     def _stream(self, step: Stream) -> Iterator[Any]:
         # No deadline: a bulk call over many runs may take long; keepalive detects dead peers.
-        call = self._rpc(step.stub, step.method)(step.request, metadata=self._config.metadata)
-        try:
-            for message in call:
-                yield from step.items(message)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from error
-        finally:
-            call.cancel()  # a caller that stops early also stops the server's work
+        rpc = self._rpc(step.stub, step.method)
+        delays = self._config.retry.delays(step.method, step.request)
+        while True:
+            call, received = rpc(step.request, metadata=self._config.metadata), False
+            try:
+                for message in call:
+                    received = True
+                    yield from step.items(message)
+                return
+            except grpc.RpcError as error:
+                # Once items went to the caller, a repeat would hand them over twice.
+                delay = None if received else next_delay(error, delays)
+                if delay is None:
+                    raise from_rpc_error(error) from error
+            finally:
+                call.cancel()  # a caller that stops early also stops the server's work
+            time.sleep(delay)
 
 
 def _method(operation: Callable[..., Operation], is_iterator: bool) -> Callable[..., Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -14,14 +15,17 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from flowrpc.server.background.services import start_services
+from flowrpc.server.ids import now_micros
 from flowrpc.server.interceptors import ApiKeyInterceptor, ErrorInterceptor
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
+from flowrpc.server.services.pages import SECRET_NAME, PageTokens
 from flowrpc.server.services.task_runs import TaskRunService
 from flowrpc.server.services.work_pools import WorkPoolService
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
+from flowrpc.server.storage.shared_secrets import server_secret
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
     deployment_service_pb2,
@@ -59,6 +63,15 @@ class Server:
     background: list[asyncio.Task[None]]
     leadership: Leadership
 
+    async def drain(self, seconds: float, hurry: asyncio.Event) -> None:
+        """Reports NOT_SERVING (every service) while still serving for `seconds`, or until
+        `hurry` is set, so load balancers move traffic away before calls are refused."""
+        await self.health.enter_graceful_shutdown()
+        if seconds > 0 and not hurry.is_set():
+            log.info("draining: health NOT_SERVING, still serving for %.0f s", seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hurry.wait(), seconds)
+
     async def stop(self, grace: float) -> None:
         """Stops accepting, lets in-flight calls finish within `grace` seconds, closes storage."""
         await self.health.enter_graceful_shutdown()
@@ -70,6 +83,25 @@ class Server:
         self.db.close()
 
 
+class PortUnavailable(Exception):
+    """The server cannot listen on its address (most often: another process has the port)."""
+
+
+def listen(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None
+) -> int:
+    """Binds `address` (TLS when `credentials` are given); returns the port bound."""
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError as error:  # grpc's "Failed to bind": the reason goes only to its log
+        raise PortUnavailable(
+            f"cannot listen on {address}: the port is in use (another flowrpc server?) or the "
+            "address is not on this host; choose another with --port or FLOWRPC_PORT"
+        ) from error
+
+
 async def start_server(settings: Settings) -> Server:
     db = Database(
         settings.resolved_database_url(),
@@ -78,6 +110,9 @@ async def start_server(settings: Settings) -> Server:
         synchronous=settings.sqlite_synchronous,
     )
     db.migrate()
+    # Page tokens are signed with a secret that every replica reads from the database.
+    page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
+    needs = {FlowRunService: (page_tokens,)}
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
     if settings.api_key:
         interceptors.insert(0, ApiKeyInterceptor(settings.api_key))
@@ -88,19 +123,27 @@ async def start_server(settings: Settings) -> Server:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             # Clients ping every 60 s during long calls (streams); accept that.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
+            # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and
+            # take half the connections (to its own database). Binding must fail instead.
+            ("grpc.so_reuseport", 0),
         ],
     )
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
     for messages, stubs, servicer, name in SERVICES:
-        getattr(stubs, f"add_{name}Servicer_to_server")(servicer(db, settings), server)
+        instance = servicer(db, settings, *needs.get(servicer, ()))
+        getattr(stubs, f"add_{name}Servicer_to_server")(instance, server)
         full_name = messages.DESCRIPTOR.services_by_name[name].full_name
         names.append(full_name)
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    try:
+        port = listen(server, f"{settings.host}:{settings.port}")
+    except PortUnavailable:
+        db.close()
+        raise
     await server.start()
     leadership = Leadership(db.url)
     background = start_services(db, settings, leadership)
@@ -119,7 +162,20 @@ def run(settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    """Runs until SIGINT or SIGTERM, then shuts down gracefully."""
+    """Runs until SIGINT or SIGTERM, then drains and shuts down gracefully; a second signal
+    stops at once."""
+    signalled, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        if signalled.is_set() and not hurry.is_set():
+            log.info("second signal: stopping now")
+            hurry.set()
+        signalled.set()
+
+    # Before the port opens: a signal that comes as soon as it does must not kill the process.
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
     server = await start_server(settings)
     _tune_garbage_collection()
     log.info(
@@ -128,13 +184,20 @@ async def serve(settings: Settings) -> None:
         server.port,
         server.db.url.render_as_string(hide_password=True),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("shutting down (grace %.0f s)", settings.grace_seconds)
-    await server.stop(settings.grace_seconds)
+    await signalled.wait()
+    # Aborts what is left (drain and in-flight calls) once a second signal comes.
+    abort = asyncio.create_task(_stop_when(hurry, server.grpc_server))
+    await server.drain(settings.drain_seconds, hurry)
+    grace = 0 if hurry.is_set() else settings.grace_seconds
+    log.info("shutting down (grace %.0f s)", grace)
+    await server.stop(grace)
+    abort.cancel()
+    log.info("flowrpc stopped")
+
+
+async def _stop_when(event: asyncio.Event, grpc_server: grpc.aio.Server) -> None:
+    await event.wait()
+    await grpc_server.stop(None)
 
 
 def _tune_garbage_collection() -> None:

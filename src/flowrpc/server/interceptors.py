@@ -1,8 +1,11 @@
-"""Server interceptors: API-key authentication, and domain errors to gRPC statuses."""
+"""Server interceptors: API-key authentication, and domain errors (and undecodable requests) to
+gRPC statuses."""
 
 from __future__ import annotations
 
+import functools
 import hmac
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,7 +32,8 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.RpcMethodHandler:
-    """The same handler with its behaviour passed through `around`."""
+    """The same handler with its behaviour passed through `around`, and a request that does
+    not decode passed to it as Undecodable."""
     if handler.unary_unary:
         factory, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
     elif handler.unary_stream:
@@ -38,9 +42,62 @@ def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.Rp
         return handler
     return factory(
         around(behaviour, streaming=handler.unary_stream is not None),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
+
+
+class Undecodable:
+    """A request whose bytes do not parse. gRPC parses before any handler code runs, and a
+    parser's exception becomes UNKNOWN with a logged traceback; this becomes INVALID_ARGUMENT."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None or getattr(deserialize, "tolerant", False):
+        return deserialize
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # noqa: BLE001 - whatever the parser says, the bytes are bad
+            return Undecodable(error)
+
+    parse.tolerant = True  # type: ignore[attr-defined]
+    return parse
+
+
+async def _undecodable(
+    context: grpc.aio.ServicerContext, request: Undecodable, method: str
+) -> None:
+    """One log line (no traceback: the cause is the client's), then INVALID_ARGUMENT."""
+    log.warning(
+        "undecodable request to %s from %s: %s", method, context.peer(), str(request.error)[:200]
+    )
+    violation = {"request": f"could not be decoded as the request message of {method}"}
+    await abort(context, errors.InvalidArgument(violation))
+
+
+def _decode_only(behaviour: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+    """For services that handle their own errors (health): only undecodable bytes are ours."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                await _undecodable(context, request, method)
+            async for item in behaviour(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await _undecodable(context, request, method)
+        return await behaviour(request, context)
+
+    return call
 
 
 async def abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -> None:
@@ -69,14 +126,18 @@ async def abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -
     )
 
 
-def _guard(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+def _guard(behaviour: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await _undecodable(context, request, method)
         try:
             return await behaviour(request, context)
         except Exception as error:  # noqa: BLE001 - every failure becomes a status
             await _fail(context, error)
 
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await _undecodable(context, request, method)
         try:
             async for item in behaviour(request, context):
                 yield item
@@ -104,9 +165,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or not details.method.startswith(FLOWRPC_SERVICES):
-            return handler  # health and reflection handle their own errors
-        return _wrap(handler, _guard)
+        if handler is None:
+            return handler
+        # Health and reflection handle their own errors, all but undecodable requests.
+        guard = _guard if details.method.startswith(FLOWRPC_SERVICES) else _decode_only
+        return _wrap(handler, functools.partial(guard, method=details.method))
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):

@@ -2,7 +2,7 @@
 
 No flowrpc server is involved: a small in-process grpc server implements GetFlowRun and
 DeleteFlowRun to answer with chosen statuses, so both clients' real error paths (sync: rpc_status,
-aio: the trailing metadata) and the channel's retry policy are exercised on the wire.
+aio: the trailing metadata) and the client's retry policy are exercised on the wire.
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ async def test_plain_status_without_details(call):
     assert caught.value.message == "no"
 
 
-async def test_reads_are_retried_on_unavailable_and_writes_are_not(call, fake_server):
+async def test_reads_are_retried_on_unavailable_and_writes_are_not(call, fake_server, monkeypatch):
+    monkeypatch.setenv("FLOWRPC_RETRY_BACKOFF_SECONDS", "0.05")
     _, servicer = fake_server
     before_read = servicer.attempts["down"]
     before_delete = servicer.attempts["delete:down"]
@@ -143,7 +144,7 @@ async def test_reads_are_retried_on_unavailable_and_writes_are_not(call, fake_se
         await call("read_flow_run", "down")
     with pytest.raises(errors.ServiceUnavailable):
         await call("delete_flow_run", "down")
-    assert servicer.attempts["down"] - before_read == 5  # retryPolicy.maxAttempts
+    assert servicer.attempts["down"] - before_read == 5  # RetryPolicy.attempts
     assert servicer.attempts["delete:down"] - before_delete == 1
 
 
@@ -158,7 +159,8 @@ async def test_api_key_is_sent_as_bearer_metadata(call, monkeypatch):
     assert run.name == "anonymous"
 
 
-async def test_unreachable_server_is_service_unavailable():
+async def test_unreachable_server_is_service_unavailable(monkeypatch):
+    monkeypatch.setenv("FLOWRPC_RETRY_BACKOFF_SECONDS", "0.05")
     async with get_client(api_url="127.0.0.1:1", timeout=5) as client:
         with pytest.raises(errors.ServiceUnavailable):
             await client.read_flow_run(RUN_ID)
@@ -199,7 +201,8 @@ def test_channel_options_balance_only_several_backends():
     several = dict(ChannelConfig.from_settings(api_url="dns:///h:1").options)
     assert "round_robin" not in single["grpc.service_config"]
     assert "round_robin" in several["grpc.service_config"]
-    assert '"GetFlowRun"' in single["grpc.service_config"]
-    assert '"SetFlowRunState"' not in single["grpc.service_config"]
+    # Retries are the client's (see test_retry_policy), not grpc's service config.
+    assert "retryPolicy" not in single["grpc.service_config"]
+    assert single["grpc.max_reconnect_backoff_ms"] == 2_000
     assert single["grpc.max_receive_message_length"] == 64 * 1024 * 1024
     assert single["grpc.keepalive_time_ms"] == 60_000

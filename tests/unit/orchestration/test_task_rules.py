@@ -4,7 +4,11 @@ import pytest
 
 from flowrpc.server.orchestration import TaskPolicy, orchestrate_task_run
 from flowrpc.server.orchestration import tasks as task_module
-from flowrpc.server.orchestration.records import SetStateStatus, StateType
+from flowrpc.server.orchestration.records import (
+    MAX_RETRY_DELAY_SECONDS,
+    SetStateStatus,
+    StateType,
+)
 
 S = StateType
 ACCEPT, REJECT, WAIT, ABORT = (
@@ -237,6 +241,23 @@ def test_retry_delay_jitter_stays_within_bounds(build, flow):
         _, decision = _fail(build, flow, policy)
         delay = decision.state.details.scheduled_time - build.now
         assert 8 * build.second <= delay <= 12 * build.second
+
+
+@pytest.mark.parametrize(
+    ("policy", "seconds"),
+    [
+        ({"retries": 1, "retry_delay_seconds": 1e300}, MAX_RETRY_DELAY_SECONDS),
+        ({"retries": 1, "retry_delay_seconds": float("inf")}, MAX_RETRY_DELAY_SECONDS),
+        ({"retries": 1, "retry_delay_seconds": float("nan")}, 0),
+        ({"retries": 1, "retry_delay": [2**40]}, MAX_RETRY_DELAY_SECONDS),
+        ({"retries": 1, "retry_delay": 10, "retry_jitter_factor": 1e308}, 10 * 11),
+    ],
+    ids=["huge", "infinite", "nan", "huge-list", "huge-jitter"],
+)
+def test_stored_policies_beyond_the_bounds_are_clamped(build, flow, monkeypatch, policy, seconds):
+    monkeypatch.setattr(task_module.random, "uniform", lambda low, high: high)
+    _, decision = _fail(build, flow, policy)
+    assert decision.state.details.scheduled_time == build.now + seconds * build.second
 
 
 def test_non_retriable_failure_is_accepted(build, flow):

@@ -9,7 +9,6 @@ from flowrpc.server.ids import new_id
 from .bookkeeping import FLOW_TRANSFORMS
 from .engine import ALL_TYPES, Context, Decision, Rule, run_policy
 from .records import (
-    MICROS_PER_SECOND,
     TERMINAL_STATES,
     FlowRunPolicy,
     FlowRunRecord,
@@ -22,6 +21,7 @@ from .shared_rules import (
     WaitForScheduledTime,
     effective_retries,
     effective_retry_delay,
+    retry_time,
 )
 from .states import has_persisted_result, new_state, private_copy
 
@@ -264,7 +264,7 @@ class RetryFailedFlows(Rule):
             name="AwaitingRetry",
             message=proposed.message,
             data=proposed.data,
-            scheduled_time=ctx.now + round(delay * MICROS_PER_SECOND),
+            scheduled_time=retry_time(ctx.now, delay),
         )
         ctx.reject(retry, "Retrying")
 

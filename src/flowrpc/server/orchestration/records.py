@@ -13,6 +13,10 @@ from typing import Any, TypeVar
 
 Micros = int
 MICROS_PER_SECOND = 1_000_000
+# The bounds of the policy numbers that make retry delays (the API refuses more): retry_delay's
+# own int32 range of seconds (68 years), and a jitter factor that spreads delays up to 11-fold.
+MAX_RETRY_DELAY_SECONDS = 2**31 - 1
+MAX_RETRY_JITTER_FACTOR = 10.0
 R = TypeVar("R")
 
 

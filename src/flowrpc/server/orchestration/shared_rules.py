@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from .engine import Context, Rule
-from .records import MICROS_PER_SECOND, FlowRunPolicy, StateType, TaskRunPolicy
+from .records import (
+    MAX_RETRY_DELAY_SECONDS,
+    MICROS_PER_SECOND,
+    FlowRunPolicy,
+    Micros,
+    StateType,
+    TaskRunPolicy,
+)
 
 
 class CopyScheduledTime(Rule):
@@ -45,3 +52,12 @@ def effective_retry_delay(policy: FlowRunPolicy | TaskRunPolicy) -> float | list
     if policy.retry_delay is not None:
         return policy.retry_delay
     return policy.retry_delay_seconds or None
+
+
+def retry_time(now: Micros, delay_seconds: float) -> Micros:
+    """When a retry `delay_seconds` from now is due. The delay is clamped to
+    0..MAX_RETRY_DELAY_SECONDS (NaN counts as 0): rows stored before the API bounded policies
+    may hold any number, and a time must fit its BIGINT column."""
+    if not delay_seconds > 0:
+        return now
+    return now + round(min(delay_seconds, MAX_RETRY_DELAY_SECONDS) * MICROS_PER_SECOND)

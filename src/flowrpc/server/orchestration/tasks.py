@@ -8,7 +8,7 @@ import random
 from .bookkeeping import TASK_TRANSFORMS
 from .engine import Context, Decision, Rule, run_policy
 from .records import (
-    MICROS_PER_SECOND,
+    MAX_RETRY_JITTER_FACTOR,
     TERMINAL_STATES,
     FlowRunRecord,
     State,
@@ -21,6 +21,7 @@ from .shared_rules import (
     WaitForScheduledTime,
     effective_retries,
     effective_retry_delay,
+    retry_time,
 )
 from .states import fresh_copy, has_persisted_result, new_state, private_copy
 
@@ -118,7 +119,7 @@ class RetryFailedTasks(Rule):
             name="AwaitingRetry",
             message=proposed.message,
             data=proposed.data,
-            scheduled_time=ctx.now + round(delay * MICROS_PER_SECOND),
+            scheduled_time=retry_time(ctx.now, delay),
         )
         ctx.reject(retry, "Retrying")
 
@@ -131,6 +132,7 @@ def retry_delay_seconds(policy: TaskRunPolicy, run_count: int) -> float:
         delay = delay[max(0, min(run_count - 1, len(delay) - 1))] if delay else 0
     factor = policy.retry_jitter_factor
     if factor:
+        factor = min(factor, MAX_RETRY_JITTER_FACTOR)  # a stored row may hold more
         delay = max(0.0, delay * (1 + random.uniform(-factor, factor)))
     return delay
 

@@ -8,12 +8,13 @@ is built in one constructor call, with no intermediate message objects to copy.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -21,6 +22,8 @@ from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import new_id
 from flowrpc.server.orchestration import Decision
 from flowrpc.server.orchestration.records import (
+    MAX_RETRY_DELAY_SECONDS,
+    MAX_RETRY_JITTER_FACTOR,
     TERMINAL_STATES,
     SetStateStatus,
     State,
@@ -58,12 +61,34 @@ def duration(micros: int) -> Seconds:
     return {"seconds": micros // 1_000_000, "nanos": micros % 1_000_000 * 1000}
 
 
-def micros(message: Message, field: str) -> int | None:
-    """A Timestamp or Duration field in microseconds; None when unset."""
+# The times the server keeps (BIGINT microseconds, with room for their arithmetic): Timestamps
+# of the years 1 to 9999, and Durations of at most 10,000 years either way (both are protobuf's
+# documented ranges). Anything else is INVALID_ARGUMENT, not an overflow in a query.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_DURATION_SECONDS = 315_576_000_000
+NANOS = 1_000_000_000
+
+
+def micros(message: Message, field: str, path: str | None = None) -> int | None:
+    """A Timestamp or Duration field in microseconds; None when unset. `path` names the field in
+    a violation (default: `field`)."""
     if not message.HasField(field):
         return None
     value = getattr(message, field)
-    return value.seconds * 1_000_000 + value.nanos // 1000
+    seconds, nanos = value.seconds, value.nanos
+    if isinstance(value, timestamp_pb2.Timestamp):
+        valid = MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS and 0 <= nanos < NANOS
+        rule = "must be a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+    else:
+        valid = abs(seconds) <= MAX_DURATION_SECONDS and abs(nanos) < NANOS and seconds * nanos >= 0
+        rule = (
+            f"must be a duration of at most {MAX_DURATION_SECONDS} s (10,000 years) either way,"
+            " its seconds and nanos of the same sign"
+        )
+    if not valid:
+        raise InvalidArgument({path or field: f"{rule}; got seconds={seconds}, nanos={nanos}"})
+    return seconds * 1_000_000 + nanos // 1000
 
 
 def struct(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -73,11 +98,49 @@ def struct(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value or None
 
 
-def plain_struct(message: Message, field: str) -> dict[str, Any] | None:
-    """A Struct field as a dict; None when unset."""
+def plain_struct(message: Message, field: str, path: str | None = None) -> dict[str, Any] | None:
+    """A Struct field as a dict; None when unset. `path` names the field in a violation."""
     if not message.HasField(field):
         return None
-    return json_format.MessageToDict(getattr(message, field))
+    return plain_json(getattr(message, field), path or field)
+
+
+def plain_json(value: Message, path: str) -> Any:
+    """A Struct or Value as plain JSON data. NaN and Infinity have no JSON form: they are
+    INVALID_ARGUMENT, naming where they are (looked for only when conversion fails)."""
+    try:
+        return json_format.MessageToDict(value)
+    except ValueError as error:
+        where = _not_finite(value, path)
+        if where is None:  # not expected: MessageToDict fails on non-finite numbers only
+            raise InvalidArgument({path: f"is not JSON data: {str(error)[:100]}"}) from None
+        raise InvalidArgument(
+            {where: "must be a finite number (NaN and Infinity have no JSON form)"}
+        ) from None
+
+
+def _not_finite(value: Message, path: str) -> str | None:
+    """The path of the first NaN or Infinity in a Struct, ListValue or Value; None if none."""
+    if isinstance(value, struct_pb2.Struct):
+        items: Any = ((f"{path}.{_short(key)}", item) for key, item in value.fields.items())
+    elif isinstance(value, struct_pb2.ListValue):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value.values))
+    else:
+        kind = value.WhichOneof("kind")
+        if kind == "number_value":
+            return None if math.isfinite(value.number_value) else path
+        if kind in ("struct_value", "list_value"):
+            return _not_finite(getattr(value, kind), path)
+        return None
+    for where, item in items:
+        if (found := _not_finite(item, where)) is not None:
+            return found
+    return None
+
+
+def _short(key: str) -> str:
+    """A Struct key as quoted in a field path: a bad value's path stays short."""
+    return key if len(key) <= 40 else f"{key[:40]}..."
 
 
 def optional(message: Message, field: str) -> Any:
@@ -103,6 +166,14 @@ def limit_of(request: Message, field: str = "limit") -> int:
     if not 0 <= limit <= MAX_LIMIT:
         raise InvalidArgument({field: f"must be between 0 and {MAX_LIMIT}, got {limit}"})
     return limit
+
+
+def optional_count(message: Message, field: str) -> int | None:
+    """An optional number that may not be negative (priorities, concurrency limits)."""
+    value = optional(message, field)
+    if value is not None and value < 0:
+        raise InvalidArgument({field: f"must be at least 0, got {value}"})
+    return value
 
 
 def offset_of(request: Message) -> int:
@@ -148,7 +219,7 @@ def filters(message: Message, path: str = "filter") -> dict[str, Any]:
                 enum_name(field.enum_type, value, where) if field.enum_type else value
             )
         elif field.message_type.full_name == "google.protobuf.Timestamp":
-            plain[field.name] = micros(message, field.name)
+            plain[field.name] = micros(message, field.name, where)
         elif field.message_type.name in _LISTS:
             plain[field.name] = _list(message, field, value, where)
         else:
@@ -185,11 +256,11 @@ def stored_details_to_proto(value: dict[str, Any] | None) -> dict[str, Any]:
     return details_to_proto({**DETAIL_DEFAULTS, **(value or {})})
 
 
-def details_from_proto(message: state_pb2.StateDetails) -> StateDetails:
+def details_from_proto(message: state_pb2.StateDetails, path: str) -> StateDetails:
     values: dict[str, Any] = {}
     for field, value in message.ListFields():
         if field.name in _DETAIL_TIMES:
-            values[field.name] = micros(message, field.name)
+            values[field.name] = micros(message, field.name, f"{path}.{field.name}")
         elif field.name == "run_input_keyset":
             values[field.name] = dict(value)
         else:
@@ -217,10 +288,10 @@ def proposed_state(message: state_pb2.State, now: int, field: str = "state") -> 
     """A proposal from a request: a fresh id and timestamp whatever it carried, the default name,
     and a SCHEDULED state's scheduled_time defaulting to now."""
     state_type = state_type_of(message.type, f"{field}.type")
-    details = details_from_proto(message.state_details)
+    details = details_from_proto(message.state_details, f"{field}.state_details")
     if state_type == StateType.SCHEDULED and details.scheduled_time is None:
         details.scheduled_time = now
-    data = json_format.MessageToDict(message.data) if message.HasField("data") else None
+    data = plain_json(message.data, f"{field}.data") if message.HasField("data") else None
     return State(
         id=new_id(),
         type=state_type,
@@ -365,7 +436,9 @@ def flow_run_fields(row: Any, now: int) -> dict[str, Any]:
     }
 
 
-def flow_run_policy(message: flow_run_pb2.FlowRunPolicy) -> dict[str, Any]:
+def flow_run_policy(
+    message: flow_run_pb2.FlowRunPolicy, path: str = "empirical_policy"
+) -> dict[str, Any]:
     return {
         "retries": optional(message, "retries"),
         "retry_delay": optional(message, "retry_delay"),
@@ -373,19 +446,39 @@ def flow_run_policy(message: flow_run_pb2.FlowRunPolicy) -> dict[str, Any]:
         "resuming": message.resuming,
         "retry_type": optional(message, "retry_type"),
         "max_retries": message.max_retries,
-        "retry_delay_seconds": message.retry_delay_seconds,
+        "retry_delay_seconds": _bounded(message, "retry_delay_seconds", path),
     }
 
 
 def task_run_policy(message: task_run_pb2.TaskRunPolicy) -> dict[str, Any]:
     delays = list(message.retry_delay)
+    path = "empirical_policy"
     return {
         "retries": optional(message, "retries"),
         "retry_delay": delays[0] if len(delays) == 1 else (delays or None),
-        "retry_jitter_factor": optional(message, "retry_jitter_factor"),
+        "retry_jitter_factor": (
+            _bounded(message, "retry_jitter_factor", path)
+            if message.HasField("retry_jitter_factor")
+            else None
+        ),
         "max_retries": message.max_retries,
-        "retry_delay_seconds": message.retry_delay_seconds,
+        "retry_delay_seconds": _bounded(message, "retry_delay_seconds", path),
     }
+
+
+_POLICY_BOUNDS = {
+    "retry_delay_seconds": MAX_RETRY_DELAY_SECONDS,
+    "retry_jitter_factor": MAX_RETRY_JITTER_FACTOR,
+}
+
+
+def _bounded(message: Message, field: str, path: str) -> float:
+    """A policy number that becomes a delay: from 0 to its bound (NaN and Infinity fail too)."""
+    value = getattr(message, field)
+    most = _POLICY_BOUNDS[field]
+    if not 0 <= value <= most:
+        raise InvalidArgument({f"{path}.{field}": f"must be from 0 to {most:g}, got {value:.6g}"})
+    return value
 
 
 def task_run_to_proto(row: Any, now: int) -> task_run_pb2.TaskRun:
@@ -464,7 +557,8 @@ def work_queue_to_proto(row: Any) -> work_pool_pb2.WorkQueue:
         description=row.description,
         is_paused=row.is_paused,
         concurrency_limit=row.concurrency_limit,
-        priority=row.priority,
+        # int32 on the wire; SQLite rows written before priorities were bounded may hold more.
+        priority=max(-MAX_INT32 - 1, min(row.priority, MAX_INT32)),
         work_pool_id=row.work_pool_id,
         work_pool_name=row.work_pool_name,
     )

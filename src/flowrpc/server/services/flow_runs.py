@@ -10,7 +10,7 @@ from flowrpc.server.ids import now_micros
 from flowrpc.server.orchestration.records import State, StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.services import convert as c
-from flowrpc.server.services import pages
+from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
@@ -55,9 +55,10 @@ def initial_state(request: Any, now: int, default: StateType) -> State:
 
 
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, page_tokens: PageTokens) -> None:
         self.db = db
         self.settings = settings
+        self.page_tokens = page_tokens
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()
@@ -88,7 +89,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         if request.page_token:
             if offset:
                 raise InvalidArgument({"offset": "cannot be combined with page_token"})
-            after = pages.decode(request.page_token, request.filter, sort)
+            after = self.page_tokens.decode(
+                request.page_token, request.filter, sort, storage.SORTS[sort].accepts
+            )
         filters = c.filters(request.filter)
         rows = await self.db.read(storage.list_flow_runs, filters, sort, limit + 1, offset, after)
         now = now_micros()
@@ -98,7 +101,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         if len(rows) > limit > 0:
             last = rows[limit - 1]
             key = storage.SORTS[sort].row_key(last)
-            response.next_page_token = pages.encode(request.filter, sort, key, last.id)
+            response.next_page_token = self.page_tokens.encode(request.filter, sort, key, last.id)
         return response
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context: Any) -> Any:
@@ -116,11 +119,13 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         values = {
             "name": run.name,
             "flow_version": c.optional(run, "flow_version"),
-            "parameters": c.plain_struct(run, "parameters") or {},
-            "empirical_policy": c.flow_run_policy(run.empirical_policy),
+            "parameters": c.plain_struct(run, "parameters", "flow_run.parameters") or {},
+            "empirical_policy": c.flow_run_policy(
+                run.empirical_policy, "flow_run.empirical_policy"
+            ),
             "tags": list(run.tags),
             "infrastructure_pid": c.optional(run, "infrastructure_pid"),
-            "job_variables": c.plain_struct(run, "job_variables") or {},
+            "job_variables": c.plain_struct(run, "job_variables", "flow_run.job_variables") or {},
         }
         now = now_micros()
         changes = {path: values[path] for path in paths}

@@ -1,34 +1,85 @@
 """Opaque page tokens: where the previous page ended (its last run's sort key and id), bound to
-the request's filter and sort so a token cannot continue a different query."""
+the request's filter and sort so a token cannot continue a different query.
+
+A token is base64url(HMAC-SHA256(secret, payload) + payload) under the server's secret, which
+replicas share through the database (storage/shared_secrets.py): a client can neither forge a
+token nor alter one. What a token holds is checked against the sort before it reaches a query.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
 import json
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import Message
 
 from flowrpc.server.errors import InvalidArgument
 
+SECRET_NAME = "page_tokens"  # in the server_secret table
+_MAC_BYTES = 32
+
+
+class PageTokens:
+    """Makes and reads the page tokens of one server (and its replicas: same secret)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def encode(self, filter_: Message, sort: str, key: Any, run_id: str) -> str:
+        payload = json.dumps([_query_digest(filter_, sort), key, run_id], separators=(",", ":"))
+        data = payload.encode()
+        return base64.urlsafe_b64encode(self._sign(data) + data).decode()
+
+    def decode(
+        self, token: str, filter_: Message, sort: str, is_key: Callable[[Any], bool]
+    ) -> tuple[Any, str]:
+        """(sort key, run id) of the previous page's last run; `is_key` says whether a value
+        can be the sort's key."""
+        data = self._verified(token)
+        if data is None:
+            raise _invalid("is not a token this server issued")
+        fields = json.loads(data)
+        if not (isinstance(fields, list) and len(fields) == 3):
+            raise _invalid("is not a token this server issued")
+        digest, key, run_id = fields
+        if digest != _query_digest(filter_, sort):
+            raise _invalid("belongs to a request with another filter or sort")
+        if not (is_key(key) and _is_id(run_id)):  # a token of another server version
+            raise _invalid("does not hold a position in this sort")
+        return key, run_id
+
+    def _verified(self, token: str) -> bytes | None:
+        """The payload of a token signed with this secret, in canonical base64; else None."""
+        try:
+            raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        except (ValueError, binascii.Error):  # not ASCII, or not base64
+            return None
+        if base64.urlsafe_b64encode(raw).decode() != token:
+            return None
+        mac, data = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+        return data if hmac.compare_digest(mac, self._sign(data)) else None
+
+    def _sign(self, data: bytes) -> bytes:
+        return hmac.digest(self._secret, data, "sha256")
+
 
 def _query_digest(filter_: Message, sort: str) -> str:
-    data = filter_.SerializeToString(deterministic=True) + sort.encode()
+    data = sort.encode() + b"\0" + filter_.SerializeToString(deterministic=True)
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
-def encode(filter_: Message, sort: str, key: Any, run_id: str) -> str:
-    payload = json.dumps([_query_digest(filter_, sort), key, run_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode()
-
-
-def decode(token: str, filter_: Message, sort: str) -> tuple[Any, str]:
-    """(sort key, run id) of the previous page's last run."""
+def _is_id(value: Any) -> bool:
     try:
-        digest, key, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, TypeError):
-        raise InvalidArgument({"page_token": "is not a token this server issued"}) from None
-    if digest != _query_digest(filter_, sort):
-        raise InvalidArgument({"page_token": "belongs to a request with another filter or sort"})
-    return key, run_id
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _invalid(problem: str) -> InvalidArgument:
+    return InvalidArgument({"page_token": problem})

@@ -26,7 +26,7 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
             "type": request.type or "process",
             "base_job_template": c.plain_struct(request, "base_job_template") or {},
             "is_paused": request.is_paused,
-            "concurrency_limit": c.optional(request, "concurrency_limit"),
+            "concurrency_limit": c.optional_count(request, "concurrency_limit"),
         }
         row = await self.db.write(storage.create_work_pool, values, now_micros())
         return pb.CreateWorkPoolResponse(work_pool=c.work_pool_to_proto(row))
@@ -51,8 +51,8 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
             "name": require_name(request.name),
             "description": c.optional(request, "description"),
             "is_paused": request.is_paused,
-            "concurrency_limit": c.optional(request, "concurrency_limit"),
-            "priority": c.optional(request, "priority"),
+            "concurrency_limit": c.optional_count(request, "concurrency_limit"),
+            "priority": c.optional_count(request, "priority"),
         }
         pool = require_name(request.work_pool_name, "work_pool_name")
         row = await self.db.write(storage.create_work_queue, pool, values, now_micros())

@@ -64,6 +64,12 @@ class Sort:
             return [self.key.desc().nulls_last(), run.id.desc()]
         return [self.key.asc().nulls_first(), run.id.asc()]
 
+    def accepts(self, key: Any) -> bool:
+        """Whether `key` can be this order's key: a page token's is checked before a query."""
+        if isinstance(self.key.type, sa.Integer):  # times: BIGINT microseconds, or NULL
+            return key is None or (type(key) is int and -(2**63) <= key < 2**63)
+        return isinstance(key, str)
+
     def after(self, key: Any, run_id: str) -> Any:
         """Rows that come after (key, run_id) in this order."""
         if self.key is run.id:

@@ -13,6 +13,9 @@ from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
 
 DEFAULT_QUEUE = "default"
+# Priorities are int32 on the wire and INTEGER on PostgreSQL: a queue given no priority comes
+# after the pool's last, but never past this (ties are ordered by name).
+MAX_PRIORITY = 2**31 - 1
 
 QUEUE_READ = sa.select(t.work_queue, t.work_pool.c.name.label("work_pool_name")).join(
     t.work_pool, t.work_pool.c.id == t.work_queue.c.work_pool_id
@@ -48,7 +51,7 @@ def _insert_queue(conn: Connection, pool_id: str, values: dict[str, Any], now: i
                 t.work_queue.c.work_pool_id == pool_id
             )
         ).scalar()
-        values["priority"] = (highest or 0) + 1
+        values["priority"] = min((highest or 0) + 1, MAX_PRIORITY)
     queue_id = new_id()
     conn.execute(
         sa.insert(t.work_queue).values(
