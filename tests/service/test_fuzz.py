@@ -643,3 +643,26 @@ def test_no_request_breaks_the_server(fuzzed_server):
         if grown - rss_before >= RSS_GROWTH_MB:
             failures.append(f"server memory {name}: {rss_before:.0f} -> {grown:.0f} MB")
     assert not failures, f"{len(failures)} kinds of failure:\n" + "\n".join(failures)
+
+
+def report(fuzzer: Fuzzer, rss_before: float, rss_after: float, rss_peak: float) -> None:
+    if not REPORT:
+        return
+    statuses = Counter()
+    for (_, code), calls in fuzzer.calls.items():
+        statuses[code] += calls
+    Path(REPORT).write_text(
+        json.dumps(
+            {
+                "examples": EXAMPLES,
+                "rpcs": len(RPCS),
+                "calls": sum(fuzzer.calls.values()),
+                "statuses": dict(statuses),
+                "by_rpc": {f"{name} {code}": n for (name, code), n in sorted(fuzzer.calls.items())},
+                "slowest": fuzzer.slowest,
+                "rss_mb": {"before": rss_before, "after": rss_after, "peak": rss_peak},
+                "findings": [x.__dict__ for x in fuzzer.findings.values()],
+            },
+            indent=1,
+        )
+    )
