@@ -476,14 +476,17 @@ def forged_tokens() -> list[str]:
 
 
 def history_is_whole(request: Message, response: Message | None) -> bool:
-    """An OK history answers every interval it was asked for, not a silent first part."""
-    interval = request.history_interval.seconds * 10**9 + request.history_interval.nanos
-    span = (request.history_end.seconds - request.history_start.seconds) * 10**9 + (
-        request.history_end.nanos - request.history_start.nanos
-    )
+    """An OK history answers every interval it was asked for, not a silent first part
+    (counted in the microseconds the server keeps; one interval of rounding allowed)."""
+
+    def micros(value: Message) -> int:
+        return value.seconds * 1_000_000 + value.nanos // 1000
+
+    interval = micros(request.history_interval)
+    span = micros(request.history_end) - micros(request.history_start)
     if response is None or interval <= 0 or span <= 0:
         return True
-    return len(response.intervals) == -(-span // interval)
+    return len(response.intervals) >= -(-span // interval) - 1
 
 
 # ---- the fuzz ----
