@@ -19,7 +19,13 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(default=8, description="PostgreSQL connections per replica.")
     statement_timeout_seconds: float = Field(
-        default=30.0, description="PostgreSQL: the longest a statement may run."
+        default=30.0,
+        gt=0,
+        description="The longest a statement may run (on SQLite: a call's reads); past it the "
+        "call answers RESOURCE_EXHAUSTED.",
+    )
+    max_history_intervals: int = Field(
+        default=500, ge=1, description="The most intervals one flow-run history call may ask for."
     )
     sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
         default="NORMAL",
@@ -37,6 +43,31 @@ class Settings(BaseSettings):
         ge=0,
         description="After SIGTERM/SIGINT, how long health reports NOT_SERVING while calls are "
         "still served (load balancers move traffic away); 0 stops at once.",
+    )
+
+    # Request limits (server/limits.py): each bounds what one call may send, so no caller can make
+    # an object that breaks reads for the others.
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description="Largest request message (bytes); larger ones get RESOURCE_EXHAUSTED.",
+    )
+    max_string_length: int = Field(
+        default=10_000,
+        ge=1,
+        description="Longest name, tag, key, id or other string field (characters).",
+    )
+    max_json_bytes: int = Field(
+        default=512 * 1024,
+        ge=1,
+        description="Largest JSON field (parameters, context, state data, job variables, ...) "
+        "and free text (description, state message), in encoded bytes.",
+    )
+    max_list_length: int = Field(
+        default=10_000, ge=1, description="Most items in any list or map field (tags, any_of, ...)."
+    )
+    max_like_length: int = Field(
+        default=1_000, ge=1, description="Longest `like` filter pattern (characters)."
     )
 
     # Background services (semantics §7).

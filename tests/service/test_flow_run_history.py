@@ -1,13 +1,15 @@
-"""StreamFlowRunHistory and ReadFlowRunHistory: intervals, bucket placement, the 500 cap, state
+"""StreamFlowRunHistory and ReadFlowRunHistory: intervals, bucket placement, the 500 limit, state
 summaries, validation. Every history here is asked for both ways and must come back the same."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from harness import running_server
 from helpers import (
     RUNNING,
     SCHEDULED,
@@ -28,6 +30,7 @@ from helpers import (
 
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import flow_run_service_pb2 as fr
+from flowrpc.v1 import flow_run_service_pb2_grpc
 
 
 def span(delta: timedelta) -> Duration:
@@ -50,6 +53,18 @@ async def history(stubs, start, end, interval, **filter_set):
     read = await stubs.flow_runs.ReadFlowRunHistory(fr.ReadFlowRunHistoryRequest(**fields))
     assert [counts(i) for i in read.intervals] == [counts(i) for i in streamed]
     return streamed
+
+
+async def ask(stubs, rpc, start, end, interval):
+    """One history call by the named RPC (interval: a timedelta or a Duration); its intervals."""
+    if isinstance(interval, timedelta):
+        interval = span(interval)
+    fields = {"history_start": ts(start), "history_end": ts(end), "history_interval": interval}
+    if rpc == "StreamFlowRunHistory":
+        request = fr.StreamFlowRunHistoryRequest(**fields)
+        return [message async for message in stubs.flow_runs.StreamFlowRunHistory(request)]
+    read = await stubs.flow_runs.ReadFlowRunHistory(fr.ReadFlowRunHistoryRequest(**fields))
+    return list(read.intervals)
 
 
 def counts(interval):
@@ -80,9 +95,33 @@ async def test_the_last_interval_may_extend_past_the_end(stubs):
 
 
 async def test_at_most_500_intervals(stubs):
-    intervals = await history(stubs, T0, T0 + timedelta(days=10), timedelta(minutes=1))
+    intervals = await history(stubs, T0, T0 + timedelta(minutes=500), timedelta(minutes=1))
     assert len(intervals) == 500
     assert at(intervals[-1], "interval_start") == T0 + timedelta(minutes=499)
+
+
+@pytest.mark.parametrize("rpc", ["StreamFlowRunHistory", "ReadFlowRunHistory"])
+async def test_more_intervals_than_the_limit_are_refused_not_cut_short(stubs, rpc):
+    """Ten years by the second used to answer OK with only the first 500 intervals."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await ask(stubs, rpc, T0, T0 + timedelta(days=3650), timedelta(seconds=1))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problem = field_violations(raised.value)["history_interval"]
+    assert "315360000 intervals" in problem and "max_history_intervals" in problem
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await ask(stubs, rpc, T0, T0 + timedelta(minutes=501), timedelta(minutes=1))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_interval_limit_is_a_setting(database):
+    settings = database.model_copy(update={"max_history_intervals": 10})
+    with running_server(settings) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stubs = SimpleNamespace(flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel))
+            assert len(await history(stubs, T0, T0 + hours(10), hours(1))) == 10
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await history(stubs, T0, T0 + hours(11), hours(1))
+    assert "more than the 10 allowed" in field_violations(raised.value)["history_interval"]
 
 
 async def test_runs_are_counted_in_the_interval_of_their_expected_start_time(stubs):
@@ -139,7 +178,9 @@ async def test_filters_narrow_the_runs(stubs):
     assert list(none.states) == []
 
 
-@pytest.mark.parametrize("interval", [timedelta(0), timedelta(milliseconds=999)])
+@pytest.mark.parametrize(
+    "interval", [timedelta(0), timedelta(milliseconds=999), timedelta(seconds=-5)]
+)
 async def test_an_interval_under_one_second_is_invalid(stubs, interval):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await history(stubs, T0, T0 + hours(1), interval)
@@ -173,3 +214,13 @@ async def test_an_end_not_after_the_start_has_no_intervals(stubs):
     await make_run(stubs, flow.id, state=scheduled(T0))
     assert await history(stubs, T0 + hours(1), T0, hours(1)) == []
     assert await history(stubs, T0, T0, hours(1)) == []
+
+
+@pytest.mark.parametrize("rpc", ["StreamFlowRunHistory", "ReadFlowRunHistory"])
+async def test_an_absurdly_long_interval_is_invalid(stubs, rpc):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await ask(stubs, rpc, T0, T0 + hours(1), Duration(seconds=2**63 - 1))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(raised.value)["history_interval"].startswith(
+        "must be a duration of at most 315576000000 s (10,000 years)"
+    )

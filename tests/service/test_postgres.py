@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from harness import postgres_schema
 
+from flowrpc.server.errors import ResourceExhausted
 from flowrpc.server.storage.database import Database
 
 POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
@@ -31,9 +32,12 @@ def scalar(sql: str):
 async def test_a_statement_past_the_timeout_is_cancelled(url):
     db = Database(url.render_as_string(hide_password=False), statement_timeout=0.2)
     try:
-        with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
+        with pytest.raises(ResourceExhausted, match="statement_timeout_seconds"):
             await db.read(scalar("SELECT pg_sleep(2)"))
         assert await db.read(scalar("SELECT 1")) == 1  # the pool goes on serving
+        with pytest.raises(ResourceExhausted, match="statement_timeout_seconds"):
+            await db.write(scalar("SELECT pg_sleep(2)"))
+        assert await db.write(scalar("SELECT 1")) == 1
     finally:
         db.close()
 

@@ -127,6 +127,9 @@ _BY_CODE: dict[grpc.StatusCode, type[FlowRPCError]] = {
 }
 
 
+_REQUEST_TOO_LARGE = "SERVER: Received message larger than max"
+
+
 def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
     if isinstance(error, grpc.aio.AioRpcError):
         # rpc_status.from_call is for sync calls; an aio error carries the same trailer.
@@ -161,4 +164,7 @@ def from_rpc_error(error: grpc.RpcError) -> FlowRPCError:
                     FieldViolation(v.field, v.description) for v in bad_request.field_violations
                 )
         fields["field_violations"] = violations
+    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and message.startswith(_REQUEST_TOO_LARGE):
+        # gRPC itself refused the request, before the server's code: name the setting.
+        message += ": over the server's max_request_bytes (FLOWRPC_MAX_REQUEST_BYTES)"
     return _BY_CODE.get(code, FlowRPCError)(message, code=code, **fields)

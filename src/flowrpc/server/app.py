@@ -16,7 +16,8 @@ from grpc_reflection.v1alpha import reflection
 
 from flowrpc.server.background.services import start_services
 from flowrpc.server.ids import now_micros
-from flowrpc.server.interceptors import ApiKeyInterceptor, ErrorInterceptor
+from flowrpc.server.interceptors import ApiKeyInterceptor, ErrorInterceptor, LimitsInterceptor
+from flowrpc.server.limits import MAX_RESPONSE_BYTES, RequestLimits
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
@@ -49,7 +50,6 @@ SERVICES = [
     (work_pool_service_pb2, work_pool_service_pb2_grpc, WorkPoolService, "WorkPoolService"),
     (task_run_service_pb2, task_run_service_pb2_grpc, TaskRunService, "TaskRunService"),
 ]
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -113,14 +113,19 @@ async def start_server(settings: Settings) -> Server:
     # Page tokens are signed with a secret that every replica reads from the database.
     page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
     needs = {FlowRunService: (page_tokens,)}
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        ErrorInterceptor(),
+        LimitsInterceptor(RequestLimits(settings)),
+    ]
     if settings.api_key:
         interceptors.insert(0, ApiKeyInterceptor(settings.api_key))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Larger requests get RESOURCE_EXHAUSTED from gRPC before any of ours runs.
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            # LimitsInterceptor keeps responses within this; gRPC enforces it for the others.
+            ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
             # Clients ping every 60 s during long calls (streams); accept that.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and

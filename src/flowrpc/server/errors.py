@@ -3,11 +3,36 @@
 
 from __future__ import annotations
 
+# An error travels in trailing metadata, which gRPC clients cap at 8 KiB by default (over it, the
+# caller sees RESOURCE_EXHAUSTED instead of the error). Its message goes twice, percent-encoded in
+# grpc-message and base64 in the rich status with the violations: these bounds, in UTF-8 bytes,
+# keep the whole under 8 KiB whatever the text.
+MAX_MESSAGE = 1_000
+MAX_FIELD = 100
+MAX_DESCRIPTION = 300
+MAX_VIOLATIONS = 5
+QUOTED = 40  # characters of a bad value quoted back to the caller
+
+
+def quote(value: object) -> str:
+    """A bad value as an error quotes it: repr() of at most its first QUOTED characters."""
+    text = str(value)
+    return repr(text) if len(text) <= QUOTED else f"{text[:QUOTED]!r}..."
+
+
+def clip(text: str, limit: int) -> str:
+    """The text, cut to at most `limit` bytes of UTF-8 (ending in "...") when longer."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "..."
+
 
 class ServiceError(Exception):
     """An error the caller can act on. `reason` is UPPER_SNAKE, stable, machine-readable."""
 
     def __init__(self, reason: str, message: str) -> None:
+        message = clip(message, MAX_MESSAGE)
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -29,10 +54,18 @@ class Unauthenticated(ServiceError):
     pass
 
 
+class ResourceExhausted(ServiceError):
+    """A call hit a limit of the server's resources (time, memory); the setting is named."""
+
+
 class InvalidArgument(ServiceError):
     """Malformed input; `violations` maps field paths to what is wrong with them."""
 
     def __init__(self, violations: dict[str, str], reason: str = "INVALID_ARGUMENT") -> None:
+        violations = {
+            clip(field, MAX_FIELD): clip(problem, MAX_DESCRIPTION)
+            for field, problem in list(violations.items())[:MAX_VIOLATIONS]
+        }
         message = "; ".join(f"{field}: {problem}" for field, problem in violations.items())
         super().__init__(reason, message)
         self.violations = violations
@@ -40,6 +73,5 @@ class InvalidArgument(ServiceError):
 
 def not_found(kind: str, key: str) -> NotFound:
     """NotFound for a missing object: not_found("flow run", id) -> FLOW_RUN_NOT_FOUND."""
-    return NotFound(
-        f"{kind.replace(' ', '_').upper()}_NOT_FOUND", f"{kind.capitalize()} {key!r} not found."
-    )
+    reason = f"{kind.replace(' ', '_').upper()}_NOT_FOUND"
+    return NotFound(reason, f"{kind.capitalize()} {quote(key)} not found.")

@@ -15,6 +15,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from flowrpc.server import errors
+from flowrpc.server.limits import RequestLimits, serialized
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +26,20 @@ CODES = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 FLOWRPC_SERVICES = "/flowrpc."
 # Probes and tooling must work without a key.
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.RpcMethodHandler:
-    """The same handler with its behaviour passed through `around`, and a request that does
-    not decode passed to it as Undecodable."""
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    around: Callable[..., Any],
+    response_serializer: Callable[[Any], bytes] | None = None,
+) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour passed through `around` (and, when given, another
+    response serializer), and a request that does not decode passed to it as Undecodable."""
     if handler.unary_unary:
         factory, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
     elif handler.unary_stream:
@@ -43,7 +49,7 @@ def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.Rp
     return factory(
         around(behaviour, streaming=handler.unary_stream is not None),
         request_deserializer=_tolerant(handler.request_deserializer),
-        response_serializer=handler.response_serializer,
+        response_serializer=response_serializer or handler.response_serializer,
     )
 
 
@@ -170,6 +176,45 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         # Health and reflection handle their own errors, all but undecodable requests.
         guard = _guard if details.method.startswith(FLOWRPC_SERVICES) else _decode_only
         return _wrap(handler, functools.partial(guard, method=details.method))
+
+
+class LimitsInterceptor(grpc.aio.ServerInterceptor):
+    """Checks each flowrpc request against the size limits before its servicer runs, and each
+    response against what a default gRPC client accepts. Responses leave here serialized (the
+    size check needs the bytes, so they are made once, here); interceptors placed before this one
+    (errors, keys) see bytes, not messages. Place it after ErrorInterceptor, which reports what
+    it raises."""
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self._limits = limits
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(FLOWRPC_SERVICES):
+            return handler
+        return _wrap(handler, self._around, response_serializer=_as_is)
+
+    def _around(self, behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+        check = self._limits.check
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            check(request)
+            return serialized(await behaviour(request, context))
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            check(request)
+            async for item in behaviour(request, context):
+                yield serialized(item)
+
+        return stream if streaming else unary
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):

@@ -229,7 +229,11 @@ class ListFlowRunsResponse(_message.Message):
     next_page_token: _builtins.str
     """Empty when there are no more runs."""
     @_builtins.property
-    def flow_runs(self) -> _containers.RepeatedCompositeFieldContainer[_flow_run_pb2.FlowRun]: ...
+    def flow_runs(self) -> _containers.RepeatedCompositeFieldContainer[_flow_run_pb2.FlowRun]:
+        """Fewer than the limit when that many runs would make the response larger than the 4 MiB a
+        gRPC client accepts by default: only next_page_token tells whether more runs follow.
+        """
+
     def __init__(
         self,
         *,

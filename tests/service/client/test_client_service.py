@@ -15,6 +15,7 @@ from flowrpc.client import (
     InvalidRequest,
     ObjectAlreadyExists,
     ObjectNotFound,
+    ResourceExhausted,
 )
 from flowrpc.schemas.actions import WorkPoolCreate
 from flowrpc.schemas.filters import (
@@ -81,6 +82,13 @@ async def test_read_missing_flow_is_object_not_found(client):
         await client.read_flow(uuid4())
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
     assert caught.value.reason == "FLOW_NOT_FOUND"
+
+
+async def test_a_request_over_max_request_bytes_names_the_setting(client):
+    with pytest.raises(ResourceExhausted) as caught:
+        await client.create_flow_from_name("n" * 5_000_000)
+    assert "Received message larger than max" in caught.value.message
+    assert "FLOWRPC_MAX_REQUEST_BYTES" in caught.value.message
 
 
 # ---- deployments and work pools ----

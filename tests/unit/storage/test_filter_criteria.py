@@ -7,7 +7,9 @@ import uuid
 import orjson
 import sqlalchemy as sa
 
+from flowrpc.server.storage import flow_runs
 from flowrpc.server.storage.filters import REMEMBERED_FILTER_BYTES, flow_run_criteria
+from flowrpc.server.storage.tables import metadata
 
 
 def sql(conn, criteria) -> str:
@@ -30,3 +32,18 @@ def test_equal_filter_sets_share_criteria_and_large_ones_are_built_each_time():
         assert first is not second
         assert sql(conn, first) == sql(conn, second)
         assert ids[-1] in sql(conn, first)
+
+
+def test_counts_of_large_filter_sets_keep_nothing():
+    """A kept count statement would hold its filter's lists (10,000 ids) until 256 others came."""
+    engine = sa.create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.connect() as conn:
+        kept = flow_runs._count_of.cache_info().currsize
+        for _ in range(3):
+            many = {"flow_runs": {"id": {"any_of": [str(uuid.uuid4()) for _ in range(1000)]}}}
+            assert flow_runs.count_flow_runs(conn, many) == 0
+        assert flow_runs._count_of.cache_info().currsize == kept
+        small = {"flow_runs": {"name": {"like": uuid.uuid4().hex}}}  # new to this process
+        assert flow_runs.count_flow_runs(conn, small) == 0
+        assert flow_runs._count_of.cache_info().currsize == kept + 1

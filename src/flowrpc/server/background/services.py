@@ -12,19 +12,31 @@ from flowrpc.server.ids import now_micros
 from flowrpc.server.storage import maintenance
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
+from flowrpc.server.storage.maintenance import RunFailed
 from flowrpc.settings import Settings
 
 log = logging.getLogger(__name__)
 Pass = Callable[[], Awaitable[int]]
 
 
-def _in_batches(db: Database, batch: int, write: Callable[..., int], *args: Any) -> Pass:
-    """A pass: write(conn, batch, now, *args) until a batch changes fewer than `batch` runs."""
+def _in_batches(db: Database, name: str, batch: int, write: Callable[..., int], *args: Any) -> Pass:
+    """A pass: write(conn, batch, now, skip, *args) until a batch changes fewer than `batch`
+    runs. A run that fails its batch (RunFailed) is skipped for the rest of the pass, and the
+    batch runs again without it; it is tried again next pass, and logged the first time only,
+    so a bad row costs one log line, not one a pass."""
+    reported: set[str] = set()
 
     async def one_pass() -> int:
-        total = 0
+        total, skip = 0, frozenset[str]()
         while True:
-            changed = await db.write(write, batch, now_micros(), *args)
+            try:
+                changed = await db.write(write, batch, now_micros(), skip, *args)
+            except RunFailed as failed:
+                if failed.run_id not in reported:
+                    reported.add(failed.run_id)
+                    log.warning("%s: run %s skipped: %s", name, failed.run_id, failed.reason)
+                skip |= {failed.run_id}
+                continue
             total += changed
             if changed < batch:
                 return total
@@ -50,11 +62,13 @@ def start_services(
     services = []
     if settings.late_runs_enabled:
         late_after = int(settings.late_runs_after_seconds * 1_000_000)
-        one_pass = _in_batches(db, settings.batch_size, maintenance.mark_late_runs, late_after)
-        services.append(_every(settings.late_runs_loop_seconds, "late runs", one_pass, leadership))
-    if settings.pause_expirations_enabled:
-        one_pass = _in_batches(db, settings.batch_size, maintenance.fail_expired_pauses)
-        services.append(
-            _every(settings.pause_expirations_loop_seconds, "expired pauses", one_pass, leadership)
+        name = "late runs"
+        one_pass = _in_batches(
+            db, name, settings.batch_size, maintenance.mark_late_runs, late_after
         )
+        services.append(_every(settings.late_runs_loop_seconds, name, one_pass, leadership))
+    if settings.pause_expirations_enabled:
+        name = "expired pauses"
+        one_pass = _in_batches(db, name, settings.batch_size, maintenance.fail_expired_pauses)
+        services.append(_every(settings.pause_expirations_loop_seconds, name, one_pass, leadership))
     return [asyncio.create_task(service) for service in services]

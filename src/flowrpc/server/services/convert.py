@@ -18,7 +18,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from flowrpc.server.errors import InvalidArgument
+from flowrpc.server.errors import InvalidArgument, quote
 from flowrpc.server.ids import new_id
 from flowrpc.server.orchestration import Decision
 from flowrpc.server.orchestration.records import (
@@ -152,7 +152,7 @@ def require_id(value: str, field: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise InvalidArgument({field: f"must be a UUID, got {value!r}"}) from None
+        raise InvalidArgument({field: f"must be a UUID, got {quote(value)}"}) from None
 
 
 def optional_id(value: str, field: str) -> str | None:

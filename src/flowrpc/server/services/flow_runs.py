@@ -7,6 +7,7 @@ from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
+from flowrpc.server.limits import fitted, split
 from flowrpc.server.orchestration.records import State, StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.services import convert as c
@@ -18,7 +19,6 @@ from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
-MAX_INTERVALS = 500
 BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk calls
 UPDATABLE = {
     "name",
@@ -98,11 +98,18 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         response = pb.ListFlowRunsResponse(
             flow_runs=[c.flow_run_fields(row, now) for row in rows[:limit]]
         )
-        if len(rows) > limit > 0:
-            last = rows[limit - 1]
-            key = storage.SORTS[sort].row_key(last)
-            response.next_page_token = self.page_tokens.encode(request.filter, sort, key, last.id)
-        return response
+
+        def continue_after(shown: int) -> None:
+            response.next_page_token = ""
+            if len(rows) > shown > 0:
+                last = rows[shown - 1]
+                key = storage.SORTS[sort].row_key(last)
+                token = self.page_tokens.encode(request.filter, sort, key, last.id)
+                response.next_page_token = token
+
+        continue_after(len(response.flow_runs))
+        # A page of large runs holds fewer, and its token continues after the last one it holds.
+        return fitted(response, "flow_runs", continue_after)
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context: Any) -> Any:
         count = await self.db.read(storage.count_flow_runs, c.filters(request.filter))
@@ -171,7 +178,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def _history(self, request: Any) -> list[dict[str, Any]]:
         """The intervals of a history request, as HistoryInterval's constructor takes them."""
         start, end, interval = _history_window(request)
-        intervals = max(0, min(MAX_INTERVALS, -(-(end - start) // interval)))
+        intervals = _interval_count(start, end, interval, self.settings.max_history_intervals)
         now = now_micros()
         filters = c.filters(request.filter)
         rows = await self.db.read(flow_run_history, filters, start, interval, intervals, now)
@@ -202,7 +209,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         proposal = c.proposed_state(request.state, now)
         async for ids in self._chunks(request):
             results = await self.db.write(storage.bulk_set_state, ids, proposal, request.force, now)
-            yield pb.BulkSetFlowRunStateResponse(
+            response = pb.BulkSetFlowRunStateResponse(
                 results=[
                     pb.BulkSetFlowRunStateResult(
                         flow_run_id=run_id, result=c.result_to_proto(o.decision, o.state)
@@ -210,6 +217,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     for run_id, o in results
                 ]
             )
+            for message in split(response, "results"):  # states with large data: several
+                yield message
             now = now_micros()
 
     async def BulkDeleteFlowRuns(
@@ -254,6 +263,21 @@ def _history_window(request: Any) -> tuple[int, int, int]:
     if violations:
         raise InvalidArgument(violations)
     return start, end, interval  # type: ignore[return-value]
+
+
+def _interval_count(start: int, end: int, interval: int, most: int) -> int:
+    """How many intervals cover [start, end) (none when end is not after start); more than
+    `most` is refused rather than cut short, so no caller takes a partial history for whole."""
+    count = max(0, -(-(end - start) // interval))
+    if count > most:
+        raise InvalidArgument(
+            {
+                "history_interval": f"this window takes {count} intervals, more than the "
+                f"{most} allowed (setting max_history_intervals): lengthen the interval or "
+                "shorten the window"
+            }
+        )
+    return count
 
 
 def _graph_node(row: Any, now: int) -> graph_pb2.FlowRunGraphNode:

@@ -6,6 +6,12 @@ commits many calls per transaction (group commit), each call in its own SAVEPOIN
 call never undoes another: writers never wait on each other's locks, so "database is locked" cannot
 reach a caller. PostgreSQL takes writes from a thread pool, one transaction per call; row locks
 (SELECT ... FOR UPDATE) keep concurrent transitions, and several replicas, safe.
+
+Every statement has a time budget (`statement_timeout`): PostgreSQL's own statement_timeout, and on
+SQLite a read call is interrupted once it has run that long. A read whose caller went away (deadline
+or cancel) is interrupted too, so no reader thread keeps working for nobody. Writes are not
+interrupted on SQLite: a group commits many callers' work at once, and no write selects by a
+caller's filter (bulk calls select their runs with reads, then write them by id).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +30,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from flowrpc.server.errors import ResourceExhausted
 from flowrpc.server.storage.migrate import upgrade
+from flowrpc.server.storage.tables import SQLITE_JSON_CODEC
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,6 +48,8 @@ MAX_GROUP = 256  # calls committed together at most
 STATISTICS_CHECK = 1000  # SQLite write calls between checks that planner statistics are fresh
 SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite's synchronous levels one may choose
 MIGRATION_LOCK = 0x666C6F77  # advisory lock key ("flow") held while migrating
+REINTERRUPT = 0.05  # seconds between interrupts of a stopped read still running (see _Call)
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement timeout or cancel request
 
 
 class Database:
@@ -56,6 +67,7 @@ class Database:
         # of 200 runs and 1,832-2,081 counts/s; 2 gave 109-125 and 2,183-2,253 (alternate runs).
         self.url = sa.make_url(url)
         self.dialect = self.url.get_backend_name()
+        self.statement_timeout = statement_timeout
         if self.dialect == "sqlite":
             self._read_engine = _sqlite_engine(
                 self.url, immediate=False, pool_size=readers, synchronous=synchronous
@@ -87,22 +99,127 @@ class Database:
                 refresh_statistics(conn)
 
     async def read(self, fn: StorageFn[T], *args: Any) -> T:
+        """Runs fn(conn, *args) on a reader thread, within the statement time budget; cancelling
+        the awaiting task (the call's deadline passed, or its client cancelled) interrupts it."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._read_now, fn, args)
+        call = _Call()
+        if self.dialect == "sqlite":  # PostgreSQL keeps its statement_timeout itself
+            call.timer = loop.call_later(self.statement_timeout, self._watch, call, loop)
+        try:
+            return await loop.run_in_executor(self._readers, self._read_now, call, fn, args)
+        except asyncio.CancelledError:
+            call.stopped = call.stopped or "cancelled"
+            self._watch(call, loop)
+            raise
+        except sa.exc.DBAPIError as error:
+            if call.stopped or _timed_out(error):
+                raise over_budget(self.statement_timeout) from error
+            raise
+        finally:
+            if call.timer and call.stopped != "cancelled":
+                call.timer.cancel()
 
-    def _read_now(self, fn: StorageFn[T], args: tuple[Any, ...]) -> T:
+    def _read_now(self, call: _Call, fn: StorageFn[T], args: tuple[Any, ...]) -> T | None:
         with self._read_engine.connect() as conn:
-            return fn(conn, *args)
+            if not call.bind(conn.connection.driver_connection):
+                return None  # stopped before it started; nobody waits for the result
+            try:
+                return fn(conn, *args)
+            finally:
+                call.unbind()
+
+    def _watch(self, call: _Call, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: stops a read that has run past the budget (counted from its start,
+        not from when it was queued), and interrupts a stopped read again until it ends."""
+        if call.stopped is None:
+            if call.started is None:  # still queued
+                due = self.statement_timeout
+            else:
+                due = call.started + self.statement_timeout - time.monotonic()
+            if due > 0:
+                call.timer = loop.call_later(due, self._watch, call, loop)
+                return
+            call.stopped = "budget"
+        if not call.running:
+            return
+        if self.dialect == "sqlite":
+            call.interrupt(_interrupt_sqlite)
+        else:  # a cancel request is a round trip to the server: not on the event loop
+            loop.run_in_executor(None, call.interrupt, _cancel_postgres)
+        call.timer = loop.call_later(REINTERRUPT, self._watch, call, loop)
 
     async def write(self, fn: StorageFn[T], *args: Any) -> T:
         """Runs fn(conn, *args) in a transaction that commits before this returns."""
-        return await self._writer.submit(fn, args)
+        try:
+            return await self._writer.submit(fn, args)
+        except sa.exc.DBAPIError as error:
+            if _timed_out(error):
+                raise over_budget(self.statement_timeout) from error
+            raise
 
     def close(self) -> None:
         self._writer.close()
         self._readers.shutdown(wait=True)
         self._read_engine.dispose()
         self._write_engine.dispose()
+
+
+class _Call:
+    """One read's hold on its database connection, so the event loop can interrupt it. The lock
+    makes sure an interrupt reaches this call's statements, never those of the next call that
+    takes the connection from the pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._driver: Any = None
+        self.started: float | None = None
+        self.stopped: str | None = None  # why: "budget" or "cancelled"
+        self.timer: asyncio.TimerHandle | None = None
+
+    def bind(self, driver: Any) -> bool:
+        """Called by the reader thread before it runs the call; False if already stopped."""
+        with self._lock:
+            if self.stopped:
+                return False
+            self._driver, self.started = driver, time.monotonic()
+            return True
+
+    def unbind(self) -> None:
+        with self._lock:
+            self._driver = None
+
+    @property
+    def running(self) -> bool:
+        return self._driver is not None
+
+    def interrupt(self, how: Callable[[Any], None]) -> None:
+        """Interrupts the running statement, if the call still runs. (SQLite forgets an
+        interrupt that comes between two statements: the caller repeats it while running.)"""
+        with self._lock:
+            if self._driver is not None:
+                how(self._driver)
+
+
+def _interrupt_sqlite(driver: Any) -> None:
+    driver.interrupt()  # thread-safe; the statement stops at its next row
+
+
+def _cancel_postgres(driver: Any) -> None:
+    driver.cancel()
+
+
+def _timed_out(error: sa.exc.DBAPIError) -> bool:
+    """Whether PostgreSQL cancelled the statement (its statement_timeout, as we cancel only
+    reads whose caller is gone)."""
+    return getattr(error.orig, "sqlstate", None) == QUERY_CANCELED
+
+
+def over_budget(seconds: float) -> ResourceExhausted:
+    return ResourceExhausted(
+        "STATEMENT_TIMEOUT",
+        f"The query ran past the statement time budget of {seconds:g} s (setting "
+        "statement_timeout_seconds, FLOWRPC_STATEMENT_TIMEOUT_SECONDS): narrow the filter.",
+    )
 
 
 def refresh_statistics(conn: Connection) -> None:
@@ -140,7 +257,7 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int, synchronous:
         raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous[:20]!r}")
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, **JSON_CODEC)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, **SQLITE_JSON_CODEC)
 
     @sa.event.listens_for(engine, "connect")
     def _configure(dbapi_conn: Any, _record: Any) -> None:

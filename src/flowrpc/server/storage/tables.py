@@ -6,13 +6,36 @@ PostgreSQL alike; JSON values use JSONB on PostgreSQL. A run row carries its cur
 name and timestamp, so filters and sorts never join the state history.
 """
 
+import math
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
+INT64 = range(-(2**63), 2**63)
+
+
+def _sqlite_json_dumps(value: Any) -> Any:
+    """On SQLite a JSON column (declared JSON) has NUMERIC affinity: the text "42" would be
+    stored as the number 42, and SQLite's text-to-number conversion rounds some doubles wrongly
+    (-2.0488198407975285e-302). So a number document is bound as the number, stored exactly."""
+    kind = type(value)
+    if (kind is float and math.isfinite(value)) or (kind is int and value in INT64):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _sqlite_json_loads(value: Any) -> Any:
+    """An SQL number in a JSON column is that JSON number; rows that earlier versions wrote as
+    text read back too, the affinity having made them numbers."""
+    return value if type(value) in (int, float) else orjson.loads(value)
+
+
+# How SQLite engines encode and decode JSON columns; JSONB keeps numbers as numbers by itself.
+SQLITE_JSON_CODEC = {"json_serializer": _sqlite_json_dumps, "json_deserializer": _sqlite_json_loads}
 
 
 def _json(nullable: bool = True) -> Any:

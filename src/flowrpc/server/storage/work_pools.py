@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from flowrpc.server.errors import AlreadyExists, NotFound, not_found
+from flowrpc.server.errors import AlreadyExists, NotFound, not_found, quote
 from flowrpc.server.ids import new_id
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
@@ -25,7 +25,7 @@ QUEUE_READ = sa.select(t.work_queue, t.work_pool.c.name.label("work_pool_name"))
 def create_work_pool(conn: Connection, values: dict[str, Any], now: int) -> Row[Any]:
     if _pool_by_name(conn, values["name"]) is not None:
         raise AlreadyExists(
-            "WORK_POOL_ALREADY_EXISTS", f"Work pool {values['name']!r} already exists."
+            "WORK_POOL_ALREADY_EXISTS", f"Work pool {quote(values['name'])} already exists."
         )
     pool_id = new_id()
     try:  # PostgreSQL: a concurrent create of the name may commit first
@@ -95,7 +95,7 @@ def create_work_queue(
     if _queue(conn, pool.id, values["name"]) is not None:
         raise AlreadyExists(
             "WORK_QUEUE_ALREADY_EXISTS",
-            f"Work pool queue '{pool_name}/{values['name']}' already exists.",
+            f"Work pool queue {quote(pool_name + '/' + values['name'])} already exists.",
         )
     try:  # PostgreSQL: a concurrent create of the name may commit first
         with conn.begin_nested():
@@ -137,13 +137,14 @@ def resolve_work_queue(
         return None
     pool = _pool_by_name(conn, pool_name)
     if pool is None:
-        raise NotFound("WORK_POOL_NOT_FOUND", f'Work pool "{pool_name}" not found.')
+        raise NotFound("WORK_POOL_NOT_FOUND", f"Work pool {quote(pool_name)} not found.")
     queue = _queue(conn, pool.id, queue_name or DEFAULT_QUEUE)
     if queue is None and create:
         _insert_queue(conn, pool.id, {"name": queue_name}, now)
         queue = _queue(conn, pool.id, queue_name or DEFAULT_QUEUE)
     if queue is None:
         raise NotFound(
-            "WORK_QUEUE_NOT_FOUND", f"Work pool queue '{pool_name}/{queue_name}' not found."
+            "WORK_QUEUE_NOT_FOUND",
+            f"Work pool queue {quote(f'{pool_name}/{queue_name}')} not found.",
         )
     return queue
