@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,9 @@ DURATION_EDGES = [0, 1, -1, 315_576_000_000, -315_576_000_000, 2**63 - 1, -(2**6
 LONG_LENGTHS = [1_000, 10_000]
 HUGE_LENGTHS = [1_001, 7_000, 50_000, 70_000]
 
+# A string that does not compress: PostgreSQL keeps index entries up to 2,704 bytes, and a long
+# name of one repeated character would compress below that and hide the limit.
+VARIED = "".join(chr(random.Random(14).randrange(0x20, 0x2FF)) for _ in range(9_000))
 # Any Unicode text but surrogates (which no protobuf string can hold).
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 ODD_STRINGS = [
@@ -100,6 +104,7 @@ def strings(known: tuple[str, ...], huge: bool = True) -> st.SearchStrategy[str]
     """Known ids and names (so calls reach storage), odd and huge strings, any text."""
     options = [TEXT, st.sampled_from(ODD_STRINGS), st.uuids().map(str)]
     if huge:
+        options.append(st.just(VARIED))
         lengths = st.sampled_from(HUGE_LENGTHS)
         options.append(st.builds(lambda char, n: char * n, st.sampled_from("fa_%é"), lengths))
     if known:

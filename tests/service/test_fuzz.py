@@ -25,7 +25,7 @@ from typing import Any
 
 import grpc
 import pytest
-from fuzzing import Rpc, all_rpcs, mutated, raw_bytes
+from fuzzing import VARIED, Rpc, all_rpcs, mutated, raw_bytes
 from fuzzing import messages as message_strategy
 from google.protobuf import struct_pb2, text_format
 from google.protobuf.message import DecodeError, Message
@@ -435,6 +435,10 @@ def issue_14_shapes(t: Targets) -> Iterator[tuple[str, Message | bytes]]:
     # 6 and 7: undecodable bytes; an id that the error would echo.
     yield "GetFlow", bytes.fromhex("0affffffff0f78")
     yield "GetFlow", fl.GetFlowRequest(id="f" * 7000)
+    # Long names that do not compress (PostgreSQL's index entries hold 2,704 bytes).
+    yield "CreateFlow", fl.CreateFlowRequest(name=VARIED)
+    yield "CreateWorkPool", wp.CreateWorkPoolRequest(name=VARIED)
+    yield "CreateFlowRun", fr.CreateFlowRunRequest(flow_id=t.flow_id, idempotency_key=VARIED)
     # 8: a name larger than a default client accepts in one answer.
     yield "CreateFlow", fl.CreateFlowRequest(name="n" * (5 * 1024 * 1024))
     yield "ListFlows", fl.ListFlowsRequest()
