@@ -435,6 +435,20 @@ def issue_14_shapes(t: Targets) -> Iterator[tuple[str, Message | bytes]]:
     # 6 and 7: undecodable bytes; an id that the error would echo.
     yield "GetFlow", bytes.fromhex("0affffffff0f78")
     yield "GetFlow", fl.GetFlowRequest(id="f" * 7000)
+    # NUL characters, which PostgreSQL's text and jsonb refuse (SQLite keeps them).
+    nul = struct_pb2.Struct()
+    nul.update({"\x00": "a\x00b"})
+    yield "CreateFlow", fl.CreateFlowRequest(name="nul\x00name")
+    yield "GetFlowByName", fl.GetFlowByNameRequest(name="\x00")
+    yield "CreateFlowRun", fr.CreateFlowRunRequest(flow_id=t.flow_id, parameters=nul)
+    yield (
+        "SetFlowRunState",
+        fr.SetFlowRunStateRequest(
+            flow_run_id=run, state=state(RUNNING, message="\x00", data=data("\x00")), force=True
+        ),
+    )
+    tags = f.FlowFilterTags(all_of=f.StringList(values=["\x00"]))
+    yield "ListFlows", fl.ListFlowsRequest(flows=f.FlowFilter(tags=tags))
     # Long names that do not compress (PostgreSQL's index entries hold 2,704 bytes).
     yield "CreateFlow", fl.CreateFlowRequest(name=VARIED)
     yield "CreateWorkPool", wp.CreateWorkPoolRequest(name=VARIED)
