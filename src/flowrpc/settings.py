@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,11 @@ class Settings(BaseSettings):
     )
     max_history_intervals: int = Field(
         default=500, ge=1, description="The most intervals one flow-run history call may ask for."
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite: NORMAL (WAL) survives a crash of the server; a power loss may lose "
+        "the last commits but never corrupts. FULL syncs every commit to disk as well.",
     )
     host: str = "127.0.0.1"
     port: int = 4250

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from harness import running_server
 
 from flowrpc.server.ids import now_micros
 from flowrpc.server.orchestration.records import StateType
@@ -16,6 +17,7 @@ from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.storage import flow_runs, flows
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.database import STATISTICS_CHECK, Database
+from flowrpc.settings import Settings
 
 READ = {"flow_runs": {"state": {"name": {"any_of": ["Scheduled", "Late"]}}}}
 
@@ -79,3 +81,28 @@ async def test_a_failing_call_undoes_only_itself(tmp_path):
         assert (await db.write(flows.create_flow, {"name": "later"}, now_micros()))[1]
     finally:
         db.close()
+
+
+def _synchronous(conn) -> int:
+    return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+
+@pytest.mark.parametrize(("setting", "level"), [(None, 1), ("NORMAL", 1), ("FULL", 2)])
+async def test_the_synchronous_setting_reaches_every_connection(
+    tmp_path, monkeypatch, setting, level
+):
+    """FLOWRPC_SQLITE_SYNCHRONOUS sets the pragma on the writer's and the readers' connections
+    (SQLite numbers NORMAL 1 and FULL 2); NORMAL by default."""
+    if setting:
+        monkeypatch.setenv("FLOWRPC_SQLITE_SYNCHRONOUS", setting)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'flowrpc.db'}", port=0)
+    with running_server(settings) as server:
+        assert await server.db.write(_synchronous) == level
+        readers = await asyncio.gather(*(server.db.read(_synchronous) for _ in range(4)))
+        assert set(readers) == {level}
+
+
+def test_an_unknown_synchronous_level_is_refused(monkeypatch):
+    monkeypatch.setenv("FLOWRPC_SQLITE_SYNCHRONOUS", "OFF")  # could corrupt on power loss
+    with pytest.raises(ValueError, match="sqlite_synchronous"):
+        Settings()

@@ -118,6 +118,7 @@ async def start_server(settings: Settings) -> Server:
         settings.resolved_database_url(),
         pool_size=settings.database_pool_size,
         statement_timeout=settings.statement_timeout_seconds,
+        synchronous=settings.sqlite_synchronous,
     )
     db.migrate()
     keys = KeyRing(db.url, settings.api_key, settings.api_keys_refresh_seconds)

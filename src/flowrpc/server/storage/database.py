@@ -46,6 +46,7 @@ JSON_CODEC = {
 }
 MAX_GROUP = 256  # calls committed together at most
 STATISTICS_CHECK = 1000  # SQLite write calls between checks that planner statistics are fresh
+SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite's synchronous levels one may choose
 MIGRATION_LOCK = 0x666C6F77  # advisory lock key ("flow") held while migrating
 REINTERRUPT = 0.05  # seconds between interrupts of a stopped read still running (see _Call)
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement timeout or cancel request
@@ -53,7 +54,13 @@ QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement timeout or can
 
 class Database:
     def __init__(
-        self, url: str, *, readers: int = 2, pool_size: int = 8, statement_timeout: float = 30.0
+        self,
+        url: str,
+        *,
+        readers: int = 2,
+        pool_size: int = 8,
+        statement_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
     ) -> None:
         # Two reader threads: their Python half (rows, JSON) holds the GIL, so more readers
         # only contend with the event loop. At 16 reads in flight, 4 readers gave 87-119 reads/s
@@ -62,9 +69,13 @@ class Database:
         self.dialect = self.url.get_backend_name()
         self.statement_timeout = statement_timeout
         if self.dialect == "sqlite":
-            self._read_engine = _sqlite_engine(self.url, immediate=False, pool_size=readers)
+            self._read_engine = _sqlite_engine(
+                self.url, immediate=False, pool_size=readers, synchronous=synchronous
+            )
             # One connection for the writer thread, one for set-up (migrations, statistics).
-            self._write_engine = _sqlite_engine(self.url, immediate=True, pool_size=2)
+            self._write_engine = _sqlite_engine(
+                self.url, immediate=True, pool_size=2, synchronous=synchronous
+            )
             self._writer: _Writer = _GroupCommitWriter(self._write_engine)
         else:
             # A bounded pool; pre-ping replaces connections the database dropped (a restart).
@@ -241,7 +252,9 @@ def _stale(conn: Connection, runs: int) -> bool:
     return runs > 2 * analyzed + 1000 or runs < analyzed // 2
 
 
-def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> Engine:
+def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int, synchronous: str) -> Engine:
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous[:20]!r}")
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, **SQLITE_JSON_CODEC)
@@ -252,7 +265,9 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> Engine:
         dbapi_conn.isolation_level = None
         for pragma in (
             "journal_mode=WAL",
-            "synchronous=NORMAL",
+            # WAL with NORMAL never corrupts and survives a killed process; a power loss may
+            # lose the last commits. FULL syncs the WAL on every commit (docs/reliability.md).
+            f"synchronous={synchronous}",
             "foreign_keys=ON",
             "busy_timeout=60000",
         ):

@@ -41,19 +41,28 @@ def create_deployment(
     queue = resolve_work_queue(conn, work_pool_name, values.get("work_queue_name"), True, now)
     if queue is not None:
         values.update(work_queue_id=queue.id, work_queue_name=queue.name)
-    existing = conn.execute(
+    existing = _named(conn, values)
+    if existing is None:
+        deployment_id = new_id()
+        try:  # PostgreSQL: a concurrent create of the name may commit first; then replace it
+            with conn.begin_nested():
+                conn.execute(
+                    sa.insert(t.deployment).values(
+                        **values, id=deployment_id, created=now, updated=now
+                    )
+                )
+            return get_deployment(conn, deployment_id), True
+        except sa.exc.IntegrityError:
+            if (existing := _named(conn, values)) is None:
+                raise
+    conn.execute(sa.update(t.deployment).where(dep.id == existing).values(**values, updated=now))
+    return get_deployment(conn, existing), False
+
+
+def _named(conn: Connection, values: dict[str, Any]) -> str | None:
+    return conn.execute(
         sa.select(dep.id).where(dep.flow_id == values["flow_id"], dep.name == values["name"])
     ).scalar()
-    if existing is not None:
-        conn.execute(
-            sa.update(t.deployment).where(dep.id == existing).values(**values, updated=now)
-        )
-        return get_deployment(conn, existing), False
-    deployment_id = new_id()
-    conn.execute(
-        sa.insert(t.deployment).values(**values, id=deployment_id, created=now, updated=now)
-    )
-    return get_deployment(conn, deployment_id), True
 
 
 def get_deployment(conn: Connection, deployment_id: str) -> Row[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,20 +33,14 @@ def create_task_run(
 ) -> tuple[Row[Any], bool]:
     """Inserts a task run and applies its initial state, forced. Idempotent on
     (flow_run_id, task_key, dynamic_key)."""
-    if values.get("flow_run_id"):
+    keyed = bool(values.get("flow_run_id"))
+    if keyed:
         found = conn.execute(
             sa.select(t.flow_run.c.id).where(t.flow_run.c.id == values["flow_run_id"])
         ).first()
         if found is None:
             raise not_found("flow run", values["flow_run_id"])
-        existing = conn.execute(
-            READ.where(
-                task.flow_run_id == values["flow_run_id"],
-                task.task_key == values["task_key"],
-                task.dynamic_key == values["dynamic_key"],
-            )
-        ).first()
-        if existing is not None:
+        if (existing := _by_key(conn, values)) is not None:
             return existing, False
     task_run_id = new_id()
     values = {
@@ -56,9 +51,26 @@ def create_task_run(
         "updated": now,
         "name": values.get("name") or slug(),
     }
-    conn.execute(sa.insert(t.task_run).values(**values))
+    try:
+        # PostgreSQL: a concurrent create of the same key may commit first; then return its run.
+        with conn.begin_nested() if keyed else contextlib.nullcontext():
+            conn.execute(sa.insert(t.task_run).values(**values))
+    except sa.exc.IntegrityError:
+        if not keyed or (existing := _by_key(conn, values)) is None:
+            raise
+        return existing, False
     set_task_run_state(conn, task_run_id, state, TaskPolicy.MINIMAL, now)
     return get_task_run(conn, task_run_id), True
+
+
+def _by_key(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
+    return conn.execute(
+        READ.where(
+            task.flow_run_id == values["flow_run_id"],
+            task.task_key == values["task_key"],
+            task.dynamic_key == values["dynamic_key"],
+        )
+    ).first()
 
 
 def get_task_run(conn: Connection, task_run_id: str) -> Row[Any]:

@@ -28,7 +28,15 @@ def create_work_pool(conn: Connection, values: dict[str, Any], now: int) -> Row[
             "WORK_POOL_ALREADY_EXISTS", f"Work pool {quote(values['name'])} already exists."
         )
     pool_id = new_id()
-    conn.execute(sa.insert(t.work_pool).values(**values, id=pool_id, created=now, updated=now))
+    try:  # PostgreSQL: a concurrent create of the name may commit first
+        with conn.begin_nested():
+            conn.execute(
+                sa.insert(t.work_pool).values(**values, id=pool_id, created=now, updated=now)
+            )
+    except sa.exc.IntegrityError:
+        raise AlreadyExists(
+            "WORK_POOL_ALREADY_EXISTS", f"Work pool {values['name']!r} already exists."
+        ) from None
     queue = _insert_queue(conn, pool_id, {"name": DEFAULT_QUEUE}, now)
     conn.execute(
         sa.update(t.work_pool).where(t.work_pool.c.id == pool_id).values(default_queue_id=queue)
@@ -89,7 +97,14 @@ def create_work_queue(
             "WORK_QUEUE_ALREADY_EXISTS",
             f"Work pool queue {quote(pool_name + '/' + values['name'])} already exists.",
         )
-    queue_id = _insert_queue(conn, pool.id, values, now)
+    try:  # PostgreSQL: a concurrent create of the name may commit first
+        with conn.begin_nested():
+            queue_id = _insert_queue(conn, pool.id, values, now)
+    except sa.exc.IntegrityError:
+        raise AlreadyExists(
+            "WORK_QUEUE_ALREADY_EXISTS",
+            f"Work pool queue '{pool_name}/{values['name']}' already exists.",
+        ) from None
     return conn.execute(QUEUE_READ.where(t.work_queue.c.id == queue_id)).one()
 
 
