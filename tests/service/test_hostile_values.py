@@ -757,3 +757,38 @@ async def test_undecodable_bytes_are_invalid_and_log_one_line(stubs, caplog, met
     assert len(mentions) == 1, caplog.text
     flow = await make_flow(stubs)  # the server serves on
     assert (await stubs.flows.GetFlow(fl.GetFlowRequest(id=flow.id))).flow.id == flow.id
+
+
+# ---- NUL characters: SQLite keeps them; PostgreSQL cannot, and says so ----
+
+
+async def test_nul_characters_are_kept_or_refused_by_the_database(stubs, database):
+    on_postgres = database.resolved_database_url().startswith("postgresql")
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id)
+    data = struct_pb2.Value(string_value="a\x00b")
+    # Each call, with what SQLite answers (None: OK).
+    calls = [
+        (stubs.flows.CreateFlow(fl.CreateFlowRequest(name="nul\x00flow")), None),
+        (stubs.flows.GetFlowByName(fl.GetFlowByNameRequest(name="\x00")), "NOT_FOUND"),
+        (
+            stubs.flow_runs.SetFlowRunState(
+                fr.SetFlowRunStateRequest(flow_run_id=run.id, state=state(RUNNING, data=data))
+            ),
+            None,
+        ),
+    ]
+    for call, on_sqlite in calls:
+        try:
+            await call
+        except grpc.aio.AioRpcError as error:
+            assert error.code().name == ("INVALID_ARGUMENT" if on_postgres else on_sqlite)
+            if on_postgres:
+                assert "NUL character" in field_violations(error)["request"]
+        else:
+            assert not on_postgres and on_sqlite is None
+    stored = await get_run(stubs, run.id)
+    if on_postgres:
+        assert stored.state.type == PENDING  # nothing of the refused transition was kept
+    else:
+        assert stored.state.data.string_value == "a\x00b"

@@ -30,7 +30,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from flowrpc.server.errors import ResourceExhausted
+from flowrpc.server.errors import InvalidArgument, ResourceExhausted
 from flowrpc.server.storage.migrate import upgrade
 from flowrpc.server.storage.tables import SQLITE_JSON_CODEC
 
@@ -50,6 +50,7 @@ SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite's synchronous levels one may choose
 MIGRATION_LOCK = 0x666C6F77  # advisory lock key ("flow") held while migrating
 REINTERRUPT = 0.05  # seconds between interrupts of a stopped read still running (see _Call)
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement timeout or cancel request
+UNTRANSLATABLE_CHARACTER = "22P05"  # \u0000 in a JSON value
 
 
 class Database:
@@ -114,6 +115,7 @@ class Database:
         except sa.exc.DBAPIError as error:
             if call.stopped or _timed_out(error):
                 raise over_budget(self.statement_timeout) from error
+            _refuse_nul(error)
             raise
         finally:
             if call.timer and call.stopped != "cancelled":
@@ -155,6 +157,7 @@ class Database:
         except sa.exc.DBAPIError as error:
             if _timed_out(error):
                 raise over_budget(self.statement_timeout) from error
+            _refuse_nul(error)
             raise
 
     def close(self) -> None:
@@ -212,6 +215,18 @@ def _timed_out(error: sa.exc.DBAPIError) -> bool:
     """Whether PostgreSQL cancelled the statement (its statement_timeout, as we cancel only
     reads whose caller is gone)."""
     return getattr(error.orig, "sqlstate", None) == QUERY_CANCELED
+
+
+def _refuse_nul(error: sa.exc.DBAPIError) -> None:
+    """PostgreSQL holds no NUL character in text or JSON: psycopg refuses to send one in a text
+    parameter, the server one in JSON (untranslatable character). Either is the caller's value."""
+    orig = error.orig
+    sent = "NUL (0x00)" in str(orig)
+    stored = getattr(orig, "sqlstate", None) == UNTRANSLATABLE_CHARACTER
+    if sent or stored:
+        raise InvalidArgument(
+            {"request": "holds a NUL character (U+0000), which PostgreSQL cannot store or compare"}
+        ) from error
 
 
 def over_budget(seconds: float) -> ResourceExhausted:
