@@ -16,6 +16,8 @@ import logging
 import sys
 from typing import Any
 
+from pydantic import ValidationError
+
 from flowrpc.server.access import Role
 from flowrpc.settings import Settings
 
@@ -30,7 +32,14 @@ OPTIONS = ("host", "port", "database_url", "tls_cert", "tls_key", "tls_client_ca
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     given = {key: getattr(args, key, None) for key in OPTIONS}
-    settings = Settings(**{key: value for key, value in given.items() if value is not None})
+    try:
+        settings = Settings(**{key: value for key, value in given.items() if value is not None})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        print(f"flowrpc: error: invalid settings: {problems}", file=sys.stderr)
+        sys.exit(2)
     quiet = args.command == "api-key"  # its output is the key or the listing, not migrations
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,

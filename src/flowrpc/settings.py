@@ -10,7 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLOWRPC_", extra="ignore")
+    # NaN or infinity in a span would stop a loop or a timer, not say what is wrong.
+    model_config = SettingsConfigDict(env_prefix="FLOWRPC_", extra="ignore", allow_inf_nan=False)
 
     home: Path = Field(default=Path("~/.flowrpc"), description="Where the default database lives.")
     database_url: str | None = Field(

@@ -324,3 +324,39 @@ async def test_task_run_reads_over_4_mib_fail_clearly(stubs):
         error = await refused(call, grpc.StatusCode.RESOURCE_EXHAUSTED)
         assert error_info(error).reason == "RESPONSE_TOO_LARGE"
     assert len((await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest(limit=5))).task_runs) == 5
+
+
+async def test_a_run_cannot_grow_past_what_one_response_holds(stubs):
+    """Updates add to what the create brought: an update that would leave the run too large to
+    read (with a full state) is refused and changes nothing; so is such a create."""
+    flow = await make_flow(stubs)
+    tags = [f"{i:04}" + "t" * 9_996 for i in range(320)]
+    # 2.6 MB of tags: within the budget (4 MiB less two JSON fields of 512 KiB, less 64 KiB)
+    run = await make_run(stubs, flow.id, tags=tags[:260])
+    update = fr.UpdateFlowRunRequest(update_mask={"paths": ["parameters"]})
+    update.flow_run.id = run.id
+    update.flow_run.parameters.update({"v": "p" * (500 * 1024)})
+    error = await refused(stubs.flow_runs.UpdateFlowRun(update))
+    assert error_info(error).reason == "LIMIT_EXCEEDED"
+    assert "without its state" in field_violations(error)["request"]
+    stored = (await stubs.flow_runs.GetFlowRun(fr.GetFlowRunRequest(id=run.id))).flow_run
+    assert len(stored.tags) == 260 and not stored.parameters
+    error = await refused(make_run(stubs, flow.id, tags=tags))  # 3.2 MB
+    assert error_info(error).reason == "LIMIT_EXCEEDED"
+
+
+async def test_pages_sorted_by_long_names_continue_by_token(stubs):
+    """A name sort's token holds the last run's name: with names of max_string_length characters
+    outside ASCII, the token is long, yet the next request that carries it is accepted."""
+    flow = await make_flow(stubs)
+    for letter in "abc":
+        await make_run(stubs, flow.id, name=letter + "\U0001f600" * 9_999)
+    names, token = [], ""
+    while True:
+        request = fr.ListFlowRunsRequest(sort="FLOW_RUN_SORT_NAME_ASC", limit=1, page_token=token)
+        page = await stubs.flow_runs.ListFlowRuns(request)
+        names.extend(run.name[0] for run in page.flow_runs)
+        token = page.next_page_token
+        if not token:
+            break
+    assert names == ["a", "b", "c"]

@@ -30,7 +30,9 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # gRPC's default max_receive_message_lengt
 # Room left in a page for everything but its items (the page token, field tags).
 PAGE_BUDGET = MAX_RESPONSE_BYTES - 4096
 JSON_TYPES = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
-TEXT_FIELDS = {"description", "message"}
+# Bounded like JSON data, by max_json_bytes: free text, and page tokens (the server made them;
+# one holds the last item's sort key, which may be a name of max_string_length characters).
+TEXT_FIELDS = {"description", "message", "page_token"}
 
 Check = Callable[[Any, str], None]  # (field value, field path) -> None, or raises
 
@@ -179,6 +181,30 @@ class RequestLimits:
 # ---- responses ----
 
 
+def run_budget(settings: Settings) -> int:
+    """What a run (flow or task) may weigh without its state: with the largest state (data and
+    message, max_json_bytes each) it still fits in a response alone, so no run can block the
+    pages that hold it."""
+    return max(PAGE_BUDGET - 2 * settings.max_json_bytes - 64 * 1024, 1024 * 1024)
+
+
+def check_run_size(size: int, budget: int) -> None:
+    if size > budget:
+        raise InvalidArgument(
+            {
+                "request": f"the run would weigh {size} bytes without its state, over the "
+                f"{budget} a run may (it must fit in a 4 MiB response with its state): keep "
+                "less in its parameters, tags, labels or job variables"
+            },
+            reason="LIMIT_EXCEEDED",
+        )
+
+
+def run_size(run: Message) -> int:
+    """A flow or task run's encoded size without its state."""
+    return run.ByteSize() - run.state.ByteSize()
+
+
 def too_large(size: int, what: str) -> ResourceExhausted:
     return ResourceExhausted(
         "RESPONSE_TOO_LARGE",
@@ -206,9 +232,16 @@ def fitted(response: Message, field: str, refit: Callable[[int], None]) -> bytes
     if len(data) <= PAGE_BUDGET:
         return data
     items = getattr(response, field)
-    del items[_fitting(items) :]
-    refit(len(items))
-    return response.SerializeToString()
+    keep = _fitting(items)
+    while True:
+        del items[keep:]
+        refit(keep)  # the page token may grow, by up to a long sort key
+        data = response.SerializeToString()
+        if len(data) <= MAX_RESPONSE_BYTES:
+            return data
+        if keep == 1:
+            raise too_large(len(data), "One item with its page token")
+        keep -= 1
 
 
 def split(response: Message, field: str) -> list[Message]:

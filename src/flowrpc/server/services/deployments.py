@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flowrpc.server.ids import now_micros
+from flowrpc.server.limits import run_budget
 from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
-from flowrpc.server.services.flow_runs import initial_state, run_values
+from flowrpc.server.services.flow_runs import initial_state, run_values, within_budget
 from flowrpc.server.services.flows import require_name
 from flowrpc.server.storage import deployments as storage
 from flowrpc.server.storage.database import Database
@@ -76,9 +77,8 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
         deployment_id = c.require_id(request.deployment_id, "deployment_id")
         now = now_micros()
         state = initial_state(request, now, StateType.SCHEDULED)
-        row, created = await self.db.write(
-            storage.create_flow_run, deployment_id, run_values(request), state, now
-        )
+        create = within_budget(storage.create_flow_run, run_budget(self.settings))
+        row, created = await self.db.write(create, deployment_id, run_values(request), state, now)
         return pb.CreateFlowRunFromDeploymentResponse(
             flow_run=c.flow_run_fields(row, now), created=created
         )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
-from flowrpc.server.limits import fitted, split
+from flowrpc.server.limits import check_run_size, fitted, run_budget, run_size, split
 from flowrpc.server.orchestration.records import State, StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.services import convert as c
@@ -47,6 +49,19 @@ def run_values(request: Any) -> dict[str, Any]:
     }
 
 
+def within_budget(write: Callable[..., Any], budget: int) -> Callable[..., Any]:
+    """A storage write of a run that fails (and so rolls back) when the run it leaves is over
+    the run budget: updates and deployments add to what a request alone brings."""
+
+    def checked(conn: Connection, *args: Any) -> Any:
+        result = write(conn, *args)
+        row = result[0] if isinstance(result, tuple) else result
+        check_run_size(run_size(flow_run_pb2.FlowRun(**c.flow_run_fields(row, 0))), budget)
+        return result
+
+    return checked
+
+
 def initial_state(request: Any, now: int, default: StateType) -> State:
     """The state a create request asks for, or the default (Pending, or Scheduled now)."""
     if request.HasField("state"):
@@ -71,6 +86,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             ),
             "deployment_id": c.optional_id(request.deployment_id, "deployment_id"),
         }
+        check_run_size(run_size(request), run_budget(self.settings))
         state = initial_state(request, now, StateType.PENDING)
         pool = c.optional(request, "work_pool_name")
         row, created = await self.db.write(storage.create_flow_run, values, state, now, pool)
@@ -136,7 +152,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         }
         now = now_micros()
         changes = {path: values[path] for path in paths}
-        row = await self.db.write(storage.update_flow_run, run_id, changes, now)
+        update = within_budget(storage.update_flow_run, run_budget(self.settings))
+        row = await self.db.write(update, run_id, changes, now)
         return pb.UpdateFlowRunResponse(flow_run=c.flow_run_fields(row, now))
 
     async def DeleteFlowRun(self, request: pb.DeleteFlowRunRequest, context: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowrpc.server.ids import now_micros
+from flowrpc.server.limits import check_run_size, run_budget, run_size
 from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
 from flowrpc.server.services.flow_runs import initial_state
@@ -35,6 +36,7 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
             "labels": c.plain_struct(request, "labels") or {},
             "task_inputs": c.task_inputs(request.task_inputs),
         }
+        check_run_size(run_size(request), run_budget(self.settings))
         state = initial_state(request, now, StateType.PENDING)
         row, created = await self.db.write(storage.create_task_run, values, state, now)
         return pb.CreateTaskRunResponse(task_run=c.task_run_to_proto(row, now), created=created)

@@ -113,9 +113,7 @@ class Database:
             self._watch(call, loop)
             raise
         except sa.exc.DBAPIError as error:
-            if call.stopped or _timed_out(error):
-                raise over_budget(self.statement_timeout) from error
-            _refuse_nul(error)
+            _translate(error, self.statement_timeout, stopped=call.stopped is not None)
             raise
         finally:
             if call.timer and call.stopped != "cancelled":
@@ -129,6 +127,10 @@ class Database:
                 return fn(conn, *args)
             finally:
                 call.unbind()
+                if call.stopped and self.dialect == "postgresql":
+                    # A cancel request may reach the server after this statement has ended and
+                    # cancel the next caller's: the connection is closed, not pooled again.
+                    conn.invalidate()
 
     def _watch(self, call: _Call, loop: asyncio.AbstractEventLoop) -> None:
         """On the event loop: stops a read that has run past the budget (counted from its start,
@@ -155,9 +157,7 @@ class Database:
         try:
             return await self._writer.submit(fn, args)
         except sa.exc.DBAPIError as error:
-            if _timed_out(error):
-                raise over_budget(self.statement_timeout) from error
-            _refuse_nul(error)
+            _translate(error, self.statement_timeout)
             raise
 
     def close(self) -> None:
@@ -215,6 +215,13 @@ def _timed_out(error: sa.exc.DBAPIError) -> bool:
     """Whether PostgreSQL cancelled the statement (its statement_timeout, as we cancel only
     reads whose caller is gone)."""
     return getattr(error.orig, "sqlstate", None) == QUERY_CANCELED
+
+
+def _translate(error: sa.exc.DBAPIError, budget: float, stopped: bool = False) -> None:
+    """Raises the caller's error that a database error stands for, if any."""
+    if stopped or _timed_out(error):
+        raise over_budget(budget) from error
+    _refuse_nul(error)
 
 
 def _refuse_nul(error: sa.exc.DBAPIError) -> None:
@@ -279,12 +286,14 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int, synchronous:
         # Let SQLAlchemy, not the sqlite3 module, issue BEGIN, so SAVEPOINTs work.
         dbapi_conn.isolation_level = None
         for pragma in (
+            # First: switching to WAL takes a lock that another server starting on the file may
+            # hold (it migrates), and only a busy timeout makes this one wait for it.
+            "busy_timeout=60000",
             "journal_mode=WAL",
             # WAL with NORMAL never corrupts and survives a killed process; a power loss may
             # lose the last commits. FULL syncs the WAL on every commit (docs/reliability.md).
             f"synchronous={synchronous}",
             "foreign_keys=ON",
-            "busy_timeout=60000",
         ):
             dbapi_conn.execute(f"PRAGMA {pragma}")
         if immediate:

@@ -22,11 +22,20 @@ QUEUE_READ = sa.select(t.work_queue, t.work_pool.c.name.label("work_pool_name"))
 )
 
 
+def _pool_exists(name: str) -> AlreadyExists:
+    return AlreadyExists("WORK_POOL_ALREADY_EXISTS", f"Work pool {quote(name)} already exists.")
+
+
+def _queue_exists(pool_name: str, name: str) -> AlreadyExists:
+    return AlreadyExists(
+        "WORK_QUEUE_ALREADY_EXISTS",
+        f"Work pool queue {quote(f'{pool_name}/{name}')} already exists.",
+    )
+
+
 def create_work_pool(conn: Connection, values: dict[str, Any], now: int) -> Row[Any]:
     if _pool_by_name(conn, values["name"]) is not None:
-        raise AlreadyExists(
-            "WORK_POOL_ALREADY_EXISTS", f"Work pool {quote(values['name'])} already exists."
-        )
+        raise _pool_exists(values["name"])
     pool_id = new_id()
     try:  # PostgreSQL: a concurrent create of the name may commit first
         with conn.begin_nested():
@@ -34,9 +43,7 @@ def create_work_pool(conn: Connection, values: dict[str, Any], now: int) -> Row[
                 sa.insert(t.work_pool).values(**values, id=pool_id, created=now, updated=now)
             )
     except sa.exc.IntegrityError:
-        raise AlreadyExists(
-            "WORK_POOL_ALREADY_EXISTS", f"Work pool {values['name']!r} already exists."
-        ) from None
+        raise _pool_exists(values["name"]) from None
     queue = _insert_queue(conn, pool_id, {"name": DEFAULT_QUEUE}, now)
     conn.execute(
         sa.update(t.work_pool).where(t.work_pool.c.id == pool_id).values(default_queue_id=queue)
@@ -93,18 +100,12 @@ def create_work_queue(
 ) -> Row[Any]:
     pool = get_work_pool(conn, pool_name)
     if _queue(conn, pool.id, values["name"]) is not None:
-        raise AlreadyExists(
-            "WORK_QUEUE_ALREADY_EXISTS",
-            f"Work pool queue {quote(pool_name + '/' + values['name'])} already exists.",
-        )
+        raise _queue_exists(pool_name, values["name"])
     try:  # PostgreSQL: a concurrent create of the name may commit first
         with conn.begin_nested():
             queue_id = _insert_queue(conn, pool.id, values, now)
     except sa.exc.IntegrityError:
-        raise AlreadyExists(
-            "WORK_QUEUE_ALREADY_EXISTS",
-            f"Work pool queue '{pool_name}/{values['name']}' already exists.",
-        ) from None
+        raise _queue_exists(pool_name, values["name"]) from None
     return conn.execute(QUEUE_READ.where(t.work_queue.c.id == queue_id)).one()
 
 
@@ -140,7 +141,11 @@ def resolve_work_queue(
         raise NotFound("WORK_POOL_NOT_FOUND", f"Work pool {quote(pool_name)} not found.")
     queue = _queue(conn, pool.id, queue_name or DEFAULT_QUEUE)
     if queue is None and create:
-        _insert_queue(conn, pool.id, {"name": queue_name}, now)
+        try:  # PostgreSQL: a concurrent create of the same queue may commit first; take it
+            with conn.begin_nested():
+                _insert_queue(conn, pool.id, {"name": queue_name}, now)
+        except sa.exc.IntegrityError:
+            pass
         queue = _queue(conn, pool.id, queue_name or DEFAULT_QUEUE)
     if queue is None:
         raise NotFound(
