@@ -727,6 +727,7 @@ async def test_a_stored_huge_task_retry_policy_still_retries(stubs, database, po
 # ---- defect 6: undecodable request bytes ----
 
 UNDECODABLE = bytes.fromhex("0affffffff0f78")
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
 
 @pytest.mark.parametrize(
@@ -737,12 +738,16 @@ UNDECODABLE = bytes.fromhex("0affffffff0f78")
         "/flowrpc.v1.FlowRunService/BulkDeleteFlowRuns",
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
+        REFLECTION,
     ],
 )
 async def test_undecodable_bytes_are_invalid_and_log_one_line(stubs, caplog, method):
     caplog.set_level(logging.DEBUG)
-    streaming = any(word in method for word in ("Stream", "Bulk", "Watch"))
-    call = (stubs.channel.unary_stream if streaming else stubs.channel.unary_unary)(method)
+    streaming = any(word in method for word in ("Stream", "Bulk", "Watch", "Reflection"))
+    if method == REFLECTION:  # requests stream in too
+        call = lambda data: stubs.channel.stream_stream(method)(iter([data]))  # noqa: E731
+    else:
+        call = (stubs.channel.unary_stream if streaming else stubs.channel.unary_unary)(method)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         result = call(UNDECODABLE)
         if streaming:

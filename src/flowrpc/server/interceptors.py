@@ -106,6 +106,28 @@ def _decode_only(behaviour: Callable[..., Any], streaming: bool, method: str) ->
     return call
 
 
+def _decoded_stream(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """A request-streaming handler whose undecodable requests end the call (_decode_only's
+    counterpart for reflection, the one such service)."""
+    behaviour = handler.stream_stream
+
+    async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def decoded() -> Any:
+            async for request in requests:
+                if isinstance(request, Undecodable):
+                    await _undecodable(context, request, method)
+                yield request
+
+        async for response in behaviour(decoded(), context):
+            yield response
+
+    return grpc.stream_stream_rpc_method_handler(
+        call,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
 async def abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -> None:
     """Ends the call with a rich status: ErrorInfo, plus BadRequest for field violations."""
     code = CODES.get(type(error), grpc.StatusCode.FAILED_PRECONDITION)
@@ -173,6 +195,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
+        if handler.stream_stream:  # reflection
+            return _decoded_stream(handler, details.method)
         # Health and reflection handle their own errors, all but undecodable requests.
         guard = _guard if details.method.startswith(FLOWRPC_SERVICES) else _decode_only
         return _wrap(handler, functools.partial(guard, method=details.method))
