@@ -18,19 +18,18 @@ from flowrpc.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc, state_p
 from flowrpc.v1 import flow_service_pb2 as fl
 
 LOOP, AFTER = 0.2, 1.0
+SERVICES_ON = {
+    "late_runs_enabled": True,
+    "pause_expirations_enabled": True,
+    "late_runs_loop_seconds": LOOP,
+    "late_runs_after_seconds": AFTER,
+    "pause_expirations_loop_seconds": LOOP,
+}
 
 
 @pytest.fixture
 async def runs(database):
-    settings = database.model_copy(
-        update={
-            "late_runs_enabled": True,
-            "pause_expirations_enabled": True,
-            "late_runs_loop_seconds": LOOP,
-            "late_runs_after_seconds": AFTER,
-            "pause_expirations_loop_seconds": LOOP,
-        }
-    )
+    settings = database.model_copy(update=SERVICES_ON)
     with running_server(settings) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             flows = flow_service_pb2_grpc.FlowServiceStub(channel)
@@ -110,16 +109,7 @@ BAD_JSON = {"sqlite": "'{not json'", "postgresql": "'[1]'"}
 async def services_with(database):
     """(stub, flow id, spoil): a server whose services run in batches of 2; spoil(table, column,
     id) makes a row unreadable."""
-    settings = database.model_copy(
-        update={
-            "late_runs_enabled": True,
-            "pause_expirations_enabled": True,
-            "late_runs_loop_seconds": LOOP,
-            "late_runs_after_seconds": AFTER,
-            "pause_expirations_loop_seconds": LOOP,
-            "batch_size": 2,
-        }
-    )
+    settings = database.model_copy(update={**SERVICES_ON, "batch_size": 2})
     engine = sa.create_engine(settings.database_url, poolclass=sa.NullPool)
 
     def spoil(table: str, column: str, row_id: str) -> None:
