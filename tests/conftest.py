@@ -23,17 +23,32 @@ REQUIRE_POSTGRES = os.environ.get("FLOWRPC_TEST_REQUIRE_POSTGRES") == "1"
 @pytest.fixture(scope="session")
 def postgres_engine() -> Iterator[sa.Engine]:
     """One migrated schema for the session; tests empty it rather than rebuild it."""
-    if not POSTGRES_URL:
-        if REQUIRE_POSTGRES:
-            pytest.fail("FLOWRPC_TEST_REQUIRE_POSTGRES=1 but FLOWRPC_TEST_DATABASE_URL is not set")
-        pytest.skip("set FLOWRPC_TEST_DATABASE_URL to a PostgreSQL URL to run the PostgreSQL suite")
-    with postgres_schema(POSTGRES_URL) as url:
+    with postgres_schema(_postgres_url()) as url:
         db = Database(url)
         db.migrate()
         db.close()
         engine = sa.create_engine(url, poolclass=sa.NullPool)
         yield engine
         engine.dispose()
+
+
+def _postgres_url() -> str:
+    """The PostgreSQL database to test on: a skip without one, a failure when CI requires it."""
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("FLOWRPC_TEST_REQUIRE_POSTGRES=1 but FLOWRPC_TEST_DATABASE_URL is not set")
+        pytest.skip("set FLOWRPC_TEST_DATABASE_URL to a PostgreSQL URL to run the PostgreSQL suite")
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database for servers in child processes: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'flowrpc.db'}"
+        return
+    with postgres_schema(_postgres_url()) as url:
+        yield url
 
 
 # Background services off: a run scheduled in the past must not turn Late under a test's feet

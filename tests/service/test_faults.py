@@ -5,16 +5,13 @@ caller may see "database is locked", and a bulk call cut short leaves whole chun
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
-import pytest
-from harness import postgres_schema, server_process
+from harness import server_process
 from helpers import COMPLETED, FUTURE, PENDING, RUNNING, count, make_flow, make_run, scheduled
 from helpers import state as proposed_state
 
@@ -32,23 +29,10 @@ from flowrpc.v1 import task_run_service_pb2_grpc as tr_grpc
 from flowrpc.v1 import work_pool_service_pb2 as wp
 from flowrpc.v1 import work_pool_service_pb2_grpc as wp_grpc
 
-POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
 ACCEPT = orc.SET_STATE_STATUS_ACCEPT
 KILLS, LOAD_SECONDS, LOADERS = 3, 1.5, 16
 WRITERS, WRITES_EACH = 64, 10
 BULK_CHUNK = 500  # runs per write transaction of a bulk call (services/flow_runs.py)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> Iterator[str]:
-    """A database for servers in child processes: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'flowrpc.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set FLOWRPC_TEST_DATABASE_URL to a PostgreSQL URL")
-    with postgres_schema(POSTGRES_URL) as url:
-        yield url
 
 
 def flow_runs(channel: grpc.aio.Channel) -> fr_grpc.FlowRunServiceStub:

@@ -30,7 +30,7 @@ from fuzzing import messages as message_strategy
 from google.protobuf import struct_pb2, text_format
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import postgres_schema, server_process
+from harness import server_process
 from helpers import (
     CANCELLED,
     COMPLETED,
@@ -59,7 +59,6 @@ from flowrpc.v1 import work_pool_service_pb2 as wp
 
 EXAMPLES = int(os.environ.get("FLOWRPC_FUZZ_EXAMPLES", "12"))
 REPORT = os.environ.get("FLOWRPC_FUZZ_REPORT")
-POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
 CALL_SECONDS = 20  # no call on a database this small may take longer
 # The server's resident memory after the fuzz, and its peak, may exceed what it was after the
 # set-up by at most this much (issue 14: seven prefix-list calls took it from 95 MB to 1 GB).
@@ -613,21 +612,11 @@ def rss_mb(pid: int, key: str = "VmRSS") -> float:
 # ---- the test ----
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fuzzed_server(request, tmp_path) -> Iterator[tuple[Any, str, Path]]:
+@pytest.fixture
+def fuzzed_server(database_url, tmp_path) -> Iterator[tuple[Any, str, Path]]:
     """A server in a child process, with its log in a file."""
     log = tmp_path / "server.log"
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fuzz.db'}"
-        with server_process(url, log=log, late_runs_loop_seconds=0.5) as (process, address):
-            yield process, address, log
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set FLOWRPC_TEST_DATABASE_URL to a PostgreSQL URL to fuzz on PostgreSQL")
-    with (
-        postgres_schema(POSTGRES_URL) as url,
-        server_process(url, log=log, late_runs_loop_seconds=0.5) as (process, address),
-    ):
+    with server_process(database_url, log=log, late_runs_loop_seconds=0.5) as (process, address):
         yield process, address, log
 
 
