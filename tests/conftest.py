@@ -20,6 +20,24 @@ POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("FLOWRPC_TEST_REQUIRE_POSTGRES") == "1"
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after the short summary's skips
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """One line saying how to run the PostgreSQL tests, when they skipped for want of a URL."""
+    yield
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "FLOWRPC_TEST_DATABASE_URL" in str(report.longrepr)
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} PostgreSQL tests skipped; to run them: "
+            "FLOWRPC_TEST_DATABASE_URL=postgresql+psycopg://USER@HOST:5432/DB make test "
+            "(see the README, Testing)",
+            yellow=True,
+        )
+
+
 @pytest.fixture(scope="session")
 def postgres_engine() -> Iterator[sa.Engine]:
     """One migrated schema for the session; tests empty it rather than rebuild it."""

@@ -6,12 +6,14 @@ flowrpc database upgrade [--database-url URL]
 flowrpc api-key create --name NAME --role read|write|admin [--database-url URL]
 flowrpc api-key ls [--database-url URL]
 flowrpc api-key revoke NAME [--database-url URL]
+flowrpc --version
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import logging
 import sys
 from typing import Any
@@ -30,7 +32,12 @@ OPTIONS = ("host", "port", "database_url", "tls_cert", "tls_key", "tls_client_ca
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None or args.action is None:
+        # A command without its action (or none at all): list what there is, as a usage error.
+        getattr(args, "group", parser).print_help(sys.stderr)
+        sys.exit(2)
     given = {key: getattr(args, key, None) for key in OPTIONS}
     try:
         settings = Settings(**{key: value for key, value in given.items() if value is not None})
@@ -70,10 +77,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowrpc", description="flowrpc: flow runs over gRPC")
-    commands = parser.add_subparsers(dest="command", required=True)
-    server = commands.add_parser("server", help="run the service").add_subparsers(
-        dest="action", required=True
+    parser.add_argument(
+        "--version", action="version", version=f"flowrpc {importlib.metadata.version('flowrpc')}"
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    server = _group(commands, "server", "run the service")
     start = server.add_parser("start", help="serve until SIGINT or SIGTERM")
     start.add_argument("--host", help="address to bind (default 127.0.0.1, FLOWRPC_HOST)")
     start.add_argument("--port", type=int, help="port (default 4250, FLOWRPC_PORT; 0 = any)")
@@ -83,13 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "--tls-client-ca",
         help="PEM CA certificates: require client certificates they signed (FLOWRPC_TLS_CLIENT_CA)",
     )
-    database = commands.add_parser("database", help="manage the database").add_subparsers(
-        dest="action", required=True
-    )
+    database = _group(commands, "database", "manage the database")
     upgrade = database.add_parser("upgrade", help="migrate the schema to the newest revision")
-    keys = commands.add_parser("api-key", help="manage API keys").add_subparsers(
-        dest="action", required=True
-    )
+    keys = _group(commands, "api-key", "manage API keys")
     create = keys.add_parser("create", help="make a key and print it (shown only this once)")
     create.add_argument(
         "--name", required=True, type=_key_name, help="a name to list and revoke the key by"
@@ -104,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
             help="SQLAlchemy URL (FLOWRPC_DATABASE_URL); default: SQLite under FLOWRPC_HOME",
         )
     return parser
+
+
+def _group(commands: Any, name: str, help_text: str) -> Any:
+    """A command whose actions are subcommands; `main` prints its help when none is given."""
+    group = commands.add_parser(name, help=help_text, description=help_text)
+    group.set_defaults(group=group)
+    return group.add_subparsers(dest="action", metavar="ACTION")
 
 
 def _key_name(text: str) -> str:

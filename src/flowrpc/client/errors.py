@@ -60,13 +60,14 @@ class FlowRPCError(Exception):
         self.field_violations = field_violations or []
 
     def __str__(self) -> str:
-        prefix = f"{self.code.name}"
-        if self.reason:
-            prefix += f" {self.reason}"
-        text = f"{prefix}: {self.message}"
-        for violation in self.field_violations:
-            text += f"\n  {violation.field}: {violation.description}"
-        return text
+        """One line: the message, then the field violations it does not already say (the
+        server's message usually is the violations; the code and reason are attributes)."""
+        parts = [self.message or self.code.name]
+        for field, description in self.field_violations:
+            violation = f"{field}: {description}"
+            if violation not in self.message:
+                parts.append(violation)
+        return "; ".join(parts)
 
 
 class ObjectNotFound(FlowRPCError):

@@ -98,12 +98,14 @@ def create_flow_from_name(flow_name: str) -> Operation:
 
 @unary
 def read_flow(flow_id: IdLike) -> Operation:
+    """The flow with this id; ObjectNotFound if there is none."""
     response = yield Call(FLOWS, "GetFlow", flows_pb.GetFlowRequest(id=str(flow_id)))
     return Flow.from_proto(response.flow)
 
 
 @unary
 def read_flow_by_name(flow_name: str) -> Operation:
+    """The flow of this name; ObjectNotFound if there is none."""
     request = flows_pb.GetFlowByNameRequest(name=flow_name)
     response = yield Call(FLOWS, "GetFlowByName", request)
     return Flow.from_proto(response.flow)
@@ -119,6 +121,12 @@ def read_flows(
     )
     response = yield Call(FLOWS, "ListFlows", request)
     return Flow.from_protos(response.flows)
+
+
+@unary
+def delete_flow(flow_id: IdLike) -> Operation:
+    """Deletes the flow with its deployments and runs; ObjectNotFound if there is none."""
+    yield Call(FLOWS, "DeleteFlow", flows_pb.DeleteFlowRequest(id=str(flow_id)))
 
 
 # ---- deployments ----
@@ -151,6 +159,7 @@ def create_deployment(
 
 @unary
 def read_deployment(deployment_id: IdLike) -> Operation:
+    """The deployment with this id; ObjectNotFound if there is none."""
     request = deployments_pb.GetDeploymentRequest(id=str(deployment_id))
     response = yield Call(DEPLOYMENTS, "GetDeployment", request)
     return Deployment.from_proto(response.deployment)
@@ -158,10 +167,15 @@ def read_deployment(deployment_id: IdLike) -> Operation:
 
 @unary
 def read_deployment_by_name(name: str) -> Operation:
-    """Reads a deployment by "<flow name>/<deployment name>"."""
-    flow_name, slash, deployment_name = name.partition("/")
-    if not slash:
-        raise ValueError(f"Expected '<flow name>/<deployment name>', got {name!r}")
+    """The deployment named "<flow name>/<deployment name>" (as Prefect's); ObjectNotFound if
+    there is none, ValueError if `name` is not of that form."""
+    parts = name.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(
+            f"A deployment name is '<flow name>/<deployment name>', e.g. 'etl/nightly'; "
+            f"got {name[:100]!r}"
+        )
+    flow_name, deployment_name = parts
     request = deployments_pb.GetDeploymentByNameRequest(
         flow_name=flow_name, deployment_name=deployment_name
     )
@@ -179,6 +193,7 @@ def read_deployments(
     limit: int | None = None,
     offset: int = 0,
 ) -> Operation:
+    """Deployments matching every given filter. limit=None means the server default (200)."""
     request = to_message(
         deployments_pb.ListDeploymentsRequest,
         {
@@ -194,6 +209,13 @@ def read_deployments(
     return Deployment.from_protos(response.deployments)
 
 
+@unary
+def delete_deployment(deployment_id: IdLike) -> Operation:
+    """Deletes the deployment (its runs stay); ObjectNotFound if there is none."""
+    request = deployments_pb.DeleteDeploymentRequest(id=str(deployment_id))
+    yield Call(DEPLOYMENTS, "DeleteDeployment", request)
+
+
 # ---- work pools ----
 
 
@@ -207,6 +229,7 @@ def create_work_pool(work_pool: WorkPoolCreate) -> Operation:
 
 @unary
 def read_work_pool(work_pool_name: str) -> Operation:
+    """The work pool of this name; ObjectNotFound if there is none."""
     request = work_pools_pb.GetWorkPoolRequest(name=work_pool_name)
     response = yield Call(WORK_POOLS, "GetWorkPool", request)
     return WorkPool.from_proto(response.work_pool)
@@ -216,6 +239,7 @@ def read_work_pool(work_pool_name: str) -> Operation:
 def read_work_pools(
     limit: int | None = None, offset: int = 0, work_pool_filter: WorkPoolFilter | None = None
 ) -> Operation:
+    """Work pools matching the filter. limit=None means the server default (200)."""
     request = to_message(
         work_pools_pb.ListWorkPoolsRequest,
         {"work_pools": work_pool_filter, "limit": limit, "offset": offset},
@@ -310,6 +334,7 @@ def create_flow_run_from_deployment(
 
 @unary
 def read_flow_run(flow_run_id: IdLike) -> Operation:
+    """The flow run with this id; ObjectNotFound if there is none."""
     request = flow_runs_pb.GetFlowRunRequest(id=str(flow_run_id))
     response = yield Call(FLOW_RUNS, "GetFlowRun", request)
     return FlowRun.from_proto(response.flow_run)
@@ -356,6 +381,7 @@ def count_flow_runs(
     work_pool_filter: WorkPoolFilter | None = None,
     work_queue_filter: WorkQueueFilter | None = None,
 ) -> Operation:
+    """How many runs match every given filter."""
     filters = filter_set(
         flow_filter,
         flow_run_filter,
@@ -402,6 +428,7 @@ def update_flow_run(
 
 @unary
 def delete_flow_run(flow_run_id: IdLike) -> Operation:
+    """Deletes the flow run with its task runs; ObjectNotFound if there is none."""
     yield Call(FLOW_RUNS, "DeleteFlowRun", flow_runs_pb.DeleteFlowRunRequest(id=str(flow_run_id)))
 
 
@@ -423,6 +450,7 @@ def set_flow_run_state(flow_run_id: IdLike, state: State, force: bool = False) -
 
 @unary
 def resume_flow_run(flow_run_id: IdLike, run_input: dict[str, Any] | None = None) -> Operation:
+    """Resumes a Paused run (with `run_input` when it waits for input); returns the result."""
     request = to_message(
         flow_runs_pb.ResumeFlowRunRequest, {"flow_run_id": flow_run_id, "run_input": run_input}
     )
@@ -490,6 +518,7 @@ def create_task_run(
 
 @unary
 def read_task_run(task_run_id: IdLike) -> Operation:
+    """The task run with this id; ObjectNotFound if there is none."""
     response = yield Call(
         TASK_RUNS, "GetTaskRun", task_runs_pb.GetTaskRunRequest(id=str(task_run_id))
     )
@@ -506,6 +535,7 @@ def read_task_runs(
     limit: int | None = None,
     offset: int = 0,
 ) -> Operation:
+    """Task runs matching every given filter. limit=None means the server default (200)."""
     request = to_message(
         task_runs_pb.ListTaskRunsRequest,
         {
@@ -523,6 +553,7 @@ def read_task_runs(
 
 @unary
 def set_task_run_state(task_run_id: IdLike, state: State, force: bool = False) -> Operation:
+    """Proposes `state` for the task run; REJECT/WAIT/ABORT come back in the result."""
     request = to_message(
         task_runs_pb.SetTaskRunStateRequest,
         {

@@ -12,6 +12,7 @@ import pytest
 from client_support import Seed
 
 from flowrpc import get_client
+from flowrpc.client import ObjectNotFound
 from flowrpc.schemas.filters import FlowRunFilter
 from flowrpc.schemas.objects import StateType
 
@@ -43,7 +44,7 @@ async def test_reschedule_late_runs(kind: str, seeded: Seed):
         late = FlowRunFilter(state={"name": {"any_": ["Late"]}})
         assert client.count_flow_runs(flow_run_filter=late) == 0  # all four deleted
         for run in seeded.late:
-            with pytest.raises(Exception, match="NOT_FOUND"):
+            with pytest.raises(ObjectNotFound):
                 client.read_flow_run(run.id)
         assert client.count_flow_runs() == len(seeded.all_runs) - 4 + 3
 

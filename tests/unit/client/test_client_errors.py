@@ -116,7 +116,7 @@ async def test_not_found_keeps_code_reason_and_message(call):
     assert error.reason == "FLOW_RUN_NOT_FOUND"
     assert error.domain == "flowrpc"
     assert error.message == "Flow run 'missing' not found."
-    assert "FLOW_RUN_NOT_FOUND" in str(error)
+    assert str(error) == "Flow run 'missing' not found."  # one line; the code is an attribute
     assert isinstance(error, errors.FlowRPCError)
 
 
@@ -206,3 +206,13 @@ def test_channel_options_balance_only_several_backends():
     assert single["grpc.max_reconnect_backoff_ms"] == 2_000
     assert single["grpc.max_receive_message_length"] == 64 * 1024 * 1024
     assert single["grpc.keepalive_time_ms"] == 60_000
+
+
+def test_str_adds_only_the_violations_the_message_does_not_say():
+    error = errors.InvalidRequest(
+        "id: not a UUID",
+        code=grpc.StatusCode.INVALID_ARGUMENT,
+        field_violations=[errors.FieldViolation("id", "not a UUID"), ("limit", "too big")],
+    )
+    assert str(error) == "id: not a UUID; limit: too big"
+    assert str(errors.FlowRPCError("", code=grpc.StatusCode.UNAVAILABLE)) == "UNAVAILABLE"
