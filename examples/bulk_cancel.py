@@ -104,21 +104,35 @@ def bulk_cancel_in_one_call_sync() -> list[BulkSetStateResult]:
     return results
 
 
+NOTHING_TO_CANCEL = (
+    f"No flow runs in {', '.join(STATES)} to cancel: run `python examples/seed.py` first."
+)
+
+
+def _check_left(flow_runs: list[FlowRun]) -> None:
+    if flow_runs:
+        raise SystemExit(f"{len(flow_runs)} flow runs are still in {', '.join(STATES)}.")
+
+
 async def main(one_call: bool = False) -> None:
     """Prefect's loop by default; one_call=True uses bulk_set_flow_run_state instead."""
+    if not await list_flow_runs_with_states(STATES):
+        raise SystemExit(NOTHING_TO_CANCEL)
     if one_call:
         await bulk_cancel_in_one_call()
     else:
         await bulk_cancel_flow_runs()
-    assert await list_flow_runs_with_states(STATES) == []
+    _check_left(await list_flow_runs_with_states(STATES))
 
 
 def main_sync(one_call: bool = False) -> None:
+    if not list_flow_runs_with_states_sync(STATES):
+        raise SystemExit(NOTHING_TO_CANCEL)
     if one_call:
         bulk_cancel_in_one_call_sync()
     else:
         bulk_cancel_flow_runs_sync()
-    assert list_flow_runs_with_states_sync(STATES) == []
+    _check_left(list_flow_runs_with_states_sync(STATES))
 
 
 if __name__ == "__main__":

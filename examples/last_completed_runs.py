@@ -32,7 +32,8 @@ def get_most_recent_flow_runs_sync(n: int = 3, states: list[str] | None = None) 
 
 
 def _check(flow_runs: list[FlowRun]) -> list[FlowRun]:
-    assert len(flow_runs) == 3
+    if not flow_runs:
+        raise SystemExit("No completed flow runs yet: run `python examples/seed.py` first.")
     assert all(run.state.is_completed() for run in flow_runs)
     assert (end_times := [run.end_time for run in flow_runs]) == sorted(end_times, reverse=True)
     for run in flow_runs:

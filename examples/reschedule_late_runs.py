@@ -90,6 +90,11 @@ def reschedule_late_flow_runs_sync(
 
 
 def _check(rescheduled_flow_runs: list[FlowRun]) -> list[FlowRun]:
+    if not rescheduled_flow_runs:
+        raise SystemExit(
+            "Nothing to reschedule: run `python examples/seed.py` first (its runs scheduled in the"
+            " past turn Late once the server's late-runs service sees them)."
+        )
     print(f"Rescheduled {len(rescheduled_flow_runs)} flow runs")
     assert all(run.state.is_scheduled() for run in rescheduled_flow_runs)
     assert all(
