@@ -1,12 +1,14 @@
-"""Server interceptors: API keys and their roles, domain errors (and undecodable requests) to
-gRPC statuses, request and response limits."""
+"""Server interceptors: metrics, API keys and their roles, domain errors (and undecodable
+requests) to gRPC statuses, request and response limits."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from flowrpc.server import access, errors
 from flowrpc.server.limits import RequestLimits, serialized
+from flowrpc.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -333,3 +336,80 @@ async def _refuse(
         with contextlib.suppress(Exception):
             await context.read()
     await abort(context, error)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts each call by method and status code, times it and keeps the in-flight gauge.
+    Place it first: it then sees every status, the refusals of the others included. Unary and
+    server-streaming calls are measured (reflection, the one bidirectional service, is not)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._methods: dict[str, _MethodMetrics] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:  # one label for all unknown names: clients cannot add series
+            self._metrics.calls.labels("unknown", "UNIMPLEMENTED").inc()
+            return handler
+        method = self._methods.get(details.method)
+        if method is None:
+            method = self._methods[details.method] = _MethodMetrics(self._metrics, details.method)
+        return _wrap(handler, method.around)
+
+
+class _MethodMetrics:
+    """One method's instruments, with their labels bound once (a labels() look-up takes a lock)."""
+
+    def __init__(self, metrics: Metrics, method: str) -> None:
+        self._name = method.lstrip("/")
+        self._calls = metrics.calls
+        self._by_code: dict[grpc.StatusCode, Any] = {}
+        self._latency = metrics.latency.labels(self._name)
+        self._in_flight = metrics.in_flight
+
+    def around(self, behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            self._in_flight.inc()
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                return await behaviour(request, context)
+            except BaseException as error:
+                code = _failure(error)
+                raise
+            finally:
+                self._finish(started, context.code() or code)
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            self._in_flight.inc()
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                async for item in behaviour(request, context):
+                    yield item
+            except BaseException as error:
+                code = _failure(error)
+                raise
+            finally:
+                self._finish(started, context.code() or code)
+
+        return stream if streaming else unary
+
+    def _finish(self, started: float, code: grpc.StatusCode) -> None:
+        self._latency.observe(time.perf_counter() - started)
+        self._in_flight.dec()
+        counter = self._by_code.get(code)
+        if counter is None:
+            counter = self._by_code[code] = self._calls.labels(self._name, code.name)
+        counter.inc()
+
+
+def _failure(error: BaseException) -> grpc.StatusCode:
+    """The status of a call that raised and set none (an abort sets its own): a cancelled or
+    abandoned call is CANCELLED; what escaped every handler ends as UNKNOWN in gRPC."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
