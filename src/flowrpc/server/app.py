@@ -145,7 +145,7 @@ async def start_server(settings: Settings) -> Server:
     metrics = Metrics() if settings.metrics_port is not None else None
     if metrics:
         interceptors.insert(0, MetricsInterceptor(metrics))  # first: sees every status
-        metrics.watch_writer(db.watch_writes(metrics.group_commit.observe))
+        metrics.watch_writer(db)
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

@@ -4,7 +4,7 @@ HTTP at /metrics when the metrics_port setting is given."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -20,6 +20,9 @@ from prometheus_client import (
 # No *_created series (a timestamp per counter and label set): they double what a scrape
 # carries and say only when the server started. Process-wide, as prometheus-client has it.
 disable_created_metrics()
+
+if TYPE_CHECKING:
+    from flowrpc.server.storage.database import Database
 
 # Call latency: from a cached read (~0.5 ms) to a bulk call near the statement budget (30 s).
 LATENCY_BUCKETS = (
@@ -49,17 +52,6 @@ class Metrics:
         self.in_flight = Gauge(
             "flowrpc_calls_in_flight", "Calls started and not yet finished.", registry=registry
         )
-        self.writer_queue = Gauge(
-            "flowrpc_sqlite_writer_queue_depth",
-            "Writes waiting for the SQLite writer thread (SQLite only).",
-            registry=registry,
-        )
-        self.group_commit = Histogram(
-            "flowrpc_sqlite_group_commit_size",
-            "Write calls committed in one SQLite transaction (SQLite only).",
-            buckets=GROUP_BUCKETS,
-            registry=registry,
-        )
         self.passes = Counter(
             "flowrpc_background_passes",
             "Passes of a background service run by this replica (failed ones included).",
@@ -80,10 +72,23 @@ class Metrics:
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open fds
         self._http: WSGIServer | None = None
 
-    def watch_writer(self, queue_depth: Callable[[], int] | None) -> None:
-        """Reads the SQLite writer's queue depth at each scrape (nothing per write)."""
-        if queue_depth is not None:
-            self.writer_queue.set_function(queue_depth)
+    def watch_writer(self, db: Database) -> None:
+        """The SQLite writer's queue depth (read at each scrape, nothing per write) and the size
+        of each group it commits. Not on PostgreSQL, which has no single writer."""
+        if db.dialect != "sqlite":
+            return
+        group_commit = Histogram(
+            "flowrpc_sqlite_group_commit_size",
+            "Write calls committed in one SQLite transaction.",
+            buckets=GROUP_BUCKETS,
+            registry=self.registry,
+        )
+        queue_depth = Gauge(
+            "flowrpc_sqlite_writer_queue_depth",
+            "Write calls waiting for the SQLite writer thread.",
+            registry=self.registry,
+        )
+        queue_depth.set_function(db.watch_writes(group_commit.observe))
 
     def show_service(self, name: str) -> None:
         """Shows a background service's counters (at 0) before its first pass."""

@@ -160,12 +160,11 @@ class Database:
             _translate(error, self.statement_timeout)
             raise
 
-    def watch_writes(self, group_size: Callable[[int], None]) -> Callable[[], int] | None:
-        """On SQLite, group_size(n) is called (on the writer thread) with each group's number of
-        calls; returns a function that tells how many writes wait for the writer. None on
-        PostgreSQL, which has no single writer."""
+    def watch_writes(self, group_size: Callable[[int], None]) -> Callable[[], int]:
+        """SQLite only: group_size(n) is called (on the writer thread) with each group's number
+        of calls; returns a function that tells how many writes wait for the writer."""
         if not isinstance(self._writer, _GroupCommitWriter):
-            return None
+            raise TypeError("only SQLite has a single writer")
         self._writer.on_group = group_size
         return self._writer.queue_depth
 
