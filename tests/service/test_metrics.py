@@ -133,7 +133,7 @@ async def test_sqlite_writer_queue_and_group_commit_sizes(tmp_path):
     assert value(after, "flowrpc_sqlite_writer_queue_depth") == 0
 
 
-async def test_postgresql_has_no_writer_metrics(database):
+async def test_writer_metrics_only_on_sqlite(database):
     with metered(database) as server:
         samples = scrape(f"127.0.0.1:{server.metrics_port}")
     on_sqlite = {name for name, _ in samples if name.startswith("flowrpc_sqlite_")}
