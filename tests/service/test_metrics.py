@@ -18,6 +18,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 from harness import free_port, running_server, sqlite_settings, wait_for_port
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,6 +32,8 @@ from flowrpc.v1 import flow_service_pb2 as fl
 CREATE = "flowrpc.v1.FlowService/CreateFlow"
 GET = "flowrpc.v1.FlowService/GetFlow"
 LIST_RUNS = "flowrpc.v1.FlowRunService/ListFlowRuns"
+HISTORY = "flowrpc.v1.FlowRunService/StreamFlowRunHistory"
+QUIET = {"late_runs_enabled": False, "pause_expirations_enabled": False}  # no background writes
 MISSING_ID = "0191d3a4-0000-7000-8000-000000000000"
 
 
@@ -47,6 +51,17 @@ def scrape(address: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(samples: dict, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
+
+
+def history() -> fr.StreamFlowRunHistoryRequest:
+    """Six ten-minute intervals: a stream of six messages."""
+    start, end, interval = Timestamp(), Timestamp(), Duration()
+    start.FromSeconds(1_700_000_000)
+    end.FromSeconds(1_700_000_000 + 3600)
+    interval.FromSeconds(600)
+    return fr.StreamFlowRunHistoryRequest(
+        history_start=start, history_end=end, history_interval=interval
+    )
 
 
 @contextmanager
@@ -71,6 +86,8 @@ async def test_calls_are_counted_by_method_and_status_and_timed(database):
                 await flows.GetFlow(fl.GetFlowRequest(id="not-an-id"))
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             await runs.ListFlowRuns(fr.ListFlowRunsRequest())
+            intervals = [message async for message in runs.StreamFlowRunHistory(history())]
+            assert len(intervals) == 6
         samples = scrape(f"127.0.0.1:{server.metrics_port}")
 
     calls = {
@@ -83,8 +100,9 @@ async def test_calls_are_counted_by_method_and_status_and_timed(database):
         (GET, "NOT_FOUND"): 2,
         (GET, "INVALID_ARGUMENT"): 1,
         (LIST_RUNS, "OK"): 1,
+        (HISTORY, "OK"): 1,
     }
-    for method, count in ((CREATE, 3), (GET, 3), (LIST_RUNS, 1)):
+    for method, count in ((CREATE, 3), (GET, 3), (LIST_RUNS, 1), (HISTORY, 1)):
         assert value(samples, "flowrpc_call_duration_seconds_count", method=method) == count
         total = value(samples, "flowrpc_call_duration_seconds_sum", method=method)
         assert 0 < total < 30
@@ -112,7 +130,7 @@ async def test_a_call_refused_for_its_key_is_counted(tmp_path):
 
 async def test_sqlite_writer_queue_and_group_commit_sizes(tmp_path):
     writes = 40
-    with metered(sqlite_settings(tmp_path, late_runs_enabled=False)) as server:
+    with metered(sqlite_settings(tmp_path, **QUIET)) as server:
         address = f"127.0.0.1:{server.metrics_port}"
         before = scrape(address)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -339,13 +339,12 @@ async def _refuse(
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts each call by method and status code, times it and keeps the in-flight gauge.
+    """Counts each call by method and status code, times it and keeps the in-flight count.
     Place it first: it then sees every status, the refusals of the others included. Unary and
     server-streaming calls are measured (reflection, the one bidirectional service, is not)."""
 
     def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self._methods: dict[str, _MethodMetrics] = {}
+        self._calls = metrics.calls
 
     async def intercept_service(
         self,
@@ -354,57 +353,42 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         if handler is None:  # one label for all unknown names: clients cannot add series
-            self._metrics.calls.labels("unknown", "UNIMPLEMENTED").inc()
+            self._calls.method("unknown").count(grpc.StatusCode.UNIMPLEMENTED.name)
             return handler
-        method = self._methods.get(details.method)
-        if method is None:
-            method = self._methods[details.method] = _MethodMetrics(self._metrics, details.method)
-        return _wrap(handler, method.around)
+        return _wrap(handler, functools.partial(self._around, details.method.lstrip("/")))
 
+    def _around(self, method: str, behaviour: Callable[..., Any], streaming: bool) -> Any:
+        calls, stats, clock = self._calls, self._calls.method(method), time.perf_counter
+        if streaming:
 
-class _MethodMetrics:
-    """One method's instruments, with their labels bound once (a labels() look-up takes a lock)."""
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                calls.in_flight += 1
+                started, code = clock(), grpc.StatusCode.OK
+                try:
+                    async for item in behaviour(request, context):
+                        yield item
+                except BaseException as error:
+                    code = _failure(error)
+                    raise
+                finally:
+                    calls.in_flight -= 1
+                    stats.record((context.code() or code).name, clock() - started)
 
-    def __init__(self, metrics: Metrics, method: str) -> None:
-        self._name = method.lstrip("/")
-        self._calls = metrics.calls
-        self._by_code: dict[grpc.StatusCode, Any] = {}
-        self._latency = metrics.latency.labels(self._name)
-        self._in_flight = metrics.in_flight
+            return stream
 
-    def around(self, behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            self._in_flight.inc()
-            started, code = time.perf_counter(), grpc.StatusCode.OK
+            calls.in_flight += 1
+            started, code = clock(), grpc.StatusCode.OK
             try:
                 return await behaviour(request, context)
             except BaseException as error:
                 code = _failure(error)
                 raise
             finally:
-                self._finish(started, context.code() or code)
+                calls.in_flight -= 1
+                stats.record((context.code() or code).name, clock() - started)
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            self._in_flight.inc()
-            started, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                async for item in behaviour(request, context):
-                    yield item
-            except BaseException as error:
-                code = _failure(error)
-                raise
-            finally:
-                self._finish(started, context.code() or code)
-
-        return stream if streaming else unary
-
-    def _finish(self, started: float, code: grpc.StatusCode) -> None:
-        self._latency.observe(time.perf_counter() - started)
-        self._in_flight.dec()
-        counter = self._by_code.get(code)
-        if counter is None:
-            counter = self._by_code[code] = self._calls.labels(self._name, code.name)
-        counter.inc()
+        return unary
 
 
 def _failure(error: BaseException) -> grpc.StatusCode:
