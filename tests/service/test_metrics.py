@@ -88,6 +88,9 @@ async def test_calls_are_counted_by_method_and_status_and_timed(database):
             await runs.ListFlowRuns(fr.ListFlowRunsRequest())
             intervals = [message async for message in runs.StreamFlowRunHistory(history())]
             assert len(intervals) == 6
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await channel.unary_unary("/flowrpc.v1.NoSuchService/Nothing")(b"")
+            assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
         samples = scrape(f"127.0.0.1:{server.metrics_port}")
 
     calls = {
@@ -101,6 +104,7 @@ async def test_calls_are_counted_by_method_and_status_and_timed(database):
         (GET, "INVALID_ARGUMENT"): 1,
         (LIST_RUNS, "OK"): 1,
         (HISTORY, "OK"): 1,
+        ("unknown", "UNIMPLEMENTED"): 1,  # any name a client sends: one series
     }
     for method, count in ((CREATE, 3), (GET, 3), (LIST_RUNS, 1), (HISTORY, 1)):
         assert value(samples, "flowrpc_call_duration_seconds_count", method=method) == count
