@@ -1,7 +1,7 @@
 """The `flowrpc` command.
 
 flowrpc server start [--host H] [--port P] [--database-url URL]
-                     [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+                     [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--metrics-port P]
 flowrpc database upgrade [--database-url URL]
 flowrpc api-key create --name NAME --role read|write|admin [--database-url URL]
 flowrpc api-key ls [--database-url URL]
@@ -28,7 +28,7 @@ NO_KEYS_LEFT = (
     "warning: no API key is left, so servers without FLOWRPC_API_KEY accept every call "
     "without a key again"
 )
-OPTIONS = ("host", "port", "database_url", "tls_cert", "tls_key", "tls_client_ca")
+OPTIONS = ("host", "port", "database_url", "tls_cert", "tls_key", "tls_client_ca", "metrics_port")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--tls-client-ca",
         help="PEM CA certificates: require client certificates they signed (FLOWRPC_TLS_CLIENT_CA)",
+    )
+    start.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (FLOWRPC_METRICS_PORT; "
+        "default off; FLOWRPC_METRICS_HOST binds another address)",
     )
     database = _group(commands, "database", "manage the database")
     upgrade = database.add_parser("upgrade", help="migrate the schema to the newest revision")

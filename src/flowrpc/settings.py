@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     tls_client_ca: Path | None = Field(
         default=None, description="PEM CA certificates; clients must present one they signed."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics over HTTP at /metrics on this port; none: off.",
+    )
+    metrics_host: str | None = Field(
+        default=None, description="Address the metrics port binds; default: host."
+    )
     grace_seconds: float = Field(default=10.0, description="How long in-flight calls may finish.")
     drain_seconds: float = Field(
         default=5.0,

@@ -20,8 +20,14 @@ from grpc_reflection.v1alpha import reflection
 from flowrpc.server.access import KeyRing
 from flowrpc.server.background.services import start_services
 from flowrpc.server.ids import now_micros
-from flowrpc.server.interceptors import AccessInterceptor, ErrorInterceptor, LimitsInterceptor
+from flowrpc.server.interceptors import (
+    AccessInterceptor,
+    ErrorInterceptor,
+    LimitsInterceptor,
+    MetricsInterceptor,
+)
 from flowrpc.server.limits import MAX_RESPONSE_BYTES, RequestLimits
+from flowrpc.server.metrics import Metrics
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
@@ -67,6 +73,8 @@ class Server:
     background: list[asyncio.Task[None]]
     leadership: Leadership
     keys: KeyRing
+    metrics: Metrics | None = None
+    metrics_port: int | None = None  # the port /metrics is served on, when metrics are on
 
     async def drain(self, seconds: float, hurry: asyncio.Event) -> None:
         """Reports NOT_SERVING (every service) while still serving for `seconds`, or until
@@ -87,6 +95,8 @@ class Server:
         self.leadership.close()
         self.db.close()
         self.keys.close()
+        if self.metrics:
+            self.metrics.close()
 
 
 class StartupError(Exception):
@@ -131,6 +141,11 @@ async def start_server(settings: Settings) -> Server:
         ErrorInterceptor(),
         LimitsInterceptor(RequestLimits(settings)),
     ]
+    # Off: no interceptor at all, so calls pay nothing for metrics.
+    metrics = Metrics() if settings.metrics_port is not None else None
+    if metrics:
+        interceptors.insert(0, MetricsInterceptor(metrics))  # first: sees every status
+        metrics.watch_writer(db)
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -158,14 +173,33 @@ async def start_server(settings: Settings) -> Server:
     reflection.enable_server_reflection(names, server)
     try:
         port = listen(server, f"{settings.host}:{settings.port}", credentials)
+        metrics_port = serve_metrics(metrics, settings)
     except PortUnavailable:
         db.close()
         keys.close()
         raise
     await server.start()
     leadership = Leadership(db.url)
-    background = start_services(db, settings, leadership)
-    return Server(server, db, health_servicer, port, background, leadership, keys)
+    background = start_services(db, settings, leadership, metrics)
+    return Server(
+        server, db, health_servicer, port, background, leadership, keys, metrics, metrics_port
+    )
+
+
+def serve_metrics(metrics: Metrics | None, settings: Settings) -> int | None:
+    """Serves /metrics when metrics are on; returns the port bound."""
+    if metrics is None or settings.metrics_port is None:
+        return None
+    host = settings.metrics_host or settings.host
+    try:
+        port = metrics.serve(host, settings.metrics_port)
+    except OSError as error:
+        raise PortUnavailable(
+            f"cannot serve metrics on {host}:{settings.metrics_port}: {error.strerror or error}; "
+            "choose another with --metrics-port or FLOWRPC_METRICS_PORT"
+        ) from error
+    log.info("metrics at http://%s:%d/metrics", host, port)
+    return port
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -1,12 +1,14 @@
-"""Server interceptors: API keys and their roles, domain errors (and undecodable requests) to
-gRPC statuses, request and response limits."""
+"""Server interceptors: metrics, API keys and their roles, domain errors (and undecodable
+requests) to gRPC statuses, request and response limits."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from flowrpc.server import access, errors
 from flowrpc.server.limits import RequestLimits, serialized
+from flowrpc.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -333,3 +336,64 @@ async def _refuse(
         with contextlib.suppress(Exception):
             await context.read()
     await abort(context, error)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts each call by method and status code, times it and keeps the in-flight count.
+    Place it first: it then sees every status, the refusals of the others included. Unary and
+    server-streaming calls are measured (reflection, the one bidirectional service, is not)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._calls = metrics.calls
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:  # one label for all unknown names: clients cannot add series
+            self._calls.method("unknown").count(grpc.StatusCode.UNIMPLEMENTED.name)
+            return handler
+        return _wrap(handler, functools.partial(self._around, details.method.lstrip("/")))
+
+    def _around(self, method: str, behaviour: Callable[..., Any], streaming: bool) -> Any:
+        calls, stats, clock = self._calls, self._calls.method(method), time.perf_counter
+        if streaming:
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                calls.in_flight += 1
+                started, code = clock(), grpc.StatusCode.OK
+                try:
+                    async for item in behaviour(request, context):
+                        yield item
+                except BaseException as error:
+                    code = _failure(error)
+                    raise
+                finally:
+                    calls.in_flight -= 1
+                    stats.record((context.code() or code).name, clock() - started)
+
+            return stream
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            calls.in_flight += 1
+            started, code = clock(), grpc.StatusCode.OK
+            try:
+                return await behaviour(request, context)
+            except BaseException as error:
+                code = _failure(error)
+                raise
+            finally:
+                calls.in_flight -= 1
+                stats.record((context.code() or code).name, clock() - started)
+
+        return unary
+
+
+def _failure(error: BaseException) -> grpc.StatusCode:
+    """The status of a call that raised and set none (an abort sets its own): a cancelled or
+    abandoned call is CANCELLED; what escaped every handler ends as UNKNOWN in gRPC."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flowrpc.server.ids import now_micros
+from flowrpc.server.metrics import Metrics
 from flowrpc.server.storage import maintenance
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
@@ -44,19 +45,32 @@ def _in_batches(db: Database, name: str, batch: int, write: Callable[..., int], 
     return one_pass
 
 
-async def _every(seconds: float, name: str, one_pass: Pass, leadership: Leadership) -> None:
+async def _every(
+    seconds: float, name: str, one_pass: Pass, leadership: Leadership, metrics: Metrics | None
+) -> None:
     """Runs `one_pass` every `seconds` while this replica leads."""
+    service = name.replace(" ", "_")  # the metrics' label
+    if metrics:
+        metrics.show_service(service)
     while True:
         try:
-            if await asyncio.to_thread(leadership.check) and (changed := await one_pass()):
-                log.info("%s: %d runs", name, changed)
+            leads = await asyncio.to_thread(leadership.check)
+            if metrics:
+                metrics.leader.set(leads)
+            if leads:
+                if metrics:
+                    metrics.passes.labels(service).inc()
+                if changed := await one_pass():
+                    log.info("%s: %d runs", name, changed)
         except Exception:  # a failed pass must not end the service
             log.exception("%s: pass failed", name)
+            if metrics:
+                metrics.failures.labels(service).inc()
         await asyncio.sleep(seconds)
 
 
 def start_services(
-    db: Database, settings: Settings, leadership: Leadership
+    db: Database, settings: Settings, leadership: Leadership, metrics: Metrics | None = None
 ) -> list[asyncio.Task[None]]:
     """Starts the enabled services on the running loop; cancel the tasks to stop them."""
     services = []
@@ -66,9 +80,12 @@ def start_services(
         one_pass = _in_batches(
             db, name, settings.batch_size, maintenance.mark_late_runs, late_after
         )
-        services.append(_every(settings.late_runs_loop_seconds, name, one_pass, leadership))
+        services.append(
+            _every(settings.late_runs_loop_seconds, name, one_pass, leadership, metrics)
+        )
     if settings.pause_expirations_enabled:
         name = "expired pauses"
         one_pass = _in_batches(db, name, settings.batch_size, maintenance.fail_expired_pauses)
-        services.append(_every(settings.pause_expirations_loop_seconds, name, one_pass, leadership))
+        seconds = settings.pause_expirations_loop_seconds
+        services.append(_every(seconds, name, one_pass, leadership, metrics))
     return [asyncio.create_task(service) for service in services]

@@ -160,6 +160,14 @@ class Database:
             _translate(error, self.statement_timeout)
             raise
 
+    def watch_writes(self, group_size: Callable[[int], None]) -> Callable[[], int]:
+        """SQLite only: group_size(n) is called (on the writer thread) with each group's number
+        of calls; returns a function that tells how many writes wait for the writer."""
+        if not isinstance(self._writer, _GroupCommitWriter):
+            raise TypeError("only SQLite has a single writer")
+        self._writer.on_group = group_size
+        return self._writer.queue_depth
+
     def close(self) -> None:
         self._writer.close()
         self._readers.shutdown(wait=True)
@@ -352,6 +360,7 @@ class _GroupCommitWriter(_Writer):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.on_group: Callable[[int], None] | None = None  # metrics: each group's size
         self._thread = threading.Thread(target=self._loop, name="flowrpc-writer", daemon=True)
         self._thread.start()
 
@@ -365,10 +374,15 @@ class _GroupCommitWriter(_Writer):
         self._jobs.put(None)
         self._thread.join()
 
+    def queue_depth(self) -> int:
+        return self._jobs.qsize()
+
     def _loop(self) -> None:
         since_check = 0
         with self._engine.connect() as conn:
             while (batch := self._next_batch()) is not None:
+                if self.on_group is not None:
+                    self.on_group(len(batch))
                 self._commit(conn, batch)
                 since_check += len(batch)
                 if since_check >= STATISTICS_CHECK:
