@@ -212,7 +212,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         raise StartupError(
             "TLS needs both --tls-cert and --tls-key (FLOWRPC_TLS_CERT, FLOWRPC_TLS_KEY)."
         )
-    pems = [_read(cert, "--tls-cert"), _read(key, "--tls-key")]
+    cert_pem, key_pem = _read(cert, "--tls-cert"), _read(key, "--tls-key")
     ca_pem = _read(client_ca, "--tls-client-ca") if client_ca else None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _check(
@@ -221,7 +221,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if ca_pem:
         _check(lambda: context.load_verify_locations(cadata=ca_pem.decode()), "--tls-client-ca")
     return grpc.ssl_server_credentials(
-        [(pems[1], pems[0])], root_certificates=ca_pem, require_client_auth=ca_pem is not None
+        [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=ca_pem is not None
     )
 
 

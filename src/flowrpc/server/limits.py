@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from flowrpc.server.errors import InvalidArgument, ResourceExhausted
+from flowrpc.server.errors import InvalidArgument, ResourceExhausted, quote
 from flowrpc.settings import Settings
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # gRPC's default max_receive_message_length
@@ -169,7 +169,7 @@ class RequestLimits:
         def check(values: Any, where: str) -> None:
             self._count(values, where)
             for key in values:
-                item = f"{where}[{key[:40]!r}]" if isinstance(key, str) else f"{where}[{key}]"
+                item = f"{where}[{quote(key)}]" if isinstance(key, str) else f"{where}[{key}]"
                 if key_check is not None:
                     key_check(key, item)
                 if value_check is not None:

@@ -18,7 +18,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from flowrpc.server.errors import InvalidArgument, quote
+from flowrpc.server.errors import QUOTED, InvalidArgument, quote
 from flowrpc.server.ids import new_id
 from flowrpc.server.orchestration import Decision
 from flowrpc.server.orchestration.records import (
@@ -140,7 +140,7 @@ def _not_finite(value: Message, path: str) -> str | None:
 
 def _short(key: str) -> str:
     """A Struct key as quoted in a field path: a bad value's path stays short."""
-    return key if len(key) <= 40 else f"{key[:40]}..."
+    return key if len(key) <= QUOTED else f"{key[:QUOTED]}..."
 
 
 def optional(message: Message, field: str) -> Any:

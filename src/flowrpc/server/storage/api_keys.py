@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from flowrpc.server.errors import AlreadyExists, NotFound
+from flowrpc.server.errors import AlreadyExists, NotFound, quote
 from flowrpc.server.storage import tables as t
 
 
@@ -20,7 +20,7 @@ def create_key(conn: Connection, name: str, key_hash: str, role: str, now: int) 
             )
     except sa.exc.IntegrityError:
         raise AlreadyExists(
-            "API_KEY_ALREADY_EXISTS", f"An API key named {name[:64]!r} already exists."
+            "API_KEY_ALREADY_EXISTS", f"An API key named {quote(name)} already exists."
         ) from None
 
 
@@ -30,4 +30,4 @@ def list_keys(conn: Connection) -> Sequence[Row[Any]]:
 
 def revoke_key(conn: Connection, name: str) -> None:
     if not conn.execute(sa.delete(t.api_key).where(t.api_key.c.name == name)).rowcount:
-        raise NotFound("API_KEY_NOT_FOUND", f"No API key is named {name[:64]!r}.")
+        raise NotFound("API_KEY_NOT_FOUND", f"No API key is named {quote(name)}.")

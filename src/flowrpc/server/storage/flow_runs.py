@@ -73,7 +73,7 @@ class Sort:
     def accepts(self, key: Any) -> bool:
         """Whether `key` can be this order's key: a page token's is checked before a query."""
         if isinstance(self.key.type, sa.Integer):  # times: BIGINT microseconds, or NULL
-            return key is None or (type(key) is int and -(2**63) <= key < 2**63)
+            return key is None or (type(key) is int and key in t.INT64)
         return isinstance(key, str)
 
     def after(self, key: Any, run_id: str) -> Any:
