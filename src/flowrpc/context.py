@@ -1,0 +1,71 @@
+"""Run contexts: which flow run and task run the code running now belongs to.
+
+The engine enters a FlowRunContext around a flow's body and a TaskRunContext around a task's body;
+logging, assets and nested calls read them. Each kind lives in its own context variable, so a
+task's context does not hide its flow's, and threads or asyncio tasks started with a copy of the
+context (as the task runners do) see the run that started them.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from flowrpc.schemas.objects import FlowRun, TaskRun
+
+
+class MissingContextError(RuntimeError):
+    """Raised by get_run_context() outside any flow or task run."""
+
+
+@dataclass(eq=False)
+class RunContext:
+    """Base of the run contexts: `with context:` makes it current; `Kind.get()` reads it."""
+
+    _current: ClassVar[ContextVar[Any]]
+    _tokens: list[Token[Any]] = field(default_factory=list, init=False, repr=False)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._current = ContextVar(cls.__name__, default=None)
+
+    @classmethod
+    def get(cls) -> Self | None:
+        """The current context of this kind, or None."""
+        return cls._current.get()
+
+    def __enter__(self) -> Self:
+        self._tokens.append(self._current.set(self))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._current.reset(self._tokens.pop())
+
+
+@dataclass(eq=False)
+class FlowRunContext(RunContext):
+    """The flow run being executed, with what its tasks need from it."""
+
+    flow: Any
+    flow_run: FlowRun
+    parameters: dict[str, Any] = field(default_factory=dict)
+    log_prints: bool = False
+
+
+@dataclass(eq=False)
+class TaskRunContext(RunContext):
+    """The task run being executed."""
+
+    task: Any
+    task_run: TaskRun
+    parameters: dict[str, Any] = field(default_factory=dict)
+    log_prints: bool = False
+
+
+def get_run_context() -> FlowRunContext | TaskRunContext:
+    """The innermost run: the task run if a task is executing, else the flow run."""
+    context = TaskRunContext.get() or FlowRunContext.get()
+    if context is None:
+        raise MissingContextError("no flow or task run is active in this thread or task")
+    return context
