@@ -184,4 +184,8 @@ def state_result(state: Any, raise_on_failure: bool = True) -> Any:
         if raise_on_failure:
             raise error
         return error
+    if state._exception is not None:  # the run stopped early (NotReady, aborted)
+        if raise_on_failure:
+            raise state._exception
+        return state._exception
     raise UnfinishedRun(f"Run is in {state.type.value} state, its result is not available.")

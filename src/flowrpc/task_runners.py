@@ -54,7 +54,15 @@ class TaskRunner:
         self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> PrefectFutureList:
         """One submit per item of the iterable parameters (zipped; all the same length);
-        `unmapped(x)` and non-iterables are passed whole to every call."""
+        `unmapped(x)` and non-iterables are passed whole to every call. A future is mapped over
+        its result, and every call depends on it."""
+        upstream = [value for value in parameters.values() if isinstance(value, PrefectFuture)]
+        if upstream:
+            parameters = {
+                name: value.result() if isinstance(value, PrefectFuture) else value
+                for name, value in parameters.items()
+            }
+            wait_for = [*(wait_for or ()), *upstream]
         return PrefectFutureList(
             self.submit(task, call, wait_for) for call in map_calls(parameters)
         )

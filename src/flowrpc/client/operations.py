@@ -265,12 +265,15 @@ def create_flow_run(
     job_variables: dict[str, Any] | None = None,
     *,
     idempotency_key: str | None = None,
+    flow_id: IdLike | None = None,
 ) -> Operation:
     """Creates a run of `flow` (any object with .name; .version, .retries and
     .retry_delay_seconds are used when present), creating the flow first if needed.
     The initial state defaults to Pending. With an idempotency_key, a repeat returns the run
-    the key made (and the call is retried on UNAVAILABLE)."""
-    flow_id = yield from create_flow(flow)
+    the key made (and the call is retried on UNAVAILABLE). flow_id: the flow's id when the
+    caller knows it (saves the CreateFlow call)."""
+    if flow_id is None:
+        flow_id = yield from create_flow(flow)
     request = to_message(
         flow_runs_pb.CreateFlowRunRequest,
         {

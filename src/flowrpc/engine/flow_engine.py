@@ -4,6 +4,7 @@ the server's decision (AwaitingRetry)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from flowrpc import results
+from flowrpc.client.errors import ObjectNotFound
 from flowrpc.context import FlowRunContext
 from flowrpc.engine.base import RunEngine
 from flowrpc.engine.client import sdk_client
@@ -20,6 +22,9 @@ from flowrpc.futures import PrefectFuture, resolve_futures
 from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Failed, Pending
+
+# Flow ids by (server, flow name): a flow's second call skips creating the flow.
+_flow_ids: dict[tuple[str, str], Any] = {}
 
 # Parameters are recorded as JSON; one larger than this is recorded as a placeholder.
 MAX_RECORDED_PARAMETER_BYTES = 64 * 1024
@@ -64,17 +69,30 @@ class FlowRunEngine(RunEngine):
         parameters = self.flow.parameters_of(self.bound)
         if self.parent is not None:
             self.parent_task_run_id = self._parent_task_run(parameters)
-        self.flow_run = self.client.create_flow_run(
+        self.flow_run = self._create_flow_run(parameters)
+        self.run_id, self.state = self.flow_run.id, self.flow_run.state
+        if validation_error is not None:
+            result = self.set_state(Failed(message=str(validation_error)[:10_000]))
+            self.state, self.error = result.state, validation_error
+
+    def _create_flow_run(self, parameters: dict[str, Any]) -> Any:
+        key = (self.client.api_url, self.flow.name)
+        create = functools.partial(
+            self.client.create_flow_run,
             self.flow,
             name=self.flow.run_name(parameters),
             parameters=jsonable_parameters(parameters),
             parent_task_run_id=self.parent_task_run_id,
             state=Pending(),
         )
-        self.run_id, self.state = self.flow_run.id, self.flow_run.state
-        if validation_error is not None:
-            result = self.set_state(Failed(message=str(validation_error)[:10_000]))
-            self.state, self.error = result.state, validation_error
+        if (flow_id := _flow_ids.get(key)) is not None:
+            try:
+                return create(flow_id=flow_id)
+            except ObjectNotFound:  # the flow was deleted since: create it again
+                _flow_ids.pop(key, None)
+        flow_run = create()
+        _flow_ids[key] = flow_run.flow_id
+        return flow_run
 
     def _parent_task_run(self, parameters: dict[str, Any]) -> Any:
         """The task run in the parent flow run that stands for this subflow."""
