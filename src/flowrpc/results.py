@@ -42,6 +42,10 @@ RECORD_TYPES = ("result", "reference")
 # What the SDK lets travel through the server by default; the server's max_json_bytes (512 KiB
 # unless configured) bounds the whole state data, and base64 adds a third.
 DEFAULT_INLINE_LIMIT = 360 * 1024
+TOO_LARGE_ADVICE = (
+    "Set result_storage= on the flow or task (or FLOWRPC_RESULT_STORAGE_PATH) to a directory "
+    "every process can read, or persist_result=False."
+)
 
 
 class Serializer:
@@ -128,8 +132,7 @@ def persist(
         raise ResultTooLarge(
             f"the result is {len(blob):,} bytes serialized, more than the {inline_limit:,} that "
             "may travel through the server in a state (its max_json_bytes setting bounds state "
-            "data). Set result_storage= on the flow or task (or FLOWRPC_RESULT_STORAGE_PATH) to "
-            "a directory every process can read, or persist_result=False."
+            f"data). {TOO_LARGE_ADVICE}"
         )
     payload = base64.b64encode(blob).decode() if serializer.type != "json" else blob.decode()
     return {"type": "result", "serializer": serializer.type, "payload": payload}

@@ -15,7 +15,8 @@ from uuid import UUID
 
 from flowrpc import results
 from flowrpc.engine.timeouts import RunTimeout
-from flowrpc.exceptions import Abort
+from flowrpc.client.errors import InvalidRequest, ResourceExhausted
+from flowrpc.exceptions import Abort, ResultTooLarge
 from flowrpc.schemas._base import now
 from flowrpc.schemas.objects import State, StateType
 from flowrpc.schemas.responses import OrchestrationResult, SetStateStatus
@@ -91,7 +92,13 @@ class RunEngine:
         except Exception as error:  # the result could not be persisted
             self.fail(error)
             return
-        result = self.set_state(proposed)
+        try:
+            result = self.set_state(proposed)
+        except (InvalidRequest, ResourceExhausted) as error:
+            if proposed.data is None or "max_json_bytes" not in str(error):
+                raise
+            self.fail(ResultTooLarge(f"{error}. {results.TOO_LARGE_ADVICE}"))
+            return
         self.state = result.state
         if self.state is not None and self.state.is_completed():
             self.state._has_value, self.state._value = True, value
