@@ -14,8 +14,8 @@ from typing import Any
 from uuid import UUID
 
 from flowrpc import results
-from flowrpc.engine.timeouts import RunTimeout
 from flowrpc.client.errors import InvalidRequest, ResourceExhausted
+from flowrpc.engine.timeouts import RunTimeout
 from flowrpc.exceptions import Abort, ResultTooLarge
 from flowrpc.schemas._base import now
 from flowrpc.schemas.objects import State, StateType
