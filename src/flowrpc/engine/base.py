@@ -42,6 +42,9 @@ class RunEngine:
     def running_state(self) -> State:
         return Running()
 
+    def propose_running(self) -> OrchestrationResult:
+        return self.set_state(self.running_state())
+
     def completed_state(self, value: Any) -> State:
         raise NotImplementedError
 
@@ -59,7 +62,7 @@ class RunEngine:
         delay = self._retry_delay()
         if delay > 0:
             return delay
-        result = self.set_state(self.running_state())
+        result = self.propose_running()
         if result.status is SetStateStatus.ACCEPT:
             self.state = result.state
             return True

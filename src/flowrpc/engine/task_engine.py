@@ -4,8 +4,9 @@ state. Cache hits, retries and their delays are the server's decisions."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from flowrpc import results
@@ -18,6 +19,13 @@ from flowrpc.futures import PrefectFuture, resolve_futures
 from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Pending, Running
+
+
+class CreateArguments(NamedTuple):
+    """The arguments of a task run's create call (create_task_run or start_task_run)."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
 
 def untrackable(value: Any) -> bool:
@@ -48,31 +56,32 @@ class TaskRunEngine(RunEngine):
         self.parameters: dict[str, Any] = {}
         self.cache_key: str | None = None
         self.task_run: Any = None
+        self._start: CreateArguments | None = None  # a create left to StartTaskRun
 
     # ---- setup ----
 
     def setup(self) -> None:
         """Creates the task run (Pending) with its inputs, waits for its upstream futures and
-        works out its cache key. An upstream that did not complete ends this run NotReady."""
+        works out its cache key. An upstream that did not complete ends this run NotReady.
+
+        A run with nothing to wait for is created by its first Running proposal instead
+        (StartTaskRun: one round trip for both)."""
         inputs, futures = self._task_inputs()
         flow_run = self.flow_context.flow_run if self.flow_context else None
         task_key = self.task.task_key
         dynamic_key = (
             self.flow_context.next_dynamic_key(task_key) if self.flow_context else uuid4().hex
         )
-        try:
-            self.task_run = self.client.create_task_run(
-                self.task,
-                flow_run.id if flow_run else None,
-                dynamic_key,
-                name=self._run_name(),
-                state=Pending(),
-                task_inputs=inputs,
-            )
-        finally:
-            if self.on_task_run_id is not None:
-                self.on_task_run_id(self.task_run.id if self.task_run else None)
-        self.run_id, self.state = self.task_run.id, self.task_run.state
+        create = CreateArguments(
+            (self.task, flow_run.id if flow_run else None, dynamic_key),
+            {"name": self._run_name(), "state": Pending(), "task_inputs": inputs},
+        )
+        if not futures and self.task.cache_key_fn is None:
+            self._start = create
+            self.parameters = self.raw_parameters
+            self.cache_key = self._cache_key()
+            return
+        self._created(self.client.create_task_run, create)
         upstream_error = self._wait_upstream(futures)
         if upstream_error is not None:
             result = self.set_state(Pending(name="NotReady", message=str(upstream_error)))
@@ -80,6 +89,20 @@ class TaskRunEngine(RunEngine):
             return
         self.parameters = resolve_futures(self.raw_parameters, lambda f: f.result())
         self.cache_key = self._cache_key()
+
+    def _created(self, call: Callable[..., Any], create: CreateArguments) -> Any:
+        """Makes the create call with `create`'s arguments; the run's id goes to on_task_run_id
+        (None when the call failed), so futures learn it."""
+        output = None
+        try:
+            output = call(*create.args, **create.kwargs)
+        finally:
+            if self.on_task_run_id is not None:
+                task_run = output[0] if isinstance(output, tuple) else output
+                self.on_task_run_id(task_run.id if task_run is not None else None)
+        self.task_run = output[0] if isinstance(output, tuple) else output
+        self.run_id, self.state = self.task_run.id, self.task_run.state
+        return output
 
     def _task_inputs(self) -> tuple[dict[str, list[TaskRunResult]], list[PrefectFuture]]:
         """Each argument's upstream task runs (futures, or results of earlier task runs)."""
@@ -148,6 +171,14 @@ class TaskRunEngine(RunEngine):
 
     def set_state(self, state: State, force: bool = False) -> OrchestrationResult:
         return self.client.set_task_run_state(self.run_id, state, force=force)
+
+    def propose_running(self) -> OrchestrationResult:
+        if self._start is None:
+            return super().propose_running()
+        create, self._start = self._start, None
+        start = functools.partial(self.client.start_task_run, running=self.running_state())
+        _, result = self._created(start, create)
+        return result
 
     def running_state(self) -> State:
         state = Running()
