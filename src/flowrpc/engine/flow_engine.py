@@ -16,6 +16,7 @@ from flowrpc.client.errors import ObjectNotFound
 from flowrpc.context import FlowRunContext
 from flowrpc.engine.base import RunEngine
 from flowrpc.engine.client import sdk_client
+from flowrpc.engine.reporter import flush_reported_states
 from flowrpc.engine.task_engine import untrackable
 from flowrpc.exceptions import ParameterTypeError
 from flowrpc.futures import PrefectFuture, resolve_futures
@@ -116,6 +117,8 @@ class FlowRunEngine(RunEngine):
         return task_run.id
 
     def set_state(self, state: State, force: bool = False) -> OrchestrationResult:
+        if state.is_final() or state.is_failed():
+            flush_reported_states()  # the run's task states land before its own final state
         return self.client.set_flow_run_state(self.run_id, state, force=force)
 
     def completed_state(self, value: Any) -> State:

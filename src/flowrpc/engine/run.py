@@ -26,7 +26,9 @@ def run_task(
     return_type="state"). For an async task this returns a coroutine."""
     if inspect.iscoroutinefunction(task.fn):
         return _run_task_async(task, parameters, wait_for, return_type, on_task_run_id)
-    engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id)
+    # A direct call that returns only the value reports its Completed state in the background.
+    background = return_type == "result" and on_task_run_id is None
+    engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id, background)
     engine.setup()
     while not engine.done:
         step = engine.begin_attempt()

@@ -14,6 +14,7 @@ from flowrpc.cache_policies import KeyContext
 from flowrpc.context import FlowRunContext, TaskRunContext
 from flowrpc.engine.base import RunEngine, cache_expiration_time
 from flowrpc.engine.client import sdk_client
+from flowrpc.engine.reporter import state_reporter
 from flowrpc.exceptions import UpstreamTaskError
 from flowrpc.futures import PrefectFuture, resolve_futures
 from flowrpc.schemas.objects import State, TaskRunResult
@@ -44,8 +45,10 @@ class TaskRunEngine(RunEngine):
         parameters: dict[str, Any],
         wait_for: Iterable[Any] | None = None,
         on_task_run_id: Callable[[UUID | None], None] | None = None,
+        report_in_background: bool = False,
     ) -> None:
         super().__init__()
+        self.report_in_background = report_in_background
         self.task = task
         self.raw_parameters = parameters
         self.wait_for = list(wait_for or ())
@@ -214,7 +217,20 @@ class TaskRunEngine(RunEngine):
         return step
 
     def succeed(self, value: Any) -> None:
-        super().succeed(value)
+        if (
+            self.report_in_background
+            and not self.cache_key
+            and not self.task.should_persist(self.flow_context)
+        ):
+            # Nothing depends on the server's answer: report it off the critical path.
+            state = Completed()
+            state.state_details.task_run_id = self.run_id
+            state.state_details.flow_run_id = self.task_run.flow_run_id
+            state_reporter(self.client).report(self.run_id, state)
+            state._has_value, state._value = True, value
+            self.state = state
+        else:
+            super().succeed(value)
         if self.flow_context is not None and not untrackable(value):
             self.flow_context.task_run_results[id(value)] = self.run_id
 

@@ -1,0 +1,92 @@
+"""Completed states reported off the task's critical path.
+
+A task called directly in a flow (no cache key, no persisted result, no return_state) needs
+nothing from the server's answer to its Completed state, so the engine hands that state to this
+reporter and returns the value at once: the next task starts while the state travels. One
+thread sends the states in the order they were given. A flow waits for every state it handed
+over before it proposes its own final state, and the process waits at exit, so no state is lost
+at a normal exit; a state the server refuses is logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections import deque
+from typing import Any
+
+from flowrpc.schemas.objects import State
+
+logger = logging.getLogger("flowrpc.engine")
+
+
+class StateReporter:
+    """Sends (task run id, state) proposals in order on one background thread."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pending: deque[tuple[Any, State]] = deque()
+        self._unsent = 0  # handed over and not yet answered
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._send, name="flowrpc-states", daemon=True)
+        self._thread.start()
+
+    def report(self, task_run_id: Any, state: State) -> None:
+        with self._changed:
+            self._pending.append((task_run_id, state))
+            self._unsent += 1
+            self._changed.notify_all()
+
+    def flush(self) -> None:
+        """Returns once every state handed over so far has been answered."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._unsent == 0)
+
+    def _send(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._pending))
+                task_run_id, state = self._pending.popleft()
+            try:
+                result = self.client.set_task_run_state(task_run_id, state)
+                if result.state is None or result.state.type is not state.type:
+                    logger.warning(
+                        "task run %s: the server did not accept %s (%s)",
+                        task_run_id,
+                        state.name,
+                        result.status,
+                    )
+            except Exception:
+                logger.exception("task run %s: could not report %s", task_run_id, state.name)
+            finally:
+                with self._changed:
+                    self._unsent -= 1
+                    self._changed.notify_all()
+
+
+_lock = threading.Lock()
+_reporter: StateReporter | None = None
+_reporter_pid: int | None = None
+
+
+def state_reporter(client: Any) -> StateReporter:
+    """The process's reporter (started on first use, again after a fork)."""
+    global _reporter, _reporter_pid
+    with _lock:
+        if _reporter is None or _reporter_pid != os.getpid() or _reporter.client is not client:
+            if _reporter is not None and _reporter_pid == os.getpid():
+                _reporter.flush()
+            _reporter, _reporter_pid = StateReporter(client), os.getpid()
+        return _reporter
+
+
+def flush_reported_states() -> None:
+    """Waits until every reported state has been answered (a no-op when none were)."""
+    reporter = _reporter
+    if reporter is not None and _reporter_pid == os.getpid():
+        reporter.flush()
+
+
+atexit.register(flush_reported_states)
