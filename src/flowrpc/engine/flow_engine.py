@@ -17,7 +17,6 @@ from flowrpc.context import FlowRunContext
 from flowrpc.engine.base import RunEngine
 from flowrpc.engine.client import sdk_client
 from flowrpc.engine.reporter import flush_reported_states
-from flowrpc.engine.task_engine import untrackable
 from flowrpc.exceptions import ParameterTypeError
 from flowrpc.futures import PrefectFuture, resolve_futures
 from flowrpc.schemas.objects import State, TaskRunResult
@@ -98,13 +97,10 @@ class FlowRunEngine(RunEngine):
     def _parent_task_run(self, parameters: dict[str, Any]) -> Any:
         """The task run in the parent flow run that stands for this subflow."""
         parent = self.parent
-        known = parent.task_run_results
-        inputs = {
-            name: [TaskRunResult(id=known[id(value)])]
-            if not untrackable(value) and id(value) in known
-            else []
-            for name, value in parameters.items()
-        }
+        inputs = {}
+        for name, value in parameters.items():
+            producer = parent.producer_of(value)
+            inputs[name] = [TaskRunResult(id=producer)] if producer is not None else []
         stand_in = SimpleNamespace(name=self.flow.name, task_key=self.flow.name, tags=())
         stand_in.version = self.flow.version
         task_run = self.client.create_task_run(
@@ -141,8 +137,8 @@ class FlowRunEngine(RunEngine):
 
     def succeed(self, value: Any) -> None:
         super().succeed(value)
-        if self.parent is not None and not untrackable(value):
-            self.parent.task_run_results[id(value)] = self.parent_task_run_id
+        if self.parent is not None:
+            self.parent.record_result(value, self.parent_task_run_id)
 
     def run_context(self, parameters: dict[str, Any]) -> FlowRunContext:
         runner = self.flow.task_runner.duplicate()

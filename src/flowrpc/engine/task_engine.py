@@ -29,13 +29,6 @@ class CreateArguments(NamedTuple):
     kwargs: dict[str, Any]
 
 
-def untrackable(value: Any) -> bool:
-    """Values whose id() says nothing about where they came from (shared singletons)."""
-    return (
-        value is None or isinstance(value, bool) or (isinstance(value, int) and -5 <= value <= 256)
-    )
-
-
 class TaskRunEngine(RunEngine):
     kind = "Task run"
 
@@ -109,7 +102,7 @@ class TaskRunEngine(RunEngine):
 
     def _task_inputs(self) -> tuple[dict[str, list[TaskRunResult]], list[PrefectFuture]]:
         """Each argument's upstream task runs (futures, or results of earlier task runs)."""
-        known = self.flow_context.task_run_results if self.flow_context else {}
+        context = self.flow_context
         futures: list[PrefectFuture] = []
 
         def collect(value: Any, ids: list[UUID]) -> None:
@@ -123,8 +116,8 @@ class TaskRunEngine(RunEngine):
             elif isinstance(value, dict):
                 for item in value.values():
                     collect(item, ids)
-            if not untrackable(value) and (upstream := known.get(id(value))) is not None:
-                ids.append(upstream)
+            if context is not None and (producer := context.producer_of(value)) is not None:
+                ids.append(producer)
 
         inputs: dict[str, list[TaskRunResult]] = {}
         for name, value in self.raw_parameters.items():
@@ -231,15 +224,15 @@ class TaskRunEngine(RunEngine):
             self.state = state
         else:
             super().succeed(value)
-        if self.flow_context is not None and not untrackable(value):
-            self.flow_context.task_run_results[id(value)] = self.run_id
+        if self.flow_context is not None:
+            self.flow_context.record_result(value, self.run_id)
 
     def _remember(self, state: State) -> None:
         if results.is_record(state.data):
             value = results.load(state.data)
             state._has_value, state._value = True, value
-            if self.flow_context is not None and not untrackable(value):
-                self.flow_context.task_run_results[id(value)] = self.run_id
+            if self.flow_context is not None:
+                self.flow_context.record_result(value, self.run_id)
 
     def run_context(self) -> TaskRunContext:
         log_prints = self.task.log_prints
