@@ -611,6 +611,28 @@ def start_task_run(
     return TaskRun.from_proto(response.task_run), OrchestrationResult.from_proto(response.result)
 
 
+@unary
+def set_task_run_states(
+    proposals: Iterable[tuple[IdLike, State]], force: bool = False
+) -> Operation:
+    """Proposes each (task_run_id, state), in order, in one call of at most 100; returns one
+    OrchestrationResult per proposal, whose state carries no data and no message."""
+    items = [
+        to_message(
+            task_runs_pb.TaskRunStateProposal,
+            {
+                "task_run_id": task_run_id,
+                "state": _proposal(state, task_run_id=task_run_id),
+                "force": force,
+            },
+        )
+        for task_run_id, state in proposals
+    ]
+    request = task_runs_pb.SetTaskRunStatesRequest(proposals=items)
+    response = yield Call(TASK_RUNS, "SetTaskRunStates", request)
+    return OrchestrationResult.from_protos(response.results)
+
+
 # ---- beyond Prefect: streams and paging ----
 
 

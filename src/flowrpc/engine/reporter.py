@@ -3,7 +3,8 @@
 A task called directly in a flow (no cache key, no persisted result, no return_state) needs
 nothing from the server's answer to its Completed state, so the engine hands that state to this
 reporter and returns the value at once: the next task starts while the state travels. One
-thread sends the states in the order they were given. A flow waits for every state it handed
+thread sends the states in the order they were given, as many per SetTaskRunStates call as
+have queued up (up to 100). A flow waits for every state it handed
 over before it proposes its own final state, and the process waits at exit, so no state is lost
 at a normal exit; a state the server refuses is logged.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from flowrpc.schemas.objects import State
 
 logger = logging.getLogger("flowrpc.engine")
+BATCH = 100  # proposals per SetTaskRunStates call (the server's maximum)
 
 
 class StateReporter:
@@ -48,22 +50,39 @@ class StateReporter:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._pending))
-                task_run_id, state = self._pending.popleft()
+                count = min(len(self._pending), BATCH)
+                batch = [self._pending.popleft() for _ in range(count)]
             try:
-                result = self.client.set_task_run_state(task_run_id, state)
-                if result.state is None or result.state.type is not state.type:
-                    logger.warning(
-                        "task run %s: the server did not accept %s (%s)",
-                        task_run_id,
-                        state.name,
-                        result.status,
-                    )
-            except Exception:
-                logger.exception("task run %s: could not report %s", task_run_id, state.name)
+                self._propose(batch)
             finally:
                 with self._changed:
-                    self._unsent -= 1
+                    self._unsent -= len(batch)
                     self._changed.notify_all()
+
+    def _propose(self, batch: list[tuple[Any, State]]) -> None:
+        """One SetTaskRunStates call for the batch; one call each if the batch fails (a run
+        deleted meanwhile fails the whole call, not the others)."""
+        try:
+            results = self.client.set_task_run_states(batch)
+        except Exception:
+            if len(batch) == 1:
+                logger.exception("task run %s: could not report %s", *_names(batch[0]))
+                return
+            for item in batch:
+                self._propose([item])
+            return
+        for (task_run_id, state), result in zip(batch, results, strict=True):
+            if result.state is None or result.state.type is not state.type:
+                logger.warning(
+                    "task run %s: the server did not accept %s (%s)",
+                    task_run_id,
+                    state.name,
+                    result.status,
+                )
+
+
+def _names(item: tuple[Any, State]) -> tuple[Any, str | None]:
+    return item[0], item[1].name
 
 
 _lock = threading.Lock()

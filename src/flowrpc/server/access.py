@@ -89,6 +89,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "ListTaskRuns": R,
         "SetTaskRunState": W,
         "StartTaskRun": W,
+        "SetTaskRunStates": W,
     },
 }
 HEALTH = "/grpc.health.v1.Health/"  # probes never need a key

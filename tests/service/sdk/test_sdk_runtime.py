@@ -107,3 +107,49 @@ def test_a_sync_task_in_an_async_flow_and_a_custom_task_runner(client):
     single = mixed.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
     assert single.task_runner.max_workers == 1
     assert asyncio.run(single()) == (9, [0, 1, 4, 9, 16])
+
+
+def test_a_retried_flow_finds_its_task_runs_again(client):
+    attempts = []
+
+    @task
+    def prepare():
+        return "ready"
+
+    @task(persist_result=True)
+    def persisted():
+        attempts.append("persisted")
+        return "kept"
+
+    @flow(retries=1)
+    def retried():
+        prepare()
+        persisted()
+        attempts.append("body")
+        if len(attempts) < 3:
+            raise RuntimeError("first attempt fails")
+        return "done"
+
+    state = retried(return_state=True)
+    assert state.result() == "done"
+    # The persisted task completed in the first attempt: the rerun reuses it.
+    assert attempts == ["persisted", "body", "body"]
+    runs = task_runs_of(client, state.state_details.flow_run_id)
+    assert len(runs) == 2  # the same task runs, found by their keys
+    by_name = {run.name.split("-")[0]: run for run in runs}
+    assert by_name["prepare"].state_name == "Completed"
+    assert by_name["prepare"].run_count == 1  # ran again: its count restarted
+    assert by_name["persisted"].run_count == 1
+
+
+def test_async_tasks_submitted_from_a_sync_flow(client):
+    @task
+    async def slow_double(x):
+        await asyncio.sleep(0.01)
+        return 2 * x
+
+    @flow
+    def fan_out():
+        return slow_double.map([1, 2, 3]).result()
+
+    assert fan_out() == [2, 4, 6]
