@@ -17,7 +17,8 @@ DaskTaskRunner would, on dask.distributed):
 The work itself is `flowrpc.engine.run_task(task, parameters, wait_for, return_type="state")`,
 called in the worker with the submitting thread's context (a copy of its contextvars), so the
 task run reports to the same server under the same flow run. A runner whose workers live in
-other processes must ship the flow-run context there instead (`FlowRunContext` fields).
+other processes must ship the flow-run context there instead (`FlowRunContext` fields), as
+DaskTaskRunner does (flowrpc.dask_runner; the `flowrpc[dask]` extra, imported on first use).
 """
 
 from __future__ import annotations
@@ -140,4 +141,19 @@ class ThreadPoolTaskRunner(TaskRunner):
         return future
 
 
-__all__ = ["TaskRunner", "ThreadPoolTaskRunner"]
+def __getattr__(name: str) -> Any:
+    # DaskTaskRunner lives in flowrpc.dask_runner, imported on first use so that importing
+    # flowrpc never imports dask (an optional dependency).
+    if name in ("DaskTaskRunner", "PrefectDaskFuture"):
+        try:
+            from flowrpc import dask_runner
+        except ImportError as error:
+            raise ImportError(
+                f"flowrpc.task_runners.{name} needs dask.distributed ({error}); install it "
+                "with: pip install 'flowrpc[dask]'"
+            ) from error
+        return getattr(dask_runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TaskRunner", "ThreadPoolTaskRunner"]  # DaskTaskRunner: see __getattr__

@@ -1,0 +1,429 @@
+"""DaskTaskRunner: a flow's submitted and mapped task runs on a dask.distributed cluster (the
+`flowrpc[dask]` extra; import it as `flowrpc.task_runners.DaskTaskRunner`).
+
+Workers are other processes, often other machines, so nothing reaches them through contextvars or
+the environment of the flow's process. Each submitted call travels as one `ShippedCall`: the task,
+its arguments, the flow run and its result settings, the task run's dynamic key (handed out by the
+flow's process, so runs made on different workers never share one), and the settings of the SDK's
+client (server address, API key, TLS certificates, retries), which the worker applies before the
+task run reports to the server.
+
+Upstream futures of this runner travel as Dask futures, so Dask runs the downstream call after
+them and hands it their final states; the worker turns those into finished futures that the
+engine treats as any other (their task runs become the downstream run's task_inputs, their
+results its arguments). Results of earlier task runs passed as plain values keep their edge too:
+the call carries which task run produced each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import hashlib
+import importlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import cloudpickle
+import distributed
+
+from flowrpc.context import FlowRunContext
+from flowrpc.futures import PrefectFuture
+from flowrpc.schemas.objects import State
+from flowrpc.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+# The SDK client's settings, read from the environment by get_client (see docs/sdk.md).
+CLIENT_SETTINGS = (
+    "FLOWRPC_API_URL",
+    "FLOWRPC_API_KEY",
+    "FLOWRPC_RETRY_ATTEMPTS",
+    "FLOWRPC_RETRY_BACKOFF_SECONDS",
+    "FLOWRPC_RESULT_STORAGE_PATH",
+)
+# TLS settings name PEM files of the flow's machine: their contents travel instead.
+TLS_FILES = ("FLOWRPC_API_TLS_CA", "FLOWRPC_API_TLS_CERT", "FLOWRPC_API_TLS_KEY")
+MAX_DEPTH = 8  # how deep futures are looked for inside arguments (as flowrpc.futures does)
+
+
+class DaskTaskRunner(TaskRunner):
+    """Runs submitted and mapped tasks on a dask.distributed cluster (Prefect's DaskTaskRunner).
+
+    With no arguments each flow run starts a `distributed.LocalCluster` and closes it when the
+    run ends. `address="tcp://host:8786"` uses the scheduler of an existing cluster instead, and
+    `cluster=` an existing cluster object (both left running). `cluster_class` (a class, or its
+    import path as a string) and `cluster_kwargs` make the temporary cluster (for example
+    `{"n_workers": 2, "processes": True}`); `adapt_kwargs` turns on adaptive scaling
+    (`cluster.adapt(**adapt_kwargs)`); `client_kwargs` go to `distributed.Client`.
+    """
+
+    def __init__(
+        self,
+        cluster: Any = None,
+        address: str | None = None,
+        cluster_class: str | Callable[..., Any] | None = None,
+        cluster_kwargs: dict[str, Any] | None = None,
+        adapt_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if address is not None and (cluster is not None or cluster_class or cluster_kwargs):
+            raise ValueError(
+                "DaskTaskRunner: give either address= (an existing scheduler) or the cluster to "
+                "start (cluster_class=, cluster_kwargs=), not both"
+            )
+        if cluster is not None and (cluster_class or cluster_kwargs or adapt_kwargs):
+            raise ValueError(
+                "DaskTaskRunner: cluster= is a running cluster; cluster_class=, cluster_kwargs= "
+                "and adapt_kwargs= are for the cluster the runner starts"
+            )
+        self.cluster = cluster
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.adapt_kwargs = dict(adapt_kwargs or {})
+        self.client_kwargs = {"set_as_default": False, **(client_kwargs or {})}
+        self._client: distributed.Client | None = None
+        self._own_cluster: Any = None
+        self._futures: list[PrefectDaskFuture] = []
+        self._lock = threading.Lock()
+
+    def duplicate(self) -> DaskTaskRunner:
+        return type(self)(
+            cluster=self.cluster,
+            address=self.address,
+            cluster_class=self.cluster_class,
+            cluster_kwargs=self.cluster_kwargs,
+            adapt_kwargs=self.adapt_kwargs,
+            client_kwargs={k: v for k, v in self.client_kwargs.items()},
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A flow travels to the workers with its runner: its options, never its live client
+        # or cluster.
+        options = (self.address, self.cluster_class, self.cluster_kwargs, self.adapt_kwargs)
+        return (type(self), (None, *options, self.client_kwargs))
+
+    @property
+    def client(self) -> distributed.Client:
+        """The Dask client of the running flow (RuntimeError before the runner starts)."""
+        if self._client is None:
+            raise RuntimeError("the task runner is not started: submit tasks inside a flow run")
+        return self._client
+
+    def __enter__(self) -> DaskTaskRunner:
+        if self.address is not None:
+            self._client = distributed.Client(self.address, **self.client_kwargs)
+        elif self.cluster is not None:
+            self._client = distributed.Client(self.cluster, **self.client_kwargs)
+        else:
+            self._own_cluster = _cluster_class(self.cluster_class)(**self.cluster_kwargs)
+            if self.adapt_kwargs:
+                self._own_cluster.adapt(**self.adapt_kwargs)
+            self._client = distributed.Client(self._own_cluster, **self.client_kwargs)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Waits for every submitted run, then closes the client (and a cluster it started)."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        try:
+            cf.wait([future._future for future in futures])
+        finally:
+            client, self._client = self._client, None
+            cluster, self._own_cluster = self._own_cluster, None
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+
+    def submit(
+        self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> PrefectFuture:
+        client = self.client
+        flow_context = FlowRunContext.get()
+        if flow_context is None:
+            raise RuntimeError(
+                "DaskTaskRunner.submit runs task calls of a flow run: call it in one"
+            )
+        upstream: list[Any] = []  # Dask futures (Dask waits for them) or (id, state) pairs
+
+        def placeholder(future: PrefectFuture) -> Upstream:
+            if isinstance(future, PrefectDaskFuture) and future.dask_future.client is client:
+                upstream.append(future.dask_future)
+            else:  # a future of another runner: its final state travels
+                future.wait()
+                upstream.append([future.task_run_id, future._future.result()])
+            return Upstream(len(upstream) - 1)
+
+        call = ShippedCall(
+            task=task,
+            parameters=_replace(parameters, PrefectFuture, placeholder),
+            wait_for=_replace(list(wait_for or ()), PrefectFuture, placeholder),
+            flow_run=_shipped_flow_run(flow_context),
+            dynamic_key=flow_context.next_dynamic_key(task.task_key),
+            produced=_produced(flow_context, parameters),
+            settings=client_settings(),
+        )
+        dask_future = client.submit(
+            run_shipped_call, call, upstream, key=f"{task.name}-{uuid4().hex}"
+        )
+        future = PrefectDaskFuture(dask_future)
+        with self._lock:
+            self._futures.append(future)
+        dask_future.add_done_callback(lambda done: future._settle(done, flow_context))
+        return future
+
+
+def _cluster_class(option: str | Callable[..., Any] | None) -> Callable[..., Any]:
+    """The cluster class of the option: LocalCluster by default, or "package.module.Class"."""
+    if option is None:
+        return distributed.LocalCluster
+    if isinstance(option, str):
+        module_name, _, name = option.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ValueError(
+                f"DaskTaskRunner: cluster_class {option!r} is not an importable class "
+                f"(use 'package.module.Class'): {error}"
+            ) from None
+    return option
+
+
+class PrefectDaskFuture(PrefectFuture):
+    """A task run submitted to Dask; resolves to its final state like any PrefectFuture, so
+    `wait` and `as_completed` work on it. `dask_future` is the underlying distributed.Future."""
+
+    def __init__(self, dask_future: distributed.Future) -> None:
+        super().__init__(cf.Future())
+        self.dask_future = dask_future
+
+    def _settle(self, done: distributed.Future, flow_context: FlowRunContext) -> None:
+        """Called (on Dask's callback thread) when the Dask task ends: fetches the final state
+        and resolves this future with it."""
+        try:
+            task_run_id, state = done.result()
+        except BaseException as error:  # not run: unpicklable call, lost worker, cancelled
+            self._set_task_run_id(None)
+            self._future.set_exception(error)
+            return
+        self._set_task_run_id(task_run_id)
+        if task_run_id is not None and state._has_value:
+            flow_context.record_result(state._value, task_run_id)
+        self._future.set_result(state)
+
+
+# ---- what travels to a worker ----
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Stands for the upstream future at this index of the call's upstream list."""
+
+    index: int
+
+
+@dataclass
+class ShippedFlowRun:
+    """The FlowRunContext fields a task run in another process needs."""
+
+    flow: Any
+    flow_run: Any
+    parameters: dict[str, Any]
+    log_prints: bool
+    persist_result: bool | None
+    result_serializer: Any
+    result_storage: Any
+
+
+@dataclass
+class ShippedCall:
+    """One submitted task call as it travels to a worker. One pickle, so a value that appears
+    both in the parameters and in `produced` is one object on the worker too."""
+
+    task: Any
+    parameters: dict[str, Any]
+    wait_for: list[Any]
+    flow_run: ShippedFlowRun
+    dynamic_key: str
+    produced: list[tuple[Any, UUID]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _shipped_flow_run(context: FlowRunContext) -> ShippedFlowRun:
+    return ShippedFlowRun(
+        flow=context.flow,
+        flow_run=context.flow_run,
+        parameters=context.parameters,
+        log_prints=context.log_prints,
+        persist_result=context.persist_result,
+        result_serializer=context.result_serializer,
+        result_storage=context.result_storage,
+    )
+
+
+def _produced(context: FlowRunContext, parameters: Any) -> list[tuple[Any, UUID]]:
+    """The values among the arguments that earlier task runs of the flow returned, with the
+    task run of each (their graph edges)."""
+    found: list[tuple[Any, UUID]] = []
+
+    def visit(value: Any) -> Any:
+        if (producer := context.producer_of(value)) is not None:
+            found.append((value, producer))
+        return value
+
+    _replace(parameters, object, visit)
+    return found
+
+
+def _replace(value: Any, kind: type, replace: Callable[[Any], Any], depth: int = 0) -> Any:
+    """`value` with every instance of `kind` inside it (lists, tuples, sets, dict values)
+    replaced by replace(instance). A container with nothing replaced is returned as it is, so
+    objects keep their identity (which records which task run produced them)."""
+    if isinstance(value, list | tuple | set | dict) and depth <= MAX_DEPTH:
+        if kind is object:
+            replace(value)
+        values = list(value.values()) if isinstance(value, dict) else list(value)
+        items = [_replace(v, kind, replace, depth + 1) for v in values]
+        if all(new is old for new, old in zip(items, values, strict=True)):
+            return value
+        if isinstance(value, dict):
+            return dict(zip(value.keys(), items, strict=True))
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+            return type(value)(*items)
+        return items if isinstance(value, list) else type(value)(items)
+    if isinstance(value, kind):
+        return replace(value)
+    return value
+
+
+def client_settings() -> dict[str, Any]:
+    """The SDK client's settings of this process, as a worker applies them: the server address
+    (the one the SDK's client uses, also when it is not in the environment), the API key,
+    retries, the result storage path, and the TLS files' contents."""
+    from flowrpc.engine.client import api_url, sdk_client
+
+    settings: dict[str, Any] = {name: os.environ.get(name) or None for name in CLIENT_SETTINGS}
+    settings["FLOWRPC_API_URL"] = api_url() or sdk_client().api_url
+    for name in TLS_FILES:
+        path = os.environ.get(name)
+        settings[name] = Path(path).expanduser().read_bytes() if path else None
+    return settings
+
+
+# ---- on the worker ----
+
+_settings_lock = threading.Lock()
+_applied: dict[str, Any] | None = None
+
+
+def use_client_settings(settings: dict[str, Any]) -> None:
+    """Points this process's SDK client at the flow's server with the flow's key and TLS
+    files (the client is reopened only when the settings change)."""
+    global _applied
+    from flowrpc.engine.client import reset_sdk_client
+
+    with _settings_lock:
+        if settings == _applied:
+            return
+        pem_dir = Path(tempfile.mkdtemp(prefix="flowrpc-tls-"))
+        for name, value in settings.items():
+            if name in TLS_FILES and value is not None:
+                path = pem_dir / name.lower()
+                path.touch(mode=0o600)
+                path.write_bytes(value)
+                value = str(path)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_sdk_client()
+        _applied = settings
+
+
+class WorkerFlowRunContext(FlowRunContext):
+    """The flow run's context in a worker: the submitted call's task run gets the dynamic key
+    the flow's process chose; runs of tasks it calls get keys scoped by that one."""
+
+    assigned: tuple[str, str] = ("", "")  # (task key, dynamic key) of the submitted call
+    _assigned_used = False
+
+    def next_dynamic_key(self, task_key: str) -> str:
+        with self._lock:
+            first, self._assigned_used = not self._assigned_used, True
+        if first and task_key == self.assigned[0]:
+            return self.assigned[1]
+        scope = hashlib.sha256("\0".join(self.assigned).encode()).hexdigest()[:12]
+        return f"{super().next_dynamic_key(task_key)}.{scope}"
+
+
+# The subclass must read and set the same context variable as the flow's own contexts.
+WorkerFlowRunContext._current = FlowRunContext._current
+
+
+def run_shipped_call(call: ShippedCall, upstream: list[Any]) -> tuple[UUID | None, State]:
+    """Runs one submitted task call on a Dask worker; returns its task run's id and final
+    state. `upstream` holds the final (task run id, state) of each upstream future."""
+    from flowrpc.engine import run_task
+    from flowrpc.engine.reporter import flush_reported_states
+
+    use_client_settings(call.settings)
+    finished = [_finished_future(task_run_id, state) for task_run_id, state in upstream]
+
+    def restore(placeholder: Upstream) -> PrefectFuture:
+        return finished[placeholder.index]
+
+    parameters = _replace(call.parameters, Upstream, restore)
+    wait_for = _replace(call.wait_for, Upstream, restore)
+    task_run_ids: list[UUID | None] = []
+    with ThreadPoolTaskRunner() as nested_runner, _worker_context(call, nested_runner):
+        outcome = run_task(call.task, parameters, wait_for, "state", task_run_ids.append)
+        if asyncio.iscoroutine(outcome):
+            outcome = asyncio.run(outcome)
+    flush_reported_states()  # states of tasks it called directly land before it returns
+    return (task_run_ids[-1] if task_run_ids else None), _portable(outcome)
+
+
+def _worker_context(call: ShippedCall, runner: TaskRunner) -> WorkerFlowRunContext:
+    shipped = call.flow_run
+    context = WorkerFlowRunContext(
+        flow=shipped.flow,
+        flow_run=shipped.flow_run,
+        parameters=shipped.parameters,
+        log_prints=shipped.log_prints,
+        task_runner=runner,
+        persist_result=shipped.persist_result,
+        result_serializer=shipped.result_serializer,
+        result_storage=shipped.result_storage,
+    )
+    context.assigned = (call.task.task_key, call.dynamic_key)
+    for value, task_run_id in call.produced:
+        context.record_result(value, task_run_id)
+    return context
+
+
+def _finished_future(task_run_id: UUID | None, state: State) -> PrefectFuture:
+    inner: cf.Future[State] = cf.Future()
+    inner.set_result(state)
+    future = PrefectFuture(inner)
+    future._set_task_run_id(task_run_id)
+    return future
+
+
+def _portable(state: State) -> State:
+    """The state with its exception kept only if it can travel back (its message is in the
+    state either way)."""
+    if state._exception is not None:
+        try:
+            cloudpickle.dumps(state._exception)
+        except Exception:
+            state._exception = None
+    return state
+
+
+__all__ = ["DaskTaskRunner", "PrefectDaskFuture"]
