@@ -18,10 +18,12 @@ the call carries which task run produced each of them.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures as cf
 import hashlib
 import importlib
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -91,6 +93,7 @@ class DaskTaskRunner(TaskRunner):
         self._own_cluster: Any = None
         self._futures: list[PrefectDaskFuture] = []
         self._lock = threading.Lock()
+        self._settings: dict[str, Any] = {}  # the client settings each call carries
 
     def duplicate(self) -> DaskTaskRunner:
         return type(self)(
@@ -116,6 +119,7 @@ class DaskTaskRunner(TaskRunner):
         return self._client
 
     def __enter__(self) -> DaskTaskRunner:
+        self._settings = client_settings()
         if self.address is not None:
             self._client = distributed.Client(self.address, **self.client_kwargs)
         elif self.cluster is not None:
@@ -167,16 +171,32 @@ class DaskTaskRunner(TaskRunner):
             flow_run=_shipped_flow_run(flow_context),
             dynamic_key=flow_context.next_dynamic_key(task.task_key),
             produced=_produced(flow_context, parameters),
-            settings=client_settings(),
+            settings=self._settings,
         )
-        dask_future = client.submit(
-            run_shipped_call, call, upstream, key=f"{task.name}-{uuid4().hex}"
-        )
+        try:
+            dask_future = client.submit(
+                run_shipped_call, call, upstream, key=f"{task.name}-{uuid4().hex}"
+            )
+        except Exception as error:  # Dask pickles the call here
+            raise TypeError(
+                f"DaskTaskRunner: the call of task {task.name!r} cannot be sent to the Dask "
+                "workers: the task, its arguments and the flow's parameters must pickle "
+                f"(cloudpickle): {_pickling_error(call, error)}"
+            ) from error
         future = PrefectDaskFuture(dask_future)
         with self._lock:
             self._futures.append(future)
         dask_future.add_done_callback(lambda done: future._settle(done, flow_context))
         return future
+
+
+def _pickling_error(call: ShippedCall, error: Exception) -> str:
+    """What in the call does not pickle (Dask's own message names only its task graph)."""
+    try:
+        cloudpickle.dumps(call)
+    except Exception as cause:
+        return f"{type(cause).__name__}: {cause}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _cluster_class(option: str | Callable[..., Any] | None) -> Callable[..., Any]:
@@ -320,6 +340,19 @@ def client_settings() -> dict[str, Any]:
 
 _settings_lock = threading.Lock()
 _applied: dict[str, Any] | None = None
+_pem_dir: Path | None = None  # this worker's copies of the flow's TLS files
+
+
+def _pem_path(name: str, contents: bytes) -> str:
+    """A private file of this process holding `contents` (removed at exit)."""
+    global _pem_dir
+    if _pem_dir is None:
+        _pem_dir = Path(tempfile.mkdtemp(prefix="flowrpc-tls-"))  # mode 0700
+        atexit.register(shutil.rmtree, _pem_dir, ignore_errors=True)
+    path = _pem_dir / name.lower()
+    path.touch(mode=0o600)
+    path.write_bytes(contents)
+    return str(path)
 
 
 def use_client_settings(settings: dict[str, Any]) -> None:
@@ -331,13 +364,12 @@ def use_client_settings(settings: dict[str, Any]) -> None:
     with _settings_lock:
         if settings == _applied:
             return
-        pem_dir = Path(tempfile.mkdtemp(prefix="flowrpc-tls-"))
+        if settings == client_settings():  # a worker in the flow's own process, or alike
+            _applied = settings
+            return
         for name, value in settings.items():
             if name in TLS_FILES and value is not None:
-                path = pem_dir / name.lower()
-                path.touch(mode=0o600)
-                path.write_bytes(value)
-                value = str(path)
+                value = _pem_path(name, value)
             if value is None:
                 os.environ.pop(name, None)
             else:

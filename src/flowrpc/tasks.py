@@ -26,6 +26,11 @@ class _NotSet:
     def __repr__(self) -> str:
         return "NotSet"
 
+    def __reduce__(self) -> str:
+        # Pickled by name, so a task sent to another process (DaskTaskRunner) still finds
+        # its options unset rather than set to a copy of the marker.
+        return "NotSet"
+
 
 NotSet: Any = _NotSet()
 

@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from certificates import Authority
+from harness import running_server, sqlite_settings
 from sdk_support import task_runs_of
 
 pytest.importorskip("distributed")
 
 import distributed  # noqa: E402
 
-from flowrpc import flow, task, unmapped  # noqa: E402
+from flowrpc import flow, get_client, task, unmapped  # noqa: E402
 from flowrpc.context import get_run_context  # noqa: E402
+from flowrpc.engine.client import reset_sdk_client  # noqa: E402
 from flowrpc.exceptions import UpstreamTaskError  # noqa: E402
 from flowrpc.futures import as_completed, wait  # noqa: E402
 from flowrpc.task_runners import DaskTaskRunner  # noqa: E402
@@ -98,6 +101,8 @@ def test_submit_and_map_run_on_the_workers_with_their_edges(client, runner):
     assert sorted(r.state_name for r in runs) == ["Completed"] * 7
     assert len({(r.task_key, r.dynamic_key) for r in runs}) == 7
     assert where_run_id in {r.id for r in runs}
+    # Plain tasks keep their options on the workers: no cache key, nothing persisted.
+    assert all(r.state.data is None and r.cache_key is None for r in runs)
 
 
 def test_results_passed_as_values_keep_their_edges(client, runner):
@@ -208,19 +213,65 @@ def test_async_tasks_and_tasks_calling_tasks_on_a_worker(client, runner):
     assert len({(r.task_key, r.dynamic_key) for r in runs}) == len(runs)
 
 
-def test_the_api_key_travels_to_the_workers(client, api_url, runner, monkeypatch):
-    # The server accepts any key (none configured); what matters is that a bad address in the
-    # worker's own environment does not win over the flow's settings.
+@ONE_DATABASE
+def test_the_key_and_tls_settings_travel_to_the_workers(runner, tmp_path, monkeypatch):
+    # A server that wants mutual TLS and an API key; the workers were started without either
+    # in their environment, so they report only with what each call carries.
+    (tmp_path / "pki").mkdir()
+    ca = Authority.create(tmp_path / "pki")
+    server_pair, client_pair = ca.issue("server", server=True), ca.issue("sdk", server=False)
+    settings = sqlite_settings(
+        tmp_path,
+        tls_cert=server_pair.cert,
+        tls_key=server_pair.key,
+        tls_client_ca=ca.cert,
+        api_key="s3cret",
+    )
+
     @task
     def reported():
-        return os.environ["FLOWRPC_API_URL"], os.environ.get("FLOWRPC_API_KEY")
+        return {name: os.environ.get(name) for name in ("FLOWRPC_API_KEY", "FLOWRPC_API_TLS_CA")}
 
     @flow(task_runner=runner)
-    def keyed():
+    def secured():
         return reported.submit().result()
 
-    monkeypatch.setenv("FLOWRPC_API_KEY", "flowrpc_test_key")
-    assert keyed() == (api_url, "flowrpc_test_key")
+    with running_server(settings) as server:
+        monkeypatch.setenv("FLOWRPC_API_URL", f"127.0.0.1:{server.port}")
+        monkeypatch.setenv("FLOWRPC_API_KEY", "s3cret")
+        monkeypatch.setenv("FLOWRPC_API_TLS_CA", str(ca.cert))
+        monkeypatch.setenv("FLOWRPC_API_TLS_CERT", str(client_pair.cert))
+        monkeypatch.setenv("FLOWRPC_API_TLS_KEY", str(client_pair.key))
+        reset_sdk_client()
+        seen = secured()
+        assert seen["FLOWRPC_API_KEY"] == "s3cret"
+        # The CA's contents travelled: the worker uses a copy of its own.
+        assert seen["FLOWRPC_API_TLS_CA"] != str(ca.cert)
+        assert Path(seen["FLOWRPC_API_TLS_CA"]).read_bytes() == ca.cert.read_bytes()
+        with get_client(sync_client=True) as secure_client:
+            [flow_run] = secure_client.read_flow_runs()
+            [task_run] = task_runs_of(secure_client, flow_run.id)
+        assert (flow_run.state_name, task_run.state_name) == ("Completed", "Completed")
+
+
+@ONE_DATABASE
+def test_a_cluster_of_threads_in_the_flows_own_process(client):
+    # Workers in this process share the SDK's client with the flow: it must stay open.
+    @task
+    def double(x):
+        return 2 * x
+
+    in_process = {"processes": False, "n_workers": 1, "threads_per_worker": 2}
+
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs={**in_process, "dashboard_address": ":0"}))
+    def local():
+        first = double.submit(1)
+        return double(first.result()) + double.submit(first).result()
+
+    assert local() == 8
+    [flow_run] = client.read_flow_runs()
+    assert flow_run.state_name == "Completed"
+    assert [r.state_name for r in task_runs_of(client, flow_run.id)] == ["Completed"] * 3
 
 
 @ONE_DATABASE
