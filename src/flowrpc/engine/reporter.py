@@ -1,8 +1,9 @@
 """Completed states reported off the task's critical path.
 
-A task called directly in a flow (no cache key, no persisted result, no return_state) needs
-nothing from the server's answer to its Completed state, so the engine hands that state to this
-reporter and returns the value at once: the next task starts while the state travels. One
+A task without a cache key or a persisted result needs nothing from the server's answer to its
+Completed state (unless called with return_state=True), so the engine hands that state to this
+reporter and returns the value at once (or resolves the future): the next task starts while the
+state travels. One
 thread sends the states in the order they were given, as many per SetTaskRunStates call as
 have queued up (up to 100). A flow waits for every state it handed
 over before it proposes its own final state, and the process waits at exit, so no state is lost

@@ -26,8 +26,9 @@ def run_task(
     return_type="state"). For an async task this returns a coroutine."""
     if inspect.iscoroutinefunction(task.fn):
         return _run_task_async(task, parameters, wait_for, return_type, on_task_run_id)
-    # A direct call that returns only the value reports its Completed state in the background.
-    background = return_type == "result" and on_task_run_id is None
+    # Completed states go out in the background, except for a direct call that asked for the
+    # state (return_state=True), which gets the server's answer.
+    background = return_type == "result" or on_task_run_id is not None
     engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id, background)
     engine.setup()
     while not engine.done:
