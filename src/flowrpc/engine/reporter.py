@@ -23,6 +23,7 @@ from flowrpc.schemas.objects import State
 
 logger = logging.getLogger("flowrpc.engine")
 BATCH = 100  # proposals per SetTaskRunStates call (the server's maximum)
+MAX_QUEUED = 10_000  # a bounded buffer: past it, tasks wait for the sender (back-pressure)
 
 
 class StateReporter:
@@ -37,7 +38,9 @@ class StateReporter:
         self._thread.start()
 
     def report(self, task_run_id: Any, state: State) -> None:
+        """Queues the proposal; waits while MAX_QUEUED are already queued."""
         with self._changed:
+            self._changed.wait_for(lambda: len(self._pending) < MAX_QUEUED)
             self._pending.append((task_run_id, state))
             self._unsent += 1
             self._changed.notify_all()
