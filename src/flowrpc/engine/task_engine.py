@@ -22,6 +22,9 @@ from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Pending, Running
 
 
+MAX_DEPTH = 8  # how deep in nested lists, tuples, sets and dicts futures are looked for
+
+
 class CreateArguments(NamedTuple):
     """The arguments of a task run's create call (create_task_run or start_task_run)."""
 
@@ -105,17 +108,19 @@ class TaskRunEngine(RunEngine):
         context = self.flow_context
         futures: list[PrefectFuture] = []
 
-        def collect(value: Any, ids: list[UUID]) -> None:
+        def collect(value: Any, ids: list[UUID], depth: int = 0) -> None:
             if isinstance(value, PrefectFuture):
                 futures.append(value)
                 if (task_run_id := value.task_run_id) is not None:
                     ids.append(task_run_id)
-            elif isinstance(value, list | tuple | set) and not isinstance(value, str):
+            elif depth >= MAX_DEPTH:
+                pass  # deeper (or self-containing) collections are passed as they are
+            elif isinstance(value, list | tuple | set):
                 for item in value:
-                    collect(item, ids)
+                    collect(item, ids, depth + 1)
             elif isinstance(value, dict):
                 for item in value.values():
-                    collect(item, ids)
+                    collect(item, ids, depth + 1)
             if context is not None and (producer := context.producer_of(value)) is not None:
                 ids.append(producer)
 

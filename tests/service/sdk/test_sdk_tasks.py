@@ -253,3 +253,21 @@ def test_submit_outside_a_flow_says_where_it_belongs():
 
     with pytest.raises(RuntimeError, match="inside a @flow"):
         lonely.submit()
+
+
+def test_futures_inside_collections_and_a_collection_that_contains_itself(client):
+    @task
+    def one():
+        return 1
+
+    @task
+    def count(values):
+        return len(values)
+
+    @flow
+    def nested():
+        loop = []
+        loop.append(loop)
+        return count({"a": [one.submit(), (one.submit(),)]}), count(loop)
+
+    assert nested() == (1, 1)
