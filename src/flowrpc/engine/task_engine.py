@@ -21,7 +21,6 @@ from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Pending, Running
 
-
 MAX_DEPTH = 8  # how deep in nested lists, tuples, sets and dicts futures are looked for
 
 
