@@ -34,8 +34,8 @@ def run_task(
     while not engine.done:
         step = engine.begin_attempt()
         if step is True:
-            with engine.run_context() as context:
-                _attempt_sync(engine, task.fn, (), engine.parameters, context)
+            with engine.run_context():
+                _attempt_sync(engine, task.fn, *task.call_arguments(engine.parameters))
         elif step:
             time.sleep(step)
     return engine.outcome(return_type == "state")
@@ -54,7 +54,7 @@ async def _run_task_async(
         step = engine.begin_attempt()
         if step is True:
             with engine.run_context():
-                await _attempt_async(engine, task.fn, (), engine.parameters)
+                await _attempt_async(engine, task.fn, *task.call_arguments(engine.parameters))
         elif step:
             await asyncio.sleep(step)
     return engine.outcome(return_type == "state")
@@ -72,7 +72,7 @@ def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "resul
         if step is True:
             parameters = flow.parameters_of(bound)
             with engine.run_context(parameters) as context, context.task_runner:
-                _attempt_sync(engine, flow.fn, bound.args, bound.kwargs, context)
+                _attempt_sync(engine, flow.fn, bound.args, bound.kwargs)
         elif step:
             time.sleep(step)
     return engine.outcome(return_type == "state")
@@ -92,7 +92,7 @@ async def _run_flow_async(flow: Any, bound: inspect.BoundArguments, return_type:
     return engine.outcome(return_type == "state")
 
 
-def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any, _: Any) -> None:
+def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
     try:
         with sync_timeout(engine.timeout_seconds):
             value = fn(*args, **kwargs)
