@@ -19,6 +19,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from flowrpc.client.errors import ObjectNotFound
 from flowrpc.schemas.objects import State
 
 logger = logging.getLogger("flowrpc.engine")
@@ -58,22 +59,27 @@ class StateReporter:
                 batch = [self._pending.popleft() for _ in range(count)]
             try:
                 self._propose(batch)
+            except Exception:  # never let the sender die: flushes would wait forever
+                logger.exception("could not report %d task run states", len(batch))
             finally:
                 with self._changed:
                     self._unsent -= len(batch)
                     self._changed.notify_all()
 
     def _propose(self, batch: list[tuple[Any, State]]) -> None:
-        """One SetTaskRunStates call for the batch; one call each if the batch fails (a run
-        deleted meanwhile fails the whole call, not the others)."""
+        """One SetTaskRunStates call for the batch; one call each if a run in it was deleted
+        meanwhile (which fails the whole call, not the others)."""
         try:
             results = self.client.set_task_run_states(batch)
-        except Exception:
-            if len(batch) == 1:
-                logger.exception("task run %s: could not report %s", *_names(batch[0]))
-                return
-            for item in batch:
-                self._propose([item])
+        except ObjectNotFound:
+            if len(batch) > 1:
+                for item in batch:
+                    self._propose([item])
+            else:
+                logger.warning("task run %s was deleted before its %s state", *_names(batch[0]))
+            return
+        except Exception as error:
+            logger.error("could not report %d task run states: %s", len(batch), error)
             return
         for (task_run_id, state), result in zip(batch, results, strict=True):
             if result.state is None or result.state.type is not state.type:
