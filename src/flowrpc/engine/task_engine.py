@@ -5,6 +5,7 @@ state. Cache hits, retries and their delays are the server's decisions."""
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
@@ -149,7 +150,8 @@ class TaskRunEngine(RunEngine):
     def _run_name(self) -> str:
         template = self.task.task_run_name
         if template is None:
-            return f"{self.task.name}-{uuid4().hex[:3]}"
+            # Three hex characters, as Prefect's names; the PRNG, since os.urandom can be slow.
+            return f"{self.task.name}-{random.getrandbits(12):03x}"
         if callable(template):
             return str(template())
         return template.format(**self.raw_parameters)
