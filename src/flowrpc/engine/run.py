@@ -49,9 +49,9 @@ async def _run_task_async(
     on_task_run_id: Callable[[UUID | None], None] | None,
 ) -> Any:
     engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id)
-    engine.setup()
+    await asyncio.to_thread(engine.setup)
     while not engine.done:
-        step = engine.begin_attempt()
+        step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
             with engine.run_context():
                 await _attempt_async(engine, task.fn, *task.call_arguments(engine.parameters))
@@ -80,9 +80,9 @@ def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "resul
 
 async def _run_flow_async(flow: Any, bound: inspect.BoundArguments, return_type: str) -> Any:
     engine = FlowRunEngine(flow, bound)
-    engine.setup()
+    await asyncio.to_thread(engine.setup)
     while not engine.done:
-        step = engine.begin_attempt()
+        step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
             parameters = flow.parameters_of(bound)
             with engine.run_context(parameters) as context, context.task_runner:
@@ -108,15 +108,16 @@ def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -
 
 
 async def _attempt_async(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    # The engine's calls block on the server: they run in a thread, so the loop goes on.
     try:
         async with async_timeout(engine.timeout_seconds):
             value = await fn(*args, **kwargs)
             if isinstance(engine, FlowRunEngine):
-                value = engine.resolve_return(value)
+                value = await asyncio.to_thread(engine.resolve_return, value)
     except Exception as error:
-        engine.fail(error)
+        await asyncio.to_thread(engine.fail, error)
     except BaseException as error:
         engine.crash(error)
         raise
     else:
-        engine.succeed(value)
+        await asyncio.to_thread(engine.succeed, value)
