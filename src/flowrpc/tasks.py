@@ -141,6 +141,12 @@ class Task:
         bound.apply_defaults()
         return dict(bound.arguments)
 
+    def call_arguments(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(args, kwargs) that call the function with these parameters (*args and **kwargs
+        parameters spread again)."""
+        bound = inspect.BoundArguments(self._signature, dict(parameters))  # type: ignore[arg-type]
+        return bound.args, bound.kwargs
+
     def __call__(
         self,
         *args: Any,

@@ -1,8 +1,9 @@
 """Completed states reported off the task's critical path.
 
-A task called directly in a flow (no cache key, no persisted result, no return_state) needs
-nothing from the server's answer to its Completed state, so the engine hands that state to this
-reporter and returns the value at once: the next task starts while the state travels. One
+A task without a cache key or a persisted result needs nothing from the server's answer to its
+Completed state (unless called with return_state=True), so the engine hands that state to this
+reporter and returns the value at once (or resolves the future): the next task starts while the
+state travels. One
 thread sends the states in the order they were given, as many per SetTaskRunStates call as
 have queued up (up to 100). A flow waits for every state it handed
 over before it proposes its own final state, and the process waits at exit, so no state is lost
@@ -18,10 +19,12 @@ import threading
 from collections import deque
 from typing import Any
 
+from flowrpc.client.errors import ObjectNotFound
 from flowrpc.schemas.objects import State
 
 logger = logging.getLogger("flowrpc.engine")
 BATCH = 100  # proposals per SetTaskRunStates call (the server's maximum)
+MAX_QUEUED = 10_000  # a bounded buffer: past it, tasks wait for the sender (back-pressure)
 
 
 class StateReporter:
@@ -36,7 +39,9 @@ class StateReporter:
         self._thread.start()
 
     def report(self, task_run_id: Any, state: State) -> None:
+        """Queues the proposal; waits while MAX_QUEUED are already queued."""
         with self._changed:
+            self._changed.wait_for(lambda: len(self._pending) < MAX_QUEUED)
             self._pending.append((task_run_id, state))
             self._unsent += 1
             self._changed.notify_all()
@@ -54,22 +59,27 @@ class StateReporter:
                 batch = [self._pending.popleft() for _ in range(count)]
             try:
                 self._propose(batch)
+            except Exception:  # never let the sender die: flushes would wait forever
+                logger.exception("could not report %d task run states", len(batch))
             finally:
                 with self._changed:
                     self._unsent -= len(batch)
                     self._changed.notify_all()
 
     def _propose(self, batch: list[tuple[Any, State]]) -> None:
-        """One SetTaskRunStates call for the batch; one call each if the batch fails (a run
-        deleted meanwhile fails the whole call, not the others)."""
+        """One SetTaskRunStates call for the batch; one call each if a run in it was deleted
+        meanwhile (which fails the whole call, not the others)."""
         try:
             results = self.client.set_task_run_states(batch)
-        except Exception:
-            if len(batch) == 1:
-                logger.exception("task run %s: could not report %s", *_names(batch[0]))
-                return
-            for item in batch:
-                self._propose([item])
+        except ObjectNotFound:
+            if len(batch) > 1:
+                for item in batch:
+                    self._propose([item])
+            else:
+                logger.warning("task run %s was deleted before its %s state", *_names(batch[0]))
+            return
+        except Exception as error:
+            logger.error("could not report %d task run states: %s", len(batch), error)
             return
         for (task_run_id, state), result in zip(batch, results, strict=True):
             if result.state is None or result.state.type is not state.type:

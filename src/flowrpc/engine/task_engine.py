@@ -5,6 +5,7 @@ state. Cache hits, retries and their delays are the server's decisions."""
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
@@ -20,6 +21,8 @@ from flowrpc.futures import PrefectFuture, resolve_futures
 from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Pending, Running
+
+MAX_DEPTH = 8  # how deep in nested lists, tuples, sets and dicts futures are looked for
 
 
 class CreateArguments(NamedTuple):
@@ -105,17 +108,19 @@ class TaskRunEngine(RunEngine):
         context = self.flow_context
         futures: list[PrefectFuture] = []
 
-        def collect(value: Any, ids: list[UUID]) -> None:
+        def collect(value: Any, ids: list[UUID], depth: int = 0) -> None:
             if isinstance(value, PrefectFuture):
                 futures.append(value)
                 if (task_run_id := value.task_run_id) is not None:
                     ids.append(task_run_id)
-            elif isinstance(value, list | tuple | set) and not isinstance(value, str):
+            elif depth >= MAX_DEPTH:
+                pass  # deeper (or self-containing) collections are passed as they are
+            elif isinstance(value, list | tuple | set):
                 for item in value:
-                    collect(item, ids)
+                    collect(item, ids, depth + 1)
             elif isinstance(value, dict):
                 for item in value.values():
-                    collect(item, ids)
+                    collect(item, ids, depth + 1)
             if context is not None and (producer := context.producer_of(value)) is not None:
                 ids.append(producer)
 
@@ -145,7 +150,8 @@ class TaskRunEngine(RunEngine):
     def _run_name(self) -> str:
         template = self.task.task_run_name
         if template is None:
-            return f"{self.task.name}-{uuid4().hex[:3]}"
+            # Three hex characters, as Prefect's names; the PRNG, since os.urandom can be slow.
+            return f"{self.task.name}-{random.getrandbits(12):03x}"
         if callable(template):
             return str(template())
         return template.format(**self.raw_parameters)
