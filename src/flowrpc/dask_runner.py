@@ -305,7 +305,7 @@ def _replace(value: Any, kind: type, replace: Callable[[Any], Any], depth: int =
     """`value` with every instance of `kind` inside it (lists, tuples, sets, dict values)
     replaced by replace(instance). A container with nothing replaced is returned as it is, so
     objects keep their identity (which records which task run produced them)."""
-    if isinstance(value, list | tuple | set | dict) and depth <= MAX_DEPTH:
+    if isinstance(value, list | tuple | set | dict) and depth < MAX_DEPTH:
         if kind is object:
             replace(value)
         values = list(value.values()) if isinstance(value, dict) else list(value)
