@@ -23,6 +23,7 @@ import concurrent.futures as cf
 import hashlib
 import importlib
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -36,7 +37,7 @@ import cloudpickle
 import distributed
 
 from flowrpc.context import FlowRunContext
-from flowrpc.futures import PrefectFuture
+from flowrpc.futures import PrefectFuture, PrefectFutureList
 from flowrpc.schemas.objects import State
 from flowrpc.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -94,6 +95,8 @@ class DaskTaskRunner(TaskRunner):
         self._futures: list[PrefectDaskFuture] = []
         self._lock = threading.Lock()
         self._settings: dict[str, Any] = {}  # the client settings each call carries
+        self._fetcher: StateFetcher | None = None
+        self._mapping = threading.local()  # .batch: the calls of a map() being prepared
 
     def duplicate(self) -> DaskTaskRunner:
         return type(self)(
@@ -129,6 +132,7 @@ class DaskTaskRunner(TaskRunner):
             if self.adapt_kwargs:
                 self._own_cluster.adapt(**self.adapt_kwargs)
             self._client = distributed.Client(self._own_cluster, **self.client_kwargs)
+        self._fetcher = StateFetcher(self._client)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -140,6 +144,9 @@ class DaskTaskRunner(TaskRunner):
         finally:
             client, self._client = self._client, None
             cluster, self._own_cluster = self._own_cluster, None
+            fetcher, self._fetcher = self._fetcher, None
+            if fetcher is not None:
+                fetcher.close()
             if client is not None:
                 client.close()
             if cluster is not None:
@@ -148,6 +155,30 @@ class DaskTaskRunner(TaskRunner):
     def submit(
         self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> PrefectFuture:
+        outgoing = self._prepare(task, parameters, wait_for)
+        batch = getattr(self._mapping, "batch", None)
+        if batch is not None:  # inside map(): sent with the others
+            batch.append(outgoing)
+        else:
+            self._send([outgoing])
+        return outgoing.future
+
+    def map(
+        self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> PrefectFutureList:
+        """As TaskRunner.map, with all the calls sent to the scheduler at once."""
+        self._mapping.batch = []
+        try:
+            futures = super().map(task, parameters, wait_for)
+            batch = self._mapping.batch
+        finally:
+            self._mapping.batch = None
+        self._send(batch)
+        return futures
+
+    def _prepare(
+        self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None
+    ) -> Outgoing:
         client = self.client
         flow_context = FlowRunContext.get()
         if flow_context is None:
@@ -173,29 +204,57 @@ class DaskTaskRunner(TaskRunner):
             produced=_produced(flow_context, parameters),
             settings=self._settings,
         )
+        key = f"{task.name}-{uuid4().hex}"
+        return Outgoing(PrefectDaskFuture(), call, upstream, key, flow_context)
+
+    def _send(self, batch: list[Outgoing]) -> None:
+        """Hands the calls to the scheduler (one message for all) and watches their futures."""
+        if not batch:
+            return
+        calls, upstreams = [o.call for o in batch], [o.upstream for o in batch]
+        keys = [o.key for o in batch]
         try:
-            dask_future = client.submit(
-                run_shipped_call, call, upstream, key=f"{task.name}-{uuid4().hex}"
-            )
-        except Exception as error:  # Dask pickles the call here
+            if len(batch) == 1:
+                dask_futures = [
+                    self.client.submit(run_shipped_call, calls[0], upstreams[0], key=keys[0])
+                ]
+            else:
+                dask_futures = self.client.map(
+                    run_shipped_call, calls, upstreams, key=keys, pure=False
+                )
+        except Exception as error:  # Dask pickles the calls here
+            task_name = calls[0].task.name
             raise TypeError(
-                f"DaskTaskRunner: the call of task {task.name!r} cannot be sent to the Dask "
+                f"DaskTaskRunner: a call of task {task_name!r} cannot be sent to the Dask "
                 "workers: the task, its arguments and the flow's parameters must pickle "
-                f"(cloudpickle): {_pickling_error(call, error)}"
+                f"(cloudpickle): {_pickling_error(calls, error)}"
             ) from error
-        future = PrefectDaskFuture(dask_future)
+        assert self._fetcher is not None  # started with the client
+        for outgoing, dask_future in zip(batch, dask_futures, strict=True):
+            outgoing.future.dask_future = dask_future
+            self._fetcher.watch(outgoing.future, outgoing.flow_context)
         with self._lock:
-            self._futures.append(future)
-        dask_future.add_done_callback(lambda done: future._settle(done, flow_context))
-        return future
+            self._futures.extend(o.future for o in batch)
 
 
-def _pickling_error(call: ShippedCall, error: Exception) -> str:
-    """What in the call does not pickle (Dask's own message names only its task graph)."""
-    try:
-        cloudpickle.dumps(call)
-    except Exception as cause:
-        return f"{type(cause).__name__}: {cause}"
+@dataclass
+class Outgoing:
+    """A submitted call on its way to the scheduler."""
+
+    future: PrefectDaskFuture
+    call: ShippedCall
+    upstream: list[Any]
+    key: str
+    flow_context: FlowRunContext
+
+
+def _pickling_error(calls: list[ShippedCall], error: Exception) -> str:
+    """What in the calls does not pickle (Dask's own message names only its task graph)."""
+    for call in calls:
+        try:
+            cloudpickle.dumps(call)
+        except Exception as cause:
+            return f"{type(cause).__name__}: {cause}"
     return f"{type(error).__name__}: {error}"
 
 
@@ -219,23 +278,81 @@ class PrefectDaskFuture(PrefectFuture):
     """A task run submitted to Dask; resolves to its final state like any PrefectFuture, so
     `wait` and `as_completed` work on it. `dask_future` is the underlying distributed.Future."""
 
-    def __init__(self, dask_future: distributed.Future) -> None:
+    def __init__(self) -> None:
         super().__init__(cf.Future())
-        self.dask_future = dask_future
+        self.dask_future: Any = None  # set once the call is sent
 
-    def _settle(self, done: distributed.Future, flow_context: FlowRunContext) -> None:
-        """Called (on Dask's callback thread) when the Dask task ends: fetches the final state
-        and resolves this future with it."""
-        try:
-            task_run_id, state = done.result()
-        except BaseException as error:  # not run: unpicklable call, lost worker, cancelled
-            self._set_task_run_id(None)
-            self._future.set_exception(error)
-            return
+    def _settle(self, outcome: tuple[UUID | None, State], flow_context: FlowRunContext) -> None:
+        """Resolves this future with the task run's final state."""
+        task_run_id, state = outcome
         self._set_task_run_id(task_run_id)
         if task_run_id is not None and state._has_value:
             flow_context.record_result(state._value, task_run_id)
         self._future.set_result(state)
+
+    def _fail(self, error: BaseException) -> None:
+        """The Dask task did not run to its end (unpicklable result, lost worker, cancelled)."""
+        self._set_task_run_id(None)
+        self._future.set_exception(error)
+
+
+class StateFetcher:
+    """Brings the final states of finished Dask tasks to the flow's process, as many per round
+    trip as have finished meanwhile (one thread per flow run)."""
+
+    BATCH = 500
+
+    def __init__(self, client: distributed.Client) -> None:
+        self.client = client
+        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="flowrpc-dask-states", daemon=True)
+        self._thread.start()
+
+    def watch(self, future: PrefectDaskFuture, flow_context: FlowRunContext) -> None:
+        future.dask_future.add_done_callback(lambda _: self._finished.put((future, flow_context)))
+
+    def close(self) -> None:
+        self._finished.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (first := self._finished.get()) is not None:
+            batch = [first]
+            while len(batch) < self.BATCH and not self._finished.empty():
+                if (item := self._finished.get()) is None:
+                    self._finished.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                self._fetch(batch)
+            except BaseException as error:  # never leave a future unresolved
+                for future, _ in batch:
+                    if not future._future.done():
+                        future._fail(error)
+
+    def _fetch(self, batch: list[tuple[PrefectDaskFuture, FlowRunContext]]) -> None:
+        ready = [(f, c) for f, c in batch if f.dask_future.status == "finished"]
+        for future, _ in batch:
+            if future.dask_future.status != "finished":
+                future._fail(_dask_error(future.dask_future))
+        try:
+            outcomes = self.client.gather([f.dask_future for f, _ in ready])
+        except Exception:  # one result that does not travel: fetch them one by one
+            for future, context in ready:
+                try:
+                    future._settle(future.dask_future.result(), context)
+                except BaseException as error:
+                    future._fail(error)
+            return
+        for (future, context), outcome in zip(ready, outcomes, strict=True):
+            future._settle(outcome, context)
+
+
+def _dask_error(dask_future: distributed.Future) -> BaseException:
+    try:
+        return dask_future.exception() or RuntimeError(f"Dask task {dask_future.status}")
+    except BaseException as error:  # cancelled
+        return error
 
 
 # ---- what travels to a worker ----

@@ -117,12 +117,16 @@ def test_results_passed_as_values_keep_their_edges(client, runner):
     @flow(task_runner=runner)
     def handoff():
         data = produce.submit().result()  # a value now, no longer a future
-        return consume.submit(data).result()
+        side = produce.submit()
+        return consume.submit(data, wait_for=[side]).result()
 
     state = handoff(return_state=True)
     assert state.result() == 3
-    upstream = graph_upstream(client, state.state_details.flow_run_id)
-    assert upstream == [("consume", ["produce"]), ("produce", [])]
+    flow_run_id = state.state_details.flow_run_id
+    upstream = graph_upstream(client, flow_run_id)
+    assert upstream == [("consume", ["produce", "produce"]), ("produce", []), ("produce", [])]
+    [consumer] = [r for r in task_runs_of(client, flow_run_id) if r.name.startswith("consume")]
+    assert [len(consumer.task_inputs["data"]), len(consumer.task_inputs["wait_for"])] == [1, 1]
 
 
 def test_a_failing_task_retries_on_a_worker(client, runner, tmp_path):
