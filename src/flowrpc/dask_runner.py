@@ -105,7 +105,7 @@ class DaskTaskRunner(TaskRunner):
             cluster_class=self.cluster_class,
             cluster_kwargs=self.cluster_kwargs,
             adapt_kwargs=self.adapt_kwargs,
-            client_kwargs={k: v for k, v in self.client_kwargs.items()},
+            client_kwargs=dict(self.client_kwargs),
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -10,21 +10,18 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import distributed
 import pytest
 from certificates import Authority
 from harness import running_server, sqlite_settings
 from sdk_support import task_runs_of
 
-pytest.importorskip("distributed")
-
-import distributed  # noqa: E402
-
-from flowrpc import flow, get_client, task, unmapped  # noqa: E402
-from flowrpc.context import get_run_context  # noqa: E402
-from flowrpc.engine.client import reset_sdk_client  # noqa: E402
-from flowrpc.exceptions import UpstreamTaskError  # noqa: E402
-from flowrpc.futures import as_completed, wait  # noqa: E402
-from flowrpc.task_runners import DaskTaskRunner  # noqa: E402
+from flowrpc import flow, get_client, task, unmapped
+from flowrpc.context import get_run_context
+from flowrpc.engine.client import reset_sdk_client
+from flowrpc.exceptions import UpstreamTaskError
+from flowrpc.futures import as_completed, wait
+from flowrpc.task_runners import DaskTaskRunner
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "sdk"
 # For tests whose subject is not the database: one server kind is enough.
