@@ -109,10 +109,9 @@ class DaskTaskRunner(TaskRunner):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A flow travels to the workers with its runner: its options, never its live client
-        # or cluster.
-        options = (self.address, self.cluster_class, self.cluster_kwargs, self.adapt_kwargs)
-        return (type(self), (None, *options, self.client_kwargs))
+        # A flow travels to the workers with its runner, which they never start: only the
+        # address goes along (a live client, a cluster or a cluster_class closure may not pickle).
+        return (type(self), (None, self.address))
 
     @property
     def client(self) -> distributed.Client:

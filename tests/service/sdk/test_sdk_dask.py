@@ -18,6 +18,7 @@ from sdk_support import task_runs_of
 
 from flowrpc import flow, get_client, task, unmapped
 from flowrpc.context import get_run_context
+from flowrpc.dask_runner import _cluster_class
 from flowrpc.engine.client import reset_sdk_client
 from flowrpc.exceptions import UpstreamTaskError
 from flowrpc.futures import as_completed, wait
@@ -263,13 +264,26 @@ def test_a_cluster_of_threads_in_the_flows_own_process(client):
         return 2 * x
 
     in_process = {"processes": False, "n_workers": 1, "threads_per_worker": 2}
+    started = []
 
-    @flow(task_runner=DaskTaskRunner(cluster_kwargs={**in_process, "dashboard_address": ":0"}))
+    def local_cluster(**kwargs):
+        started.append(distributed.LocalCluster(**kwargs))
+        return started[-1]
+
+    runner = DaskTaskRunner(
+        cluster_class=local_cluster,
+        cluster_kwargs={**in_process, "dashboard_address": ":0"},
+        adapt_kwargs={"minimum": 1, "maximum": 1},
+    )
+
+    @flow(task_runner=runner)
     def local():
         first = double.submit(1)
         return double(first.result()) + double.submit(first).result()
 
     assert local() == 8
+    [cluster] = started  # one cluster for the flow run, closed when it ended
+    assert cluster.status == distributed.core.Status.closed
     [flow_run] = client.read_flow_runs()
     assert flow_run.state_name == "Completed"
     assert [r.state_name for r in task_runs_of(client, flow_run.id)] == ["Completed"] * 3
@@ -281,6 +295,7 @@ def test_options_are_checked_and_the_runner_travels_without_its_client(dask_addr
         DaskTaskRunner(address=dask_address, cluster_kwargs={"n_workers": 1})
     with pytest.raises(ValueError, match="not an importable class"):
         DaskTaskRunner(cluster_class="no.such.Cluster").__enter__()
+    assert _cluster_class("distributed.LocalCluster") is distributed.LocalCluster
     with pytest.raises(RuntimeError, match="not started"):
         DaskTaskRunner(address=dask_address).submit(None, {})
 
@@ -291,7 +306,6 @@ def test_options_are_checked_and_the_runner_travels_without_its_client(dask_addr
         copy = cloudpickle.loads(cloudpickle.dumps(runner))
         assert runner.client.scheduler_info()["workers"]
     assert copy._client is None and copy.address == dask_address
-    assert copy.client_kwargs == {"set_as_default": False, "timeout": 30}
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
