@@ -251,6 +251,23 @@ def read_work_pools(
 # ---- flow runs ----
 
 
+def _flow_run_request(flow: Any, flow_id: IdLike, **fields: Any) -> dict[str, Any]:
+    """CreateFlowRunRequest's fields for a run of `flow` (create_flow_run's arguments)."""
+    return {
+        **fields,
+        "flow_id": flow_id,
+        "flow_version": getattr(flow, "version", None),
+        "parameters": fields["parameters"] or {},
+        "context": fields["context"] or {},
+        "tags": list(fields["tags"] or []),
+        "state": _proposal(fields["state"] or Pending()),
+        "empirical_policy": {
+            "retries": getattr(flow, "retries", None),
+            "retry_delay": int(getattr(flow, "retry_delay_seconds", None) or 0),
+        },
+    }
+
+
 @unary
 def create_flow_run(
     flow: Any,
@@ -274,27 +291,21 @@ def create_flow_run(
     caller knows it (saves the CreateFlow call)."""
     if flow_id is None:
         flow_id = yield from create_flow(flow)
-    request = to_message(
-        flow_runs_pb.CreateFlowRunRequest,
-        {
-            "flow_id": flow_id,
-            "name": name,
-            "flow_version": getattr(flow, "version", None),
-            "parameters": parameters or {},
-            "context": context or {},
-            "tags": list(tags or []),
-            "parent_task_run_id": parent_task_run_id,
-            "state": _proposal(state or Pending()),
-            "empirical_policy": {
-                "retries": getattr(flow, "retries", None),
-                "retry_delay": int(getattr(flow, "retry_delay_seconds", None) or 0),
-            },
-            "work_pool_name": work_pool_name,
-            "work_queue_name": work_queue_name,
-            "job_variables": job_variables,
-            "idempotency_key": idempotency_key,
-        },
+    fields = _flow_run_request(
+        flow,
+        flow_id,
+        name=name,
+        parameters=parameters,
+        context=context,
+        tags=tags,
+        parent_task_run_id=parent_task_run_id,
+        state=state,
+        work_pool_name=work_pool_name,
+        work_queue_name=work_queue_name,
+        job_variables=job_variables,
+        idempotency_key=idempotency_key,
     )
+    request = to_message(flow_runs_pb.CreateFlowRunRequest, fields)
     response = yield Call(FLOW_RUNS, "CreateFlowRun", request)
     return FlowRun.from_proto(response.flow_run)
 
@@ -582,6 +593,42 @@ def set_task_run_state(task_run_id: IdLike, state: State, force: bool = False) -
 
 
 # ---- beyond Prefect ----
+
+
+@unary
+def start_flow_run(
+    flow: Any,
+    running: State,
+    name: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    tags: Iterable[str] | None = None,
+    parent_task_run_id: IdLike | None = None,
+    state: State | None = None,
+    *,
+    idempotency_key: str | None = None,
+    flow_id: IdLike | None = None,
+) -> Operation:
+    """create_flow_run, then propose `running` (a Running state) in the same call; returns
+    (flow run after the proposal, OrchestrationResult)."""
+    if flow_id is None:
+        flow_id = yield from create_flow(flow)
+    fields = _flow_run_request(
+        flow,
+        flow_id,
+        name=name,
+        parameters=parameters,
+        context=context,
+        tags=tags,
+        parent_task_run_id=parent_task_run_id,
+        state=state,
+        idempotency_key=idempotency_key,
+    )
+    request = to_message(
+        flow_runs_pb.StartFlowRunRequest, {"flow_run": fields, "state": _proposal(running)}
+    )
+    response = yield Call(FLOW_RUNS, "StartFlowRun", request)
+    return FlowRun.from_proto(response.flow_run), OrchestrationResult.from_proto(response.result)
 
 
 @unary

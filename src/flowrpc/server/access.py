@@ -53,6 +53,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
     },
     "flowrpc.v1.FlowRunService": {
         "CreateFlowRun": W,
+        "StartFlowRun": W,
         "GetFlowRun": R,
         "ListFlowRuns": R,
         "CountFlowRuns": R,

@@ -77,6 +77,12 @@ class FlowRunServiceStub:
     """
     BulkDeleteFlowRuns: _grpc.UnaryStreamMultiCallable[_flow_run_service_pb2.BulkDeleteFlowRunsRequest, _flow_run_service_pb2.BulkDeleteFlowRunsResponse]
     """Deletes every run the filters select; deleted ids stream back in batches."""
+    StartFlowRun: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.StartFlowRunRequest, _flow_run_service_pb2.StartFlowRunResponse]
+    """CreateFlowRun, then a proposal (Running) through the flow-run rules, in one call and one
+    transaction: what a workflow engine does before running a flow's code. For a run found by
+    its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
+    wait (WAIT), or not (REJECT, ABORT).
+    """
 
 @_typing.type_check_only
 class FlowRunServiceAsyncStub(FlowRunServiceStub):
@@ -127,6 +133,12 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     """
     BulkDeleteFlowRuns: _aio.UnaryStreamMultiCallable[_flow_run_service_pb2.BulkDeleteFlowRunsRequest, _flow_run_service_pb2.BulkDeleteFlowRunsResponse]  # type: ignore[assignment]
     """Deletes every run the filters select; deleted ids stream back in batches."""
+    StartFlowRun: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.StartFlowRunRequest, _flow_run_service_pb2.StartFlowRunResponse]  # type: ignore[assignment]
+    """CreateFlowRun, then a proposal (Running) through the flow-run rules, in one call and one
+    transaction: what a workflow engine does before running a flow's code. For a run found by
+    its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
+    wait (WAIT), or not (REJECT, ABORT).
+    """
 
 class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, queries, steers and deletes flow runs. Every state change is orchestrated with
@@ -258,5 +270,17 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_flow_run_service_pb2.BulkDeleteFlowRunsResponse], _abc.AsyncIterator[_flow_run_service_pb2.BulkDeleteFlowRunsResponse]]:
         """Deletes every run the filters select; deleted ids stream back in batches."""
+
+    @_abc_1.abstractmethod
+    def StartFlowRun(
+        self,
+        request: _flow_run_service_pb2.StartFlowRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_flow_run_service_pb2.StartFlowRunResponse, _abc.Awaitable[_flow_run_service_pb2.StartFlowRunResponse]]:
+        """CreateFlowRun, then a proposal (Running) through the flow-run rules, in one call and one
+        transaction: what a workflow engine does before running a flow's code. For a run found by
+        its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
+        wait (WAIT), or not (REJECT, ABORT).
+        """
 
 def add_FlowRunServiceServicer_to_server(servicer: FlowRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -50,6 +50,7 @@ BEYOND_PREFECT = {
     "bulk_delete_flow_runs",
     "iter_flow_runs",
     "start_task_run",
+    "start_flow_run",
     "set_task_run_states",
 }
 

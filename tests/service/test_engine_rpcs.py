@@ -1,6 +1,7 @@
-"""The calls a workflow engine makes to save round trips: StartTaskRun (a task run created, or
-found by its key, and proposed Running in one call) and SetTaskRunStates (many proposals in
-one call), decided by the same task-run rules as SetTaskRunState."""
+"""The calls a workflow engine makes to save round trips: StartFlowRun and StartTaskRun (a run
+created, or found by its key, and proposed Running in one call) and SetTaskRunStates (many
+task-run proposals in one call), decided by the same rules as SetFlowRunState and
+SetTaskRunState."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from helpers import (
     RUNNING,
     SCHEDULED,
     error_info,
+    hours,
     make_flow,
     make_run,
+    now,
+    scheduled,
     state,
 )
 
+from flowrpc.v1 import flow_run_service_pb2 as fr
 from flowrpc.v1 import orchestration_pb2 as orc
 from flowrpc.v1 import state_pb2
 from flowrpc.v1 import task_run_service_pb2 as tr
@@ -159,3 +164,46 @@ async def test_set_states_takes_1_to_100_proposals(stubs, count):
         await set_states(stubs, *[proposal(task.id, state(COMPLETED))] * count)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "1 to 100 proposals" in raised.value.details()
+
+
+async def start_flow(stubs, flow_id, running=None, **fields):
+    create = fr.CreateFlowRunRequest(flow_id=flow_id, **fields)
+    request = fr.StartFlowRunRequest(flow_run=create, state=running or state(RUNNING))
+    return await stubs.flow_runs.StartFlowRun(request)
+
+
+async def test_start_flow_run_creates_pending_then_running(stubs):
+    flow = await make_flow(stubs)
+    response = await start_flow(stubs, flow.id, name="quick-run", idempotency_key="k1")
+    assert response.created is True
+    assert response.result.status == orc.SET_STATE_STATUS_ACCEPT
+    run = response.flow_run
+    assert (run.name, run.state_type, run.run_count) == ("quick-run", RUNNING, 1)
+    states = await stubs.flow_runs.ListFlowRunStates(
+        fr.ListFlowRunStatesRequest(flow_run_id=run.id)
+    )
+    assert [s.type for s in states.states] == [PENDING, RUNNING]
+
+    again = await start_flow(stubs, flow.id, idempotency_key="k1")
+    assert again.created is False and again.flow_run.id == run.id
+    # Running again from Running: the flow rules decide as for SetFlowRunState.
+    assert again.result.status in (orc.SET_STATE_STATUS_ACCEPT, orc.SET_STATE_STATUS_REJECT)
+
+
+async def test_start_flow_run_scheduled_in_the_future_waits(stubs):
+    flow = await make_flow(stubs)
+    response = await start_flow(stubs, flow.id, state=scheduled(now() + hours(1)))
+    assert response.result.status == orc.SET_STATE_STATUS_WAIT
+    assert 3500 <= response.result.wait.delay_seconds <= 3600
+    assert response.flow_run.state_type == SCHEDULED
+
+
+async def test_start_flow_run_checks_its_input(stubs):
+    flow = await make_flow(stubs)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await start_flow(stubs, flow.id, running=state(COMPLETED))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "state.type" in raised.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await start_flow(stubs, "01a232e4-58d5-7727-99cf-476e78726187")
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
