@@ -3,10 +3,11 @@
 
 Workers are other processes, often other machines, so nothing reaches them through contextvars or
 the environment of the flow's process. Each submitted call travels as one `ShippedCall`: the task,
-its arguments, the flow run and its result settings, the task run's dynamic key (handed out by the
-flow's process, so runs made on different workers never share one), and the settings of the SDK's
-client (server address, API key, TLS certificates, retries), which the worker applies before the
-task run reports to the server.
+its arguments, the task run's dynamic key (handed out by the flow's process, so runs made on
+different workers never share one), and the settings of the SDK's client (server address, API
+key, TLS certificates, retries), which the worker applies before the task run reports to the
+server. The flow run's part (`ShippedFlowRun`: the flow, its parameters, its result settings) is
+sent to the cluster once per flow run, and every call refers to it.
 
 Upstream futures of this runner travel as Dask futures, so Dask runs the downstream call after
 them and hands it their final states; the worker turns those into finished futures that the
@@ -97,6 +98,7 @@ class DaskTaskRunner(TaskRunner):
         self._settings: dict[str, Any] = {}  # the client settings each call carries
         self._fetcher: StateFetcher | None = None
         self._mapping = threading.local()  # .batch: the calls of a map() being prepared
+        self._flow_run: tuple[FlowRunContext, distributed.Future] | None = None
 
     def duplicate(self) -> DaskTaskRunner:
         return type(self)(
@@ -198,34 +200,53 @@ class DaskTaskRunner(TaskRunner):
             task=task,
             parameters=_replace(parameters, PrefectFuture, placeholder),
             wait_for=_replace(list(wait_for or ()), PrefectFuture, placeholder),
-            flow_run=_shipped_flow_run(flow_context),
             dynamic_key=flow_context.next_dynamic_key(task.task_key),
             produced=_produced(flow_context, parameters),
             settings=self._settings,
         )
         key = f"{task.name}-{uuid4().hex}"
-        return Outgoing(PrefectDaskFuture(), call, upstream, key, flow_context)
+        flow_run = self._flow_run_on_cluster(flow_context)
+        return Outgoing(PrefectDaskFuture(), call, flow_run, upstream, key, flow_context)
+
+    def _flow_run_on_cluster(self, context: FlowRunContext) -> distributed.Future:
+        """The flow run's part of every call (the flow, its parameters, its result settings),
+        sent to the cluster once per flow run rather than with each call."""
+        with self._lock:
+            if self._flow_run is None or self._flow_run[0] is not context:
+                shipped = _shipped_flow_run(context)
+                try:
+                    future = self.client.scatter(shipped, hash=False)
+                except Exception as error:
+                    raise TypeError(
+                        "DaskTaskRunner: the flow run cannot be sent to the Dask workers: the "
+                        "flow and its parameters must pickle (cloudpickle): "
+                        f"{_pickling_error([shipped], error)}"
+                    ) from error
+                self._flow_run = (context, future)
+            return self._flow_run[1]
 
     def _send(self, batch: list[Outgoing]) -> None:
         """Hands the calls to the scheduler (one message for all) and watches their futures."""
         if not batch:
             return
         calls, upstreams = [o.call for o in batch], [o.upstream for o in batch]
-        keys = [o.key for o in batch]
+        flow_runs, keys = [o.flow_run for o in batch], [o.key for o in batch]
         try:
             if len(batch) == 1:
                 dask_futures = [
-                    self.client.submit(run_shipped_call, calls[0], upstreams[0], key=keys[0])
+                    self.client.submit(
+                        run_shipped_call, calls[0], flow_runs[0], upstreams[0], key=keys[0]
+                    )
                 ]
             else:
                 dask_futures = self.client.map(
-                    run_shipped_call, calls, upstreams, key=keys, pure=False
+                    run_shipped_call, calls, flow_runs, upstreams, key=keys, pure=False
                 )
         except Exception as error:  # Dask pickles the calls here
             task_name = calls[0].task.name
             raise TypeError(
                 f"DaskTaskRunner: a call of task {task_name!r} cannot be sent to the Dask "
-                "workers: the task, its arguments and the flow's parameters must pickle "
+                "workers: the task and its arguments must pickle "
                 f"(cloudpickle): {_pickling_error(calls, error)}"
             ) from error
         assert self._fetcher is not None  # started with the client
@@ -242,14 +263,15 @@ class Outgoing:
 
     future: PrefectDaskFuture
     call: ShippedCall
+    flow_run: distributed.Future  # of a ShippedFlowRun
     upstream: list[Any]
     key: str
     flow_context: FlowRunContext
 
 
-def _pickling_error(calls: list[ShippedCall], error: Exception) -> str:
-    """What in the calls does not pickle (Dask's own message names only its task graph)."""
-    for call in calls:
+def _pickling_error(objects: list[Any], error: Exception) -> str:
+    """What in the objects does not pickle (Dask's own message names only its task graph)."""
+    for call in objects:
         try:
             cloudpickle.dumps(call)
         except Exception as cause:
@@ -379,13 +401,13 @@ class ShippedFlowRun:
 
 @dataclass
 class ShippedCall:
-    """One submitted task call as it travels to a worker. One pickle, so a value that appears
-    both in the parameters and in `produced` is one object on the worker too."""
+    """One submitted task call as it travels to a worker (with its flow run's ShippedFlowRun,
+    sent once). One pickle, so a value that appears both in the parameters and in `produced`
+    is one object on the worker too."""
 
     task: Any
     parameters: dict[str, Any]
     wait_for: list[Any]
-    flow_run: ShippedFlowRun
     dynamic_key: str
     produced: list[tuple[Any, UUID]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -514,7 +536,9 @@ class WorkerFlowRunContext(FlowRunContext):
 WorkerFlowRunContext._current = FlowRunContext._current
 
 
-def run_shipped_call(call: ShippedCall, upstream: list[Any]) -> tuple[UUID | None, State]:
+def run_shipped_call(
+    call: ShippedCall, flow_run: ShippedFlowRun, upstream: list[Any]
+) -> tuple[UUID | None, State]:
     """Runs one submitted task call on a Dask worker; returns its task run's id and final
     state. `upstream` holds the final (task run id, state) of each upstream future."""
     from flowrpc.engine import run_task
@@ -529,7 +553,10 @@ def run_shipped_call(call: ShippedCall, upstream: list[Any]) -> tuple[UUID | Non
     parameters = _replace(call.parameters, Upstream, restore)
     wait_for = _replace(call.wait_for, Upstream, restore)
     task_run_ids: list[UUID | None] = []
-    with ThreadPoolTaskRunner() as nested_runner, _worker_context(call, nested_runner):
+    with (
+        ThreadPoolTaskRunner() as nested_runner,
+        _worker_context(call, flow_run, nested_runner),
+    ):
         outcome = run_task(call.task, parameters, wait_for, "state", task_run_ids.append)
         if asyncio.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
@@ -537,8 +564,9 @@ def run_shipped_call(call: ShippedCall, upstream: list[Any]) -> tuple[UUID | Non
     return (task_run_ids[-1] if task_run_ids else None), _portable(outcome)
 
 
-def _worker_context(call: ShippedCall, runner: TaskRunner) -> WorkerFlowRunContext:
-    shipped = call.flow_run
+def _worker_context(
+    call: ShippedCall, shipped: ShippedFlowRun, runner: TaskRunner
+) -> WorkerFlowRunContext:
     context = WorkerFlowRunContext(
         flow=shipped.flow,
         flow_run=shipped.flow_run,
