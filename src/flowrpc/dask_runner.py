@@ -362,8 +362,13 @@ class StateFetcher:
             for future, context in ready:
                 try:
                     future._settle(future.dask_future.result(), context)
-                except BaseException as error:
-                    future._fail(error)
+                except Exception as error:
+                    future._fail(
+                        RuntimeError(
+                            "DaskTaskRunner: the final state of a task run could not be brought "
+                            f"back from its worker (its result must pickle): {error}"
+                        )
+                    )
             return
         for (future, context), outcome in zip(ready, outcomes, strict=True):
             future._settle(outcome, context)

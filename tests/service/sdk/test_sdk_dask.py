@@ -116,15 +116,21 @@ def test_results_passed_as_values_keep_their_edges(client, runner):
     def handoff():
         data = produce.submit().result()  # a value now, no longer a future
         side = produce.submit()
-        return consume.submit(data, wait_for=[side]).result()
+        on_worker = consume.submit(data, wait_for=[side]).result()
+        here = consume(produce.submit())  # a Dask future into a direct call, in this process
+        return on_worker, here
 
     state = handoff(return_state=True)
-    assert state.result() == 3
+    assert state.result() == (3, 3)
     flow_run_id = state.state_details.flow_run_id
     upstream = graph_upstream(client, flow_run_id)
-    assert upstream == [("consume", ["produce", "produce"]), ("produce", []), ("produce", [])]
-    [consumer] = [r for r in task_runs_of(client, flow_run_id) if r.name.startswith("consume")]
-    assert [len(consumer.task_inputs["data"]), len(consumer.task_inputs["wait_for"])] == [1, 1]
+    assert upstream == [
+        ("consume", ["produce"]),
+        ("consume", ["produce", "produce"]),
+        *[("produce", [])] * 3,
+    ]
+    on_worker = [r for r in task_runs_of(client, flow_run_id) if r.name.startswith("consume")][0]
+    assert [len(on_worker.task_inputs["data"]), len(on_worker.task_inputs["wait_for"])] == [1, 1]
 
 
 def test_a_failing_task_retries_on_a_worker(client, runner, tmp_path):
