@@ -221,6 +221,26 @@ def test_async_tasks_and_tasks_calling_tasks_on_a_worker(client, runner):
     assert len({(r.task_key, r.dynamic_key) for r in runs}) == len(runs)
 
 
+async def test_an_async_flow_submits_to_dask(client, runner):
+    @task
+    def double(x):
+        return 2 * x
+
+    @flow(task_runner=runner)
+    async def doubling():
+        first = double.submit(1)
+        return first.result(), double.map([first, 3]).result()
+
+    assert await doubling() == (2, [4, 6])
+    [flow_run] = client.read_flow_runs()
+    assert flow_run.state_name == "Completed"
+    assert graph_upstream(client, flow_run.id) == [
+        ("double", []),
+        ("double", []),
+        ("double", ["double"]),
+    ]
+
+
 @ONE_DATABASE
 def test_the_key_and_tls_settings_travel_to_the_workers(runner, tmp_path, monkeypatch):
     # A server that wants mutual TLS and an API key; the workers were started without either
