@@ -189,8 +189,9 @@ class DaskTaskRunner(TaskRunner):
         upstream: list[Any] = []  # Dask futures (Dask waits for them) or (id, state) pairs
 
         def placeholder(future: PrefectFuture) -> Upstream:
-            if isinstance(future, PrefectDaskFuture) and future.dask_future.client is client:
-                upstream.append(future.dask_future)
+            dask_future = getattr(future, "dask_future", None)
+            if dask_future is not None and dask_future.client is client:
+                upstream.append(dask_future)
             else:  # a future of another runner: its final state travels
                 future.wait()
                 upstream.append([future.task_run_id, future._future.result()])
@@ -243,12 +244,14 @@ class DaskTaskRunner(TaskRunner):
                     run_shipped_call, calls, flow_runs, upstreams, key=keys, pure=False
                 )
         except Exception as error:  # Dask pickles the calls here
-            task_name = calls[0].task.name
-            raise TypeError(
-                f"DaskTaskRunner: a call of task {task_name!r} cannot be sent to the Dask "
-                "workers: the task and its arguments must pickle "
+            refused = TypeError(
+                f"DaskTaskRunner: a call of task {calls[0].task.name!r} cannot be sent to the "
+                "Dask workers: the task and its arguments must pickle "
                 f"(cloudpickle): {_pickling_error(calls, error)}"
-            ) from error
+            )
+            for outgoing in batch:  # a future kept from a failed map must not hang
+                outgoing.future._fail(refused)
+            raise refused from error
         assert self._fetcher is not None  # started with the client
         for outgoing, dask_future in zip(batch, dask_futures, strict=True):
             outgoing.future.dask_future = dask_future

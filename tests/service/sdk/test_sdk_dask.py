@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -313,6 +314,23 @@ def test_a_cluster_of_threads_in_the_flows_own_process(client):
     [flow_run] = client.read_flow_runs()
     assert flow_run.state_name == "Completed"
     assert [r.state_name for r in task_runs_of(client, flow_run.id)] == ["Completed"] * 3
+
+
+@ONE_DATABASE
+def test_a_call_that_does_not_pickle_is_refused_saying_what(client, runner):
+    @task
+    def use(x):
+        return 1
+
+    @flow(task_runner=runner)
+    def unpicklable():
+        with pytest.raises(TypeError, match="task 'use' cannot be sent.*_thread.lock"):
+            use.submit(threading.Lock())
+        with pytest.raises(TypeError, match="task 'use' cannot be sent.*_thread.lock"):
+            use.map([threading.Lock(), threading.Lock()])
+        return use.submit(1).result()  # the runner goes on, and its exit does not wait on those
+
+    assert unpicklable() == 1
 
 
 @ONE_DATABASE
