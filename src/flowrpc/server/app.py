@@ -37,6 +37,7 @@ from flowrpc.server.services.work_pools import WorkPoolService
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
 from flowrpc.server.storage.shared_secrets import server_secret
+from flowrpc.server.tracing import Tracing, TracingUnavailable, start_tracing
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
     deployment_service_pb2,
@@ -75,6 +76,7 @@ class Server:
     keys: KeyRing
     metrics: Metrics | None = None
     metrics_port: int | None = None  # the port /metrics is served on, when metrics are on
+    tracing: Tracing | None = None
 
     async def drain(self, seconds: float, hurry: asyncio.Event) -> None:
         """Reports NOT_SERVING (every service) while still serving for `seconds`, or until
@@ -97,6 +99,8 @@ class Server:
         self.keys.close()
         if self.metrics:
             self.metrics.close()
+        if self.tracing:
+            self.tracing.shutdown()
 
 
 class StartupError(Exception):
@@ -124,6 +128,10 @@ def listen(
 
 async def start_server(settings: Settings) -> Server:
     credentials = server_credentials(settings)
+    try:
+        tracing = start_tracing()
+    except TracingUnavailable as error:
+        raise StartupError(str(error)) from error
     db = Database(
         settings.resolved_database_url(),
         pool_size=settings.database_pool_size,
@@ -146,6 +154,8 @@ async def start_server(settings: Settings) -> Server:
     if metrics:
         interceptors.insert(0, MetricsInterceptor(metrics))  # first: sees every status
         metrics.watch_writer(db)
+    if tracing:
+        interceptors.insert(0, tracing.interceptor)  # outermost: the span covers the whole call
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -177,12 +187,23 @@ async def start_server(settings: Settings) -> Server:
     except PortUnavailable:
         db.close()
         keys.close()
+        if tracing:
+            tracing.shutdown()
         raise
     await server.start()
     leadership = Leadership(db.url)
     background = start_services(db, settings, leadership, metrics)
     return Server(
-        server, db, health_servicer, port, background, leadership, keys, metrics, metrics_port
+        server,
+        db,
+        health_servicer,
+        port,
+        background,
+        leadership,
+        keys,
+        metrics,
+        metrics_port,
+        tracing,
     )
 
 
