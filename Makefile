@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 GEN_DIR := src/flowrpc/v1
 PROTOS := $(wildcard protos/flowrpc/v1/*.proto)
+TS := clients/typescript
+TS_GEN := $(TS)/src/gen
+TS_INSTALLED := $(TS)/node_modules/.installed
 
-.PHONY: install proto proto-check lint test serve bench clean
+.PHONY: install proto proto-check lint test serve bench clean ts-install ts-proto ts-proto-check
 
 install: $(INSTALLED)
 
@@ -37,12 +40,33 @@ proto-check: $(INSTALLED)
 		|| (echo "generated code is stale: run 'make proto' and commit" && exit 1)
 	rm -rf .proto-check
 
+# The TypeScript client's packages, exactly as package-lock.json pins them (npm ci).
+ts-install: $(TS_INSTALLED)
+
+$(TS_INSTALLED): $(TS)/package-lock.json
+	@command -v npm >/dev/null || (echo "npm not found: install Node 20 or later" && exit 1)
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Generates the TypeScript messages and services into $(TS_GEN) (committed, never edited) with
+# buf.gen.yaml's Protobuf-ES plugin.
+ts-proto: $(INSTALLED) $(TS_INSTALLED)
+	$(VENV)/bin/buf generate
+
+# Fails when the committed TypeScript code differs from what the protos generate.
+ts-proto-check: $(INSTALLED) $(TS_INSTALLED)
+	rm -rf .ts-proto-check
+	$(VENV)/bin/buf generate --output .ts-proto-check
+	diff -r .ts-proto-check/$(TS_GEN) $(TS_GEN) \
+		|| (echo "generated TypeScript is stale: run 'make ts-proto' and commit" && exit 1)
+	rm -rf .ts-proto-check
+
 lint: $(INSTALLED)
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 
-test: proto-check lint
+test: proto-check ts-proto-check lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 serve: $(INSTALLED)
@@ -52,4 +76,4 @@ bench: $(INSTALLED)
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .proto-check .pytest_cache
+	rm -rf $(VENV) .proto-check .ts-proto-check .pytest_cache $(TS)/node_modules $(TS)/dist
