@@ -9,7 +9,7 @@ TS := clients/typescript
 TS_GEN := $(TS)/src/gen
 TS_INSTALLED := $(TS)/node_modules/.installed
 
-.PHONY: install proto proto-check lint test serve bench clean ts-install ts-proto ts-proto-check
+.PHONY: install proto proto-check lint test serve bench clean ts-install ts-proto ts-proto-check ts-test
 
 install: $(INSTALLED)
 
@@ -61,12 +61,17 @@ ts-proto-check: $(INSTALLED) $(TS_INSTALLED)
 		|| (echo "generated TypeScript is stale: run 'make ts-proto' and commit" && exit 1)
 	rm -rf .ts-proto-check
 
+# Type-checks the TypeScript client and runs its tests (Node's test runner) against real servers
+# that the tests start with this virtual environment's `flowrpc server start`.
+ts-test: $(INSTALLED) $(TS_INSTALLED)
+	cd $(TS) && FLOWRPC_BIN=$(abspath $(VENV))/bin/flowrpc npm test --silent
+
 lint: $(INSTALLED)
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 
-test: proto-check ts-proto-check lint
+test: proto-check ts-proto-check lint ts-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 serve: $(INSTALLED)

@@ -25,7 +25,7 @@ import type { FlowRunFilterSetSchema } from "./gen/flowrpc/v1/filter_pb.js";
 import { FlowService } from "./gen/flowrpc/v1/flow_service_pb.js";
 import { TaskRunService } from "./gen/flowrpc/v1/task_run_service_pb.js";
 import { WorkPoolService } from "./gen/flowrpc/v1/work_pool_service_pb.js";
-import { flowrpcErrors } from "./errors.js";
+import { withFlowrpcErrors } from "./errors.js";
 import { flatten, pages } from "./streams.js";
 
 export const DEFAULT_API_URL = "127.0.0.1:4250";
@@ -59,7 +59,7 @@ export interface ClientOptions {
   tls?: TlsOptions | boolean;
   /** Deadline of each unary call in milliseconds (a call's own timeoutMs wins); 0: none. */
   timeoutMs?: number;
-  /** More Connect interceptors, run inside the client's own (API key, errors). */
+  /** More Connect interceptors, run after the one that sends the API key. */
   interceptors?: Interceptor[];
 }
 
@@ -91,11 +91,9 @@ export class FlowrpcClient {
     const { baseUrl, tls } = target(options);
     this.#session = new Http2SessionManager(baseUrl, {}, tls);
     const apiKey = options.apiKey ?? process.env.FLOWRPC_API_KEY;
-    const interceptors = [flowrpcErrors, ...(apiKey ? [bearer(apiKey)] : []), ...(options.interceptors ?? [])];
-    const transport = withUnaryDeadline(
-      createGrpcTransport({ baseUrl, sessionManager: this.#session, interceptors }),
-      options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    );
+    const interceptors = [...(apiKey ? [bearer(apiKey)] : []), ...(options.interceptors ?? [])];
+    const grpc = createGrpcTransport({ baseUrl, sessionManager: this.#session, interceptors });
+    const transport = withFlowrpcErrors(withUnaryDeadline(grpc, options.timeoutMs ?? DEFAULT_TIMEOUT_MS));
     this.flows = createClient(FlowService, transport);
     this.flowRuns = createClient(FlowRunService, transport);
     this.deployments = createClient(DeploymentService, transport);

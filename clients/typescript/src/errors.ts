@@ -1,7 +1,7 @@
 // Errors as flowrpc sends them: a gRPC status code, and in grpc-status-details-bin a
 // google.rpc.ErrorInfo (a stable UPPER_SNAKE reason, domain "flowrpc") and, for malformed
 // input, a google.rpc.BadRequest listing the fields at fault.
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 
 /** One field of a request at fault, from google.rpc.BadRequest. */
@@ -55,21 +55,29 @@ export function toFlowrpcError(reason: unknown): FlowrpcError {
   return reason instanceof FlowrpcError ? reason : new FlowrpcError(ConnectError.from(reason));
 }
 
-/** An interceptor that makes every call, unary or streamed, fail with a FlowrpcError. */
-export const flowrpcErrors: Interceptor = (next) => async (request) => {
-  try {
-    const response = await next(request);
-    return response.stream ? { ...response, message: rethrown(response.message) } : response;
-  } catch (error) {
-    throw toFlowrpcError(error);
-  }
-};
+/**
+ * The transport, with every failure of its calls, unary or streamed, thrown as a FlowrpcError.
+ * (Deadlines and cancellations fail outside the interceptors, so this wraps the transport.)
+ */
+export function withFlowrpcErrors(transport: Transport): Transport {
+  return {
+    unary: (...args) => transport.unary(...args).catch(rethrow),
+    async stream(...args) {
+      const response = await transport.stream(...args).catch(rethrow);
+      return { ...response, message: rethrown(response.message) };
+    },
+  };
+}
+
+function rethrow(error: unknown): never {
+  throw toFlowrpcError(error);
+}
 
 async function* rethrown<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (error) {
-    throw toFlowrpcError(error);
+    rethrow(error);
   }
 }
 

@@ -2,7 +2,7 @@
 // layer over them (connection options, errors, filters, streams).
 export { FlowrpcClient, createFlowrpcClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS } from "./client.js";
 export type { ClientOptions, FlowRunQuery, TlsOptions } from "./client.js";
-export { FlowrpcError, grpcCodeName, toFlowrpcError, flowrpcErrors } from "./errors.js";
+export { FlowrpcError, grpcCodeName, toFlowrpcError, withFlowrpcErrors } from "./errors.js";
 export type { FieldViolation } from "./errors.js";
 export { FlowRunFilterBuilder, flowRunFilter } from "./filters.js";
 export type { Instant, TimeRange } from "./filters.js";
