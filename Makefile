@@ -8,8 +8,9 @@ PROTOS := $(wildcard protos/flowrpc/v1/*.proto)
 TS := clients/typescript
 TS_GEN := $(TS)/src/gen
 TS_INSTALLED := $(TS)/node_modules/.installed
+BASELINE := protos/baseline.binpb
 
-.PHONY: install proto proto-check lint test serve bench clean ts-install ts-proto ts-proto-check ts-test
+.PHONY: install proto proto-check lint test serve bench clean ts-install ts-proto ts-proto-check ts-test contract contract-baseline
 
 install: $(INSTALLED)
 
@@ -66,12 +67,27 @@ ts-proto-check: $(INSTALLED) $(TS_INSTALLED)
 ts-test: $(INSTALLED) $(TS_INSTALLED)
 	cd $(TS) && FLOWRPC_BIN=$(abspath $(VENV))/bin/flowrpc npm test --silent
 
+# The contract: `buf breaking` (buf.yaml's FILE rules) compares protos/ with $(BASELINE), an
+# image of flowrpc.v1 as last released. A recorded image, not the previous commit of main: it
+# needs no git history (a shallow or fresh clone, any branch, an exported tarball check the
+# same), and it catches a break however many commits it is spread over, where HEAD~1 sees only
+# the last one. Additions never break it; after merging some, `make contract-baseline` records
+# them so that their later removal is caught too.
+contract: $(INSTALLED)
+	$(VENV)/bin/buf breaking --against $(BASELINE)
+
+# Records the current protos as the baseline; refuses while they break the recorded one (a break
+# on purpose means a new package version, flowrpc.v2, not a new baseline).
+contract-baseline: $(INSTALLED)
+	test ! -f $(BASELINE) || $(VENV)/bin/buf breaking --against $(BASELINE)
+	$(VENV)/bin/buf build --exclude-source-info -o $(BASELINE)
+
 lint: $(INSTALLED)
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 
-test: proto-check ts-proto-check lint ts-test
+test: proto-check ts-proto-check lint contract ts-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 serve: $(INSTALLED)
