@@ -10,7 +10,7 @@ TS_GEN := $(TS)/src/gen
 TS_INSTALLED := $(TS)/node_modules/.installed
 BASELINE := protos/baseline.binpb
 
-.PHONY: install proto proto-check lint test serve bench clean ts-install ts-proto ts-proto-check ts-test contract contract-baseline
+.PHONY: install proto proto-check lint test serve bench clean ts-install ts-proto ts-proto-check ts-test contract contract-baseline api-doc
 
 install: $(INSTALLED)
 
@@ -81,6 +81,11 @@ contract: $(INSTALLED)
 contract-baseline: $(INSTALLED)
 	test ! -f $(BASELINE) || $(VENV)/bin/buf breaking --against $(BASELINE)
 	$(VENV)/bin/buf build --exclude-source-info -o $(BASELINE)
+
+# Writes docs/api.md from the protos, the roles and the reasons in tests/api_doc.py (its test,
+# tests/unit/test_api_doc.py, fails when the committed file is stale).
+api-doc: $(INSTALLED)
+	$(PY) tests/api_doc.py > docs/api.md
 
 lint: $(INSTALLED)
 	$(VENV)/bin/buf lint
