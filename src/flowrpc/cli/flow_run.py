@@ -11,7 +11,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -169,7 +169,8 @@ def _graph_summary(graph: list[Any]) -> Text:
         (node.state.type, node.state.name) if node.state else ("", "-") for node in graph
     )
     edges = sum(len(node.upstream_dependencies) for node in graph)
-    text = Text(f"\nTask runs: {len(graph)} ({edges} dependencies): ")
+    dependencies = "dependency" if edges == 1 else "dependencies"
+    text = Text(f"\nTask runs: {len(graph)} ({edges} {dependencies}): ")
     for i, ((state_type, name), count) in enumerate(by_state.most_common()):
         text.append(", " if i else "")
         text.append_text(render.state_text(state_type, f"{count} {name}"))
@@ -349,8 +350,8 @@ def history(
     The window is of expected start times: --since (default -1d) to --until (default now).
     --json gives the server's intervals instead.
     """
-    now = datetime.now(UTC)
-    start, end = filters.since or now - timedelta(days=1), filters.until or now
+    start = filters.since or filters.now - timedelta(days=1)
+    end = filters.until or filters.now
     if end <= start:
         fail(f"--until ({render.when(end)}) must be after --since ({render.when(start)})", USAGE)
     step = interval or max(timedelta(seconds=1), (end - start) / 24)

@@ -54,6 +54,13 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def checked_time(text: str) -> str:
+    """The option's text once parse_time accepts it: resolved later, against the one `now` of
+    the command, so that '--since now --until +2h' spans exactly two hours."""
+    parse_time(text)
+    return text
+
+
 FINAL_TYPES = [StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]
 
 
@@ -69,18 +76,24 @@ class RunFilters:
     tag: list[str] = field(default_factory=list)
     since: datetime | None = None
     until: datetime | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def build(cls, **given: Any) -> RunFilters:
+        """From the flags' values; relative times are taken from one `now`."""
+        now = datetime.now(UTC)
         since, until = given.pop("since"), given.pop("until")
         return cls(
-            **{name: values or [] for name, values in given.items()}, since=since, until=until
+            **{name: values or [] for name, values in given.items()},
+            since=parse_time(since, now) if since else None,
+            until=parse_time(until, now) if until else None,
+            now=now,
         )
 
     @property
     def given(self) -> bool:
         """Whether any flag narrows the selection."""
-        return any(getattr(self, name) for name in self.__dataclass_fields__)
+        return any(getattr(self, name) for name in self.__dataclass_fields__ if name != "now")
 
     def client_filters(
         self,
@@ -97,11 +110,12 @@ class RunFilters:
         state: dict[str, Any] = {}
         if self.state:
             state["name"] = {"any_": self.state}
-        if self.state_type or exclude_types:
-            state["type"] = {
-                "any_": self.state_type or None,
-                "not_any_": exclude_types or None,
-            }
+        if self.state_type:
+            # Prefect ignores a type filter with both any_ and not_any_: leave them out here.
+            kept = [kind for kind in self.state_type if kind not in (exclude_types or [])]
+            state["type"] = {"any_": kept}
+        elif exclude_types:
+            state["type"] = {"not_any_": exclude_types}
         if state:
             runs["state"] = state
         if self.tag:
@@ -131,10 +145,10 @@ def _many(help_text: str, metavar: str, kind: Any = str, **extra: Any) -> Any:
 
 def _time(help_text: str) -> Any:
     return Annotated[
-        datetime | None,
+        str | None,
         typer.Option(
             help=f"{help_text}: {TIME_HELP}",
-            parser=parse_time,
+            parser=checked_time,
             metavar="TIME",
             rich_help_panel=FILTERS,
             show_default=False,
