@@ -45,3 +45,10 @@ def test_a_command_alone_lists_its_subcommands(capsys, argv, listed):
     commands = help_text[help_text.index("─ Commands ─") :]
     rows = [line for line in commands.splitlines()[1:-1] if line[2] != " "]  # not wrapped help
     assert [row.split()[1] for row in rows] == listed
+
+
+def test_the_api_key_roles_are_the_servers():
+    from flowrpc.cli.api_key import RoleName
+    from flowrpc.server.access import Role
+
+    assert [name.value for name in RoleName] == [role.label for role in Role]

@@ -12,11 +12,19 @@ import typer
 
 from flowrpc.cli.common import configure_logging, server_settings
 from flowrpc.cli.server import DatabaseUrl
-from flowrpc.server.access import Role
 
 app = typer.Typer(name="api-key", help="Manage API keys.", no_args_is_help=True)
 
-RoleName = enum.StrEnum("RoleName", {role.label: role.label for role in Role})
+
+class RoleName(enum.StrEnum):
+    """flowrpc.server.access.Role's labels, spelled out so that client commands need not import
+    the server (tests check the two agree)."""
+
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
 NO_KEYS_LEFT = (
     "warning: no API key is left, so servers without FLOWRPC_API_KEY accept every call "
     "without a key again"
