@@ -142,9 +142,12 @@ def test_cancel_by_filter_asks_first_and_leaves_final_runs_alone(address):
     assert states(address, runs.completed, runs.failed) == ["Completed", "Failed"]
 
     # --yes asks nothing; a running run goes to Cancelling (its worker would stop it).
-    running = flowrpc(address, "flow-run", "cancel", "--state-type", "running", "--yes")
+    running = flowrpc(
+        address, "flow-run", "cancel", "--state-type", "running", "--yes", TTY_COMPATIBLE="1"
+    )
     assert (running.exit_code, running.stdout) == (0, "cancelled 1 flow run (1 Cancelling)\n")
-    assert "?" not in running.stderr
+    assert "[y/N]" not in running.stderr
+    assert "cancelling" in running.stderr and "1/1" in running.stderr
     nothing = flowrpc(address, *selected, "--yes")
     assert (nothing.exit_code, nothing.stdout) == (0, "no flow run to cancel\n")
 
@@ -186,8 +189,12 @@ def test_delete_by_filter_by_id_and_all(address):
     assert declined.exit_code == 1 and "nothing deleted" in declined.stderr
     assert count(address) == 6
 
-    deleted = flowrpc(address, "flow-run", "delete", "--deployment", "nightly", "--yes")
+    # As in a terminal (TTY_COMPATIBLE): a progress bar on stderr counts the streamed results.
+    deleted = flowrpc(
+        address, "flow-run", "delete", "--deployment", "nightly", "--yes", TTY_COMPATIBLE="1"
+    )
     assert (deleted.exit_code, deleted.stdout) == (0, "deleted 3 flow runs\n")
+    assert "deleting" in deleted.stderr and "3/3" in deleted.stderr
     assert count(address) == 3
 
     by_id = flowrpc(address, "flow-run", "delete", str(runs.failed.id), "--yes")
