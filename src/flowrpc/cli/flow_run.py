@@ -225,6 +225,8 @@ def cancel(
         for result in refused[:MAX_REFUSALS_SHOWN]:
             reason = getattr(result.details, "reason", None) or ""
             print(f"  {result.flow_run_id}: {result.status.value} {reason}", file=sys.stderr)
+        if len(refused) > MAX_REFUSALS_SHOWN:
+            print(f"  and {len(refused) - MAX_REFUSALS_SHOWN} more", file=sys.stderr)
         raise typer.Exit(1)
 
 
