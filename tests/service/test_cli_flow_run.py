@@ -11,7 +11,7 @@ from cli_support import flowrpc, seed, serve
 
 from flowrpc import get_client
 from flowrpc.schemas.objects import TaskRunResult
-from flowrpc.states import Completed, Running
+from flowrpc.states import Completed, Failed, Running
 
 
 @pytest.fixture
@@ -267,3 +267,18 @@ def test_flow_deployment_and_work_pool_listings(address):
     ]
     too_many = flowrpc(address, "flow", "ls", "--limit", "201")
     assert too_many.exit_code == 2
+
+
+def test_names_and_messages_are_printed_as_they_are(address):
+    odd = "[bold]x[/] :smile: [/red]"
+    with get_client(sync_client=True, api_url=address) as client:
+        run = client.create_flow_run(
+            SimpleNamespace(name=odd), name=odd, tags=[odd], state=Failed(message=odd)
+        )
+    listed = flowrpc(address, "flow-run", "ls")
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.count(odd) == 2  # flow and run names
+    shown = flowrpc(address, "flow-run", "inspect", str(run.id))
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.count(odd) >= 4  # name, flow, tags, message (twice: state history)
+    assert flowrpc(address, "flow", "ls").stdout.count(odd) == 1

@@ -65,7 +65,8 @@ def console(stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr), made per command so it writes where the output
     goes now (a terminal, a pipe, a test's capture). Into a pipe, without COLUMNS, lines may
     be PIPE_WIDTH long rather than the 80 columns rich assumes, so tables keep one run a line."""
-    out = Console(stderr=stderr, highlight=False)
+    # Names, tags and messages are data: no markup, emoji codes or highlighting in them.
+    out = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = PIPE_WIDTH
     return out
