@@ -42,10 +42,12 @@ from flowrpc.states import Cancelling
 
 app = typer.Typer(name="flow-run", help="Flow runs.", no_args_is_help=True)
 
-RunId = Annotated[UUID, typer.Argument(help="the flow run's id", show_default=False)]
+RunId = Annotated[UUID, typer.Argument(help="the flow run's id", metavar="ID", show_default=False)]
 RunIds = Annotated[
     list[UUID] | None,
-    typer.Argument(help="flow run ids (or select runs with the flags)", show_default=False),
+    typer.Argument(
+        help="flow run ids (or select runs with the flags)", metavar="ID", show_default=False
+    ),
 ]
 Every = Annotated[bool, typer.Option("--all", help="every flow run (no ids, no flags)")]
 DryRun = Annotated[
