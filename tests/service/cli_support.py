@@ -32,6 +32,9 @@ def flowrpc(address: str | None, *args: str, input: str | None = None, **env: st
         "COLUMNS": "200",
         "FLOWRPC_API_URL": address,
         "FLOWRPC_API_KEY": None,
+        "FLOWRPC_API_TLS_CA": None,
+        "FLOWRPC_API_TLS_CERT": None,
+        "FLOWRPC_API_TLS_KEY": None,
         "FLOWRPC_RETRY_ATTEMPTS": "1",
         **env,
     }
