@@ -52,3 +52,10 @@ def test_spans(text: str, seconds: int):
 def test_what_is_not_a_span(text: str):
     with pytest.raises(ValueError, match="is not a span"):
         parse_duration(text)
+
+
+def test_spans_too_long_for_a_time_are_errors_not_crashes():
+    with pytest.raises(ValueError, match="is too long a span"):
+        parse_duration("1" + "0" * 30 + "w")
+    with pytest.raises(ValueError, match="too far from now"):
+        parse_time("-99999999d", NOW)

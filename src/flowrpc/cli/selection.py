@@ -28,7 +28,10 @@ def parse_duration(text: str) -> timedelta:
     spec = text.strip().lower()
     if not spec or _DURATION.sub("", spec):
         raise ValueError(f"{text!r} is not a span such as 30s, 15m, 1h30m, 2d or 1w")
-    return timedelta(seconds=sum(float(n) * UNITS[unit] for n, unit in _DURATION.findall(spec)))
+    try:
+        return timedelta(seconds=sum(float(n) * UNITS[unit] for n, unit in _DURATION.findall(spec)))
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a span") from None
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
@@ -41,9 +44,14 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     if spec[:1] in "+-" or (spec[:1].isdigit() and spec[-1:].lower() in UNITS):
         sign = 1 if spec.startswith("+") else -1
         try:
-            return now + sign * parse_duration(spec.lstrip("+-"))
+            span = parse_duration(spec.lstrip("+-"))
         except ValueError:
             pass  # maybe an ISO time after all
+        else:
+            try:
+                return now + sign * span
+            except OverflowError:
+                raise ValueError(f"{text!r} is not a time: too far from now") from None
     try:
         moment = datetime.fromisoformat(spec)
     except ValueError:
