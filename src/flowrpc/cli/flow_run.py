@@ -212,12 +212,10 @@ def cancel(
         outcomes: Counter[str] = Counter()
         refused = []
         for result in _with_progress(stream, count, "cancelling"):
-            state_type = result.state.type if result.state else None
-            if result.status == "ACCEPT" or state_type in (
-                StateType.CANCELLED,
-                StateType.CANCELLING,
-            ):
-                outcomes[result.state.name if result.state else "Cancelling"] += 1
+            # Accepted (Cancelling), replaced by Cancelled, or already cancelling: all done.
+            state = result.state
+            if state is not None and state.type in (StateType.CANCELLED, StateType.CANCELLING):
+                outcomes[state.name] += 1
             else:
                 refused.append(result)
     done = ", ".join(f"{n} {name}" for name, n in outcomes.most_common()) or "none"
