@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from certificates import Authority
 from cli_support import flowrpc, serve
-from harness import free_port
+from harness import free_port, server_process
 
 from flowrpc import get_client
 
@@ -41,13 +41,31 @@ def test_the_flag_wins_over_the_variable(address):
     assert by_variable.stdout == by_flag.stdout
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("command", [*COMMANDS, ("server", "status")], ids=" ".join)
 def test_an_unreachable_server_is_one_line_and_status_1(command):
     dead = f"127.0.0.1:{free_port()}"
     result = flowrpc(dead, *command)
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"flowrpc: error: cannot reach the server at {dead}: ")
     assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_server_status_says_serving_and_not_serving_while_draining(tmp_path: Path):
+    import signal
+    import time
+
+    with server_process(f"sqlite:///{tmp_path / 'flowrpc.db'}", drain_seconds=5) as (
+        process,
+        address,
+    ):
+        serving = flowrpc(address, "server", "status")
+        assert (serving.exit_code, serving.stdout) == (0, f"{address}: SERVING\n")
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while (draining := flowrpc(address, "server", "status")).exit_code == 0:
+            assert time.monotonic() < deadline, "still SERVING after SIGTERM"
+            time.sleep(0.05)
+        assert (draining.exit_code, draining.stdout) == (1, f"{address}: NOT_SERVING\n")
 
 
 def test_the_real_command_exits_1_without_a_traceback():
@@ -66,6 +84,8 @@ def test_the_real_command_exits_1_without_a_traceback():
 
 def test_every_command_needs_the_key_once_the_server_asks(tmp_path: Path):
     for address in serve(tmp_path, api_key="s3cret"):
+        # Health is open to all, as for load balancers.
+        assert flowrpc(address, "server", "status").exit_code == 0
         with get_client(sync_client=True, api_url=address, api_key="s3cret") as client:
             client.create_flow_run(type("Flow", (), {"name": "etl"}))
         for command in COMMANDS:

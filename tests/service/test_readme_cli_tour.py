@@ -50,6 +50,7 @@ def test_the_readme_cli_tour_runs_as_written(tmp_path):
             )
     out = result.stdout
     assert out.startswith("flowrpc ")
+    assert f"{address}: SERVING\n" in out
     assert "Seeded deployment 'healthcheck/healthcheck-storage-test'" in out
     assert re.search(r"^ healthcheck/healthcheck-storage-test +\S{36} +no ", out, re.M)
     listed_late = re.findall(r"^ (\S{36}) +healthcheck +\S+ +Late ", out, re.M)

@@ -26,7 +26,7 @@ def test_version_prints_the_package_version():
     ("argv", "listed"),
     [
         ([], ["server", "database", "api-key", "flow-run", "flow", "deployment", "work-pool"]),
-        (["server"], ["start"]),
+        (["server"], ["start", "status"]),
         (["database"], ["upgrade"]),
         (["api-key"], ["create", "ls", "revoke"]),
         (["flow-run"], ["ls", "inspect", "cancel", "delete", "history"]),

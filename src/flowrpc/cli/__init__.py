@@ -1,6 +1,6 @@
 """The `flowrpc` command (typer + rich), one module per command group:
 
-flowrpc server start      serve (server.py)
+flowrpc server start      serve; `server status` asks a running one (server.py)
 flowrpc database upgrade  migrate the schema (database.py)
 flowrpc api-key ...       create, ls, revoke keys in the database (api_key.py)
 flowrpc flow-run ...      ls, inspect, cancel, delete, history (flow_run.py)

@@ -1,4 +1,4 @@
-"""`flowrpc server start`: serve until SIGINT or SIGTERM."""
+"""`flowrpc server start` (serve until SIGINT or SIGTERM) and `flowrpc server status`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flowrpc.cli.common import configure_logging, server_settings
+from flowrpc.cli.common import Connection, configure_logging, server_settings, with_connection
 
 app = typer.Typer(name="server", help="Run the service.", no_args_is_help=True)
 
@@ -75,3 +75,14 @@ def start(
             run(settings)
     except StartupError as error:  # a taken port, unusable certificate files
         sys.exit(f"flowrpc: error: {error}")
+
+
+@app.command()
+@with_connection
+def status(connection: Connection) -> None:
+    """Ask a running server whether it serves (grpc.health.v1); exit 1 unless SERVING."""
+    with connection.client() as client:
+        answer = client.hello()
+    print(f"{client.api_url}: {answer}")
+    if answer != "SERVING":
+        raise typer.Exit(1)
