@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         "the last commits but never corrupts. FULL syncs every commit to disk as well.",
     )
     host: str = "127.0.0.1"
-    port: int = 4250
+    port: int = Field(default=4250, ge=0, le=65535, description="0: any free port.")
     api_key: str | None = Field(
         default=None,
         description="An admin key, besides those in the database (`flowrpc api-key create`).",
