@@ -1,0 +1,63 @@
+"""LogService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowrpc.server.ids import now_micros
+from flowrpc.server.limits import fitted
+from flowrpc.server.services import convert as c
+from flowrpc.server.storage import logs as storage
+from flowrpc.server.storage.database import Database
+from flowrpc.settings import Settings
+from flowrpc.v1 import log_pb2, log_service_pb2_grpc
+from flowrpc.v1 import log_service_pb2 as pb
+
+
+class LogService(log_service_pb2_grpc.LogServiceServicer):
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def CreateLogs(self, request: pb.CreateLogsRequest, context: Any) -> Any:
+        now = now_micros()
+        records = [_record(item, f"logs[{index}]", now) for index, item in enumerate(request.logs)]
+        created = await self.db.write(storage.create_logs, records, now)
+        return pb.CreateLogsResponse(created=created)
+
+    async def ListLogs(self, request: pb.ListLogsRequest, context: Any) -> Any:
+        filters = c.filters(request.logs, "logs")
+        sort = c.enum_name(log_pb2.LogSort.DESCRIPTOR, request.sort, "sort")
+        sort = "TIMESTAMP_ASC" if sort == "UNSPECIFIED" else sort
+        rows = await self.db.read(
+            storage.list_logs, filters, sort, c.limit_of(request), c.offset_of(request)
+        )
+        response = pb.ListLogsResponse(logs=[log_to_proto(row) for row in rows])
+        # Messages may be up to max_json_bytes each: a page that would pass 4 MiB holds fewer.
+        return fitted(response, "logs", lambda kept: None)
+
+
+def _record(item: log_pb2.LogCreate, path: str, now: int) -> dict[str, Any]:
+    timestamp = c.micros(item, "timestamp", f"{path}.timestamp")
+    return {
+        "flow_run_id": c.require_id(item.flow_run_id, f"{path}.flow_run_id"),
+        "task_run_id": c.optional_id(item.task_run_id, f"{path}.task_run_id"),
+        "name": item.name,
+        "level": item.level,
+        "message": item.message,
+        "timestamp": now if timestamp is None else timestamp,
+    }
+
+
+def log_to_proto(row: Any) -> dict[str, Any]:
+    """A Log message, as its constructor takes it."""
+    return {
+        "id": row.id,
+        "created": c.timestamp(row.created),
+        "name": row.name,
+        "level": row.level,
+        "message": row.message,
+        "timestamp": c.timestamp(row.timestamp),
+        "flow_run_id": row.flow_run_id,
+        "task_run_id": row.task_run_id or "",
+    }
