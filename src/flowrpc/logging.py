@@ -385,6 +385,18 @@ class RunFormatter(logging.Formatter):
         return super().format(record)
 
 
+class ConsoleHandler(logging.StreamHandler):
+    """A stream handler on whatever sys.stderr is when a record comes (it may be replaced after
+    set-up, as pytest's capture does)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+
 _installed = False
 
 
@@ -397,7 +409,7 @@ def _install() -> None:
     with _lock:
         if _installed:
             return
-        console = logging.StreamHandler(sys.stderr)
+        console = ConsoleHandler()
         console.setFormatter(
             RunFormatter(
                 "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(run)s - %(message)s", "%H:%M:%S"
