@@ -8,7 +8,11 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from pydantic import ValidationError
 
+from flowrpc import get_client
+from flowrpc.assets import Asset as AssetDeclared
+from flowrpc.assets import asset_keys, record_materialization
 from flowrpc.client import InvalidRequest, ObjectNotFound
 from flowrpc.schemas.objects import Asset
 from flowrpc.states import Running
@@ -109,3 +113,36 @@ async def test_bad_materializations_are_refused(client):
         await client.read_assets(materializations=1001)
     assert "materializations" in str(refused.value)
     assert await client.read_assets() == []
+
+
+def test_the_engine_helper_records_through_the_sync_client(api_url):
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(Task("pipeline"), state=Running())
+        extract, clean = (client.create_task_run(Task(n), run.id, "0") for n in ("e", "c"))
+        record_materialization(client, [RAW], extract)
+        made = record_materialization(
+            client,
+            [AssetDeclared(key=CLEAN), CLEAN],  # the same key twice is one asset
+            clean,
+            upstream=[RAW, CLEAN],  # never its own upstream
+        )
+        assert [(a.key, a.upstream_keys) for a in made] == [(CLEAN, [RAW])]
+        (raw,) = client.read_assets(keys=[RAW])
+    assert raw.materializations[0].task_run_id == extract.id
+    assert raw.materializations[0].flow_run_id == run.id
+
+
+@pytest.mark.parametrize(
+    "key", ["no-scheme/path", "s3://with space", "", "s3://" + "k" * 508, "://missing"]
+)
+def test_asset_keys_are_uris_of_at_most_512_characters(key):
+    with pytest.raises(ValidationError):
+        AssetDeclared(key=key)
+
+
+def test_valid_asset_keys():
+    assert asset_keys(["s3://b/k.csv", AssetDeclared(key="file:///tmp/x"), "s3://b/k.csv"]) == [
+        "s3://b/k.csv",
+        "file:///tmp/x",
+    ]
+    assert AssetDeclared(key="s3://" + "k" * 507).key.endswith("k")
