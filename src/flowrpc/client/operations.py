@@ -438,7 +438,7 @@ def update_flow_run(
 
 @unary
 def delete_flow_run(flow_run_id: IdLike) -> Operation:
-    """Deletes the flow run with its task runs; ObjectNotFound if there is none."""
+    """Deletes the flow run with its task runs and logs; ObjectNotFound if there is none."""
     yield Call(FLOW_RUNS, "DeleteFlowRun", flow_runs_pb.DeleteFlowRunRequest(id=str(flow_run_id)))
 
 

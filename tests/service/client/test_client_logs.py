@@ -159,3 +159,11 @@ async def test_deleting_a_flow_run_deletes_its_logs(client):
     await client.delete_flow_run(run.id)
     remaining = await client.read_logs()
     assert [log.flow_run_id for log in remaining] == [other.id]
+
+
+async def test_deleting_a_flow_deletes_the_logs_of_its_runs(client):
+    run, other, task_run = await make_runs(client)
+    keep = await client.create_flow_run(Named("kept"), state=Running())
+    await client.create_logs([record(run, 1, task_run=task_run), record(other, 2), record(keep, 3)])
+    await client.delete_flow(run.flow_id)
+    assert [log.flow_run_id for log in await client.read_logs()] == [keep.id]
