@@ -12,8 +12,11 @@ exit). Records stay in order. What happens at the edges:
 * A message longer than `max_message_bytes` (UTF-8, default 64 KiB, FLOWRPC_LOGGING_MAX_MESSAGE_
   BYTES) is cut, with a marker saying how long it was: the record is kept, not refused.
 * When the buffer is full (`buffer_size` records, default 10,000, FLOWRPC_LOGGING_BUFFER_SIZE),
-  new records are dropped, never the caller slowed; once there is room again, each run that lost
-  records gets a WARNING record saying how many, and stderr says so once per episode.
+  the caller waits for room, up to `full_wait` seconds (default 2): a run that logs faster than
+  the server stores goes at the server's pace and loses nothing. If no room comes in that time
+  the shipper is taken as stuck (the server unreachable): new records are then dropped without
+  waiting until a batch goes through again, each run that lost records gets a WARNING record
+  saying how many, and stderr says so once per episode. Memory stays bounded either way.
 * An unreachable server: a batch is tried `attempts` times over a few seconds, then dropped with
   a message on stderr. A record the server refuses (its flow run deleted meanwhile, a limit) is
   dropped alone: the batch is split until the refused records are isolated.
@@ -71,6 +74,13 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def _warn(text: str) -> None:
+    """The shipper's own messages: straight to stderr (never through print(), which may be
+    recording prints, nor through logging, which may be what failed)."""
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"flowrpc: {text}\n")
+
+
 def truncate(message: str, limit: int) -> str:
     """The message, or when it is over `limit` UTF-8 bytes its head with a marker that says so
     (the whole fits in `limit` bytes)."""
@@ -98,6 +108,7 @@ class LogShipper:
         interval: float | None = None,
         max_message_bytes: int | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        full_wait: float = 2.0,
     ) -> None:
         self.client_factory = client_factory
         self.buffer_size = buffer_size or _env_int("FLOWRPC_LOGGING_BUFFER_SIZE", 10_000)
@@ -106,6 +117,8 @@ class LogShipper:
             "FLOWRPC_LOGGING_MAX_MESSAGE_BYTES", 64 * 1024
         )
         self.retry_delays = retry_delays
+        self.full_wait = full_wait
+        self._stuck = False  # no room came within full_wait: drop instead of waiting
         self.dropped = 0  # records lost in all (buffer full, refused, unreachable server)
         self._buffer: deque[dict[str, Any]] = deque()
         self._lost: Counter[str] = Counter()  # flow run id -> records dropped, not yet reported
@@ -128,13 +141,19 @@ class LogShipper:
             if self._closing:
                 return
             self._queued += 1
+            if self._thread is None:
+                self._start()
+            if len(self._buffer) >= self.buffer_size and not self._stuck:
+                self._condition.notify_all()  # the shipper: send now
+                room = self._condition.wait_for(
+                    lambda: len(self._buffer) < self.buffer_size or self._closing, self.full_wait
+                )
+                self._stuck = not room
             if len(self._buffer) >= self.buffer_size:
                 self._drop_one(record["flow_run_id"])
                 return
             self._buffer.append(record)
-            if self._thread is None:
-                self._start()
-            if len(self._buffer) >= BATCH_RECORDS:
+            if len(self._buffer) >= min(BATCH_RECORDS, self.buffer_size):
                 self._condition.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -167,10 +186,9 @@ class LogShipper:
     def _drop_one(self, flow_run_id: str) -> None:
         """Called with the lock held."""
         if not self._lost:
-            print(
-                f"flowrpc: the log buffer is full ({self.buffer_size} records): dropping new "
-                "records until the server takes the ones queued",
-                file=sys.stderr,
+            _warn(
+                f"the log buffer is full ({self.buffer_size} records) and the server is not "
+                "taking them: dropping new records until a batch goes through"
             )
         self._lost[flow_run_id] += 1
         self.dropped += 1
@@ -179,10 +197,10 @@ class LogShipper:
     def _run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                if batch:
-                    self._send(batch)
+                sent = self._send(batch) if batch else False
                 with self._condition:
                     self._settled += len(batch)
+                    self._stuck = self._stuck and not sent
                     self._condition.notify_all()
         finally:
             self._close_client()
@@ -191,8 +209,9 @@ class LogShipper:
         """Waits for a full batch, the interval, a flush or close; takes up to a batch. None when
         closing with nothing left."""
         with self._condition:
+            full = min(BATCH_RECORDS, self.buffer_size)  # a batch, or callers waiting for room
             self._condition.wait_for(
-                lambda: self._closing or self._flushing or len(self._buffer) >= BATCH_RECORDS,
+                lambda: self._closing or self._flushing or len(self._buffer) >= full,
                 self.interval,
             )
             self._report_lost()
@@ -203,6 +222,8 @@ class LogShipper:
                 size += len(record["message"]) + 200
             if not self._buffer:
                 self._flushing = False
+            if batch:
+                self._condition.notify_all()  # callers waiting for room
             if not batch and self._closing:
                 return None
             return batch
@@ -227,16 +248,16 @@ class LogShipper:
             )
         self._lost.clear()
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
+    def _send(self, batch: list[dict[str, Any]]) -> bool:
         """Sends the batch, trying again while the server cannot be reached; what the server
-        refuses is split off and dropped alone."""
+        refuses is split off and dropped alone. True if the server answered."""
         from flowrpc.client import errors
 
         for attempt, delay in enumerate((0.0, *self.retry_delays)):
             time.sleep(delay)
             try:
                 self._open_client().create_logs(batch)
-                return
+                return True
             except (errors.ServiceUnavailable, errors.DeadlineExceeded) as error:
                 problem: Exception = error
             except (
@@ -245,15 +266,16 @@ class LogShipper:
                 errors.ResourceExhausted,
             ) as error:
                 self._refused(batch, error)
-                return
+                return True
             except errors.FlowRPCError as error:  # about every call (a key without the role)
                 self._lose(batch, f"the server refused them: {error}")
-                return
+                return True
             except Exception as error:  # no client could be made (bad settings), or a bug
                 problem = error
                 self._close_client()
             if attempt == len(self.retry_delays):
                 self._lose(batch, f"the server could not be reached: {problem}")
+        return False
 
     def _refused(self, batch: list[dict[str, Any]], error: Any) -> None:
         """Splits a refused batch until the refused records are alone: by flow run first (a run
@@ -273,7 +295,7 @@ class LogShipper:
 
     def _lose(self, batch: list[dict[str, Any]], why: str) -> None:
         self.dropped += len(batch)
-        print(f"flowrpc: {len(batch)} log records dropped, {why}", file=sys.stderr)
+        _warn(f"{len(batch)} log records dropped, {why}")
 
     def _open_client(self) -> Any:
         if self._client is None:
@@ -485,21 +507,26 @@ _builtin_print = builtins.print
 def _print(
     *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
 ) -> None:
-    """print(), which in a run with log_prints also records the line at INFO for the run."""
+    """print(), which in a run with log_prints also records what goes to stdout at INFO for
+    the run."""
     _builtin_print(*args, sep=sep, end=end, file=file, flush=flush)
     context = _printing_for.get()
-    if context is None or file not in (None, sys.stdout, sys.stderr):
+    if context is None or (file is not None and file is not sys.stdout):
         return
-    logger = get_run_logger(context)
-    if logger.isEnabledFor(logging.INFO):
-        message = (" " if sep is None else sep).join(map(str, args))
-        # To the API handler only: the console already has the line, printed above.
-        record = logger.logger.makeRecord(
-            logger.logger.name, logging.INFO, "", 0, message, (), None, extra=logger.extra
-        )
-        for handler in logger.logger.handlers:
-            if isinstance(handler, APILogHandler):
-                handler.handle(record)
+    token = _printing_for.set(None)  # what recording prints (a logging error) is not recorded
+    try:
+        logger = get_run_logger(context)
+        if logger.isEnabledFor(logging.INFO):
+            message = (" " if sep is None else sep).join(map(str, args))
+            # To the API handler only: the console already has the line, printed above.
+            record = logger.logger.makeRecord(
+                logger.logger.name, logging.INFO, "", 0, message, (), None, extra=logger.extra
+            )
+            for handler in logger.logger.handlers:
+                if isinstance(handler, APILogHandler):
+                    handler.handle(record)
+    finally:
+        _printing_for.reset(token)
 
 
 @contextlib.contextmanager

@@ -142,8 +142,15 @@ async def test_a_batch_with_an_unknown_run_is_refused_whole(client):
 
 async def test_bad_input_is_invalid_argument(client):
     run, _, _ = await make_runs(client)
-    with pytest.raises(ValidationError):  # checked by the client before it sends
-        await client.create_logs([{**record(run, 1), "flow_run_id": "not-a-uuid"}])
+    with pytest.raises(InvalidRequest) as refused:
+        await client.create_logs([record(run, 1), {**record(run, 2), "flow_run_id": "not-a-uuid"}])
+    assert "logs[1].flow_run_id" in str(refused.value)
+    with pytest.raises(ValueError, match="logs.0.: a log record needs 'message'"):
+        await client.create_logs([{"name": "n", "level": 20, "flow_run_id": run.id}])
+    with pytest.raises(ValueError, match="no field 'worker'"):
+        await client.create_logs([{**record(run, 1), "worker": "w"}])
+    with pytest.raises(ValidationError):  # a LogCreate checks its fields when made
+        LogCreate(**{**record(run, 1), "flow_run_id": "not-a-uuid"})
     with pytest.raises(InvalidRequest) as refused:
         await client.read_logs(limit=201)
     assert "limit" in str(refused.value)

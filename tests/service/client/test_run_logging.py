@@ -42,9 +42,9 @@ def make_runs(api_url: str) -> tuple[Any, Any]:
     return flow_run, task_run
 
 
-def read_logs(api_url: str, flow_run: Any, **criteria: Any) -> list[Any]:
+def read_logs(api_url: str, flow_run: Any, offset: int = 0) -> list[Any]:
     with get_client(sync_client=True, api_url=api_url) as client:
-        return client.read_logs(LogFilter(flow_run_id=dict(any_=[flow_run.id]), **criteria))
+        return client.read_logs(LogFilter(flow_run_id=dict(any_=[flow_run.id])), offset=offset)
 
 
 def test_get_run_logger_outside_a_run_raises():
@@ -91,6 +91,7 @@ def test_log_prints_records_prints_and_still_prints_them(shipping, capsys):
     with flow_context, run_logging(flow_context):
         print("rows:", 3, sep=" ")
         print("to a file", file=elsewhere)
+        print("to stderr: not recorded (tracebacks go there)", file=sys.stderr)
         quiet = TaskRunContext(task=Named("extract"), task_run=task_run, log_prints=False)
         with quiet, run_logging(quiet):
             print("task without log_prints")
@@ -121,26 +122,47 @@ def test_an_over_long_message_is_cut_with_a_marker(shipping):
     )
 
 
-def test_a_full_buffer_drops_new_records_and_says_so_in_the_run(api_url, capsys):
-    """The shipper's client is held back until the buffer has overflowed."""
+def test_a_caller_faster_than_the_server_waits_for_room_and_loses_nothing(api_url):
     flow_run, _ = make_runs(api_url)
-    opened = threading.Event()
+    shipper = LogShipper(
+        lambda: get_client(sync_client=True, api_url=api_url), buffer_size=10, full_wait=60
+    )
+    for n in range(500):
+        shipper.put(record(flow_run, f"record {n}"))
+    assert shipper.flush(timeout=60)
+    shipper.close()
+    assert shipper.dropped == 0
+    logs = []
+    while page := read_logs(api_url, flow_run, offset=len(logs)):
+        logs += page
+    assert [log.message for log in logs] == [f"record {n}" for n in range(500)]
+
+
+def test_a_stuck_shipper_drops_new_records_and_says_so_in_the_run(api_url, capsys):
+    """The shipper's client is held back: the buffer fills, a caller waits full_wait for room,
+    then records are dropped without waiting; the run gets a warning record once unstuck."""
+    flow_run, _ = make_runs(api_url)
+    called, opened = threading.Event(), threading.Event()
 
     def slow_client() -> Any:
+        called.set()
         opened.wait()
         return get_client(sync_client=True, api_url=api_url)
 
-    shipper = LogShipper(slow_client, buffer_size=5, interval=60)
-    for n in range(8):
+    shipper = LogShipper(slow_client, buffer_size=5, interval=60, full_wait=0.1)
+    for n in range(5):
         shipper.put(record(flow_run, f"record {n}"))
+    assert called.wait(30)  # the thread took those five and waits for its client
+    for n in range(5, 13):
+        shipper.put(record(flow_run, f"record {n}"))  # 5-9 fill the buffer again; 10-12 go
     assert shipper.dropped == 3
     opened.set()
     assert shipper.flush(timeout=30)
     shipper.close()
     logs = read_logs(api_url, flow_run)
-    assert [log.message for log in logs[:5]] == [f"record {n}" for n in range(5)]
-    assert logs[5].level == logging.WARNING and logs[5].name == "flowrpc.logging"
-    assert logs[5].message.startswith("3 log records of this run were dropped")
+    assert [log.message for log in logs[:10]] == [f"record {n}" for n in range(10)]
+    assert logs[10].level == logging.WARNING and logs[10].name == "flowrpc.logging"
+    assert logs[10].message.startswith("3 log records of this run were dropped")
     assert "the log buffer is full (5 records)" in capsys.readouterr().err
 
 

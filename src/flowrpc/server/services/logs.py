@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import fitted
 from flowrpc.server.services import convert as c
@@ -21,7 +22,7 @@ class LogService(log_service_pb2_grpc.LogServiceServicer):
 
     async def CreateLogs(self, request: pb.CreateLogsRequest, context: Any) -> Any:
         now = now_micros()
-        records = [_record(item, f"logs[{index}]", now) for index, item in enumerate(request.logs)]
+        records = _records(request.logs, now)
         created = await self.db.write(storage.create_logs, records, now)
         return pb.CreateLogsResponse(created=created)
 
@@ -37,16 +38,32 @@ class LogService(log_service_pb2_grpc.LogServiceServicer):
         return fitted(response, "logs", lambda kept: None)
 
 
-def _record(item: log_pb2.LogCreate, path: str, now: int) -> dict[str, Any]:
-    timestamp = c.micros(item, "timestamp", f"{path}.timestamp")
-    return {
-        "flow_run_id": c.require_id(item.flow_run_id, f"{path}.flow_run_id"),
-        "task_run_id": c.optional_id(item.task_run_id, f"{path}.task_run_id"),
-        "name": item.name,
-        "level": item.level,
-        "message": item.message,
-        "timestamp": now if timestamp is None else timestamp,
-    }
+def _records(logs: Any, now: int) -> list[dict[str, Any]]:
+    """The records to store. A batch mostly names one run: each distinct id is checked once."""
+    ids: dict[str, str | None] = {"": None}
+
+    def checked(value: str, path: str) -> str | None:
+        if value not in ids:
+            ids[value] = c.require_id(value, path)
+        return ids[value]
+
+    records = []
+    for index, item in enumerate(logs):
+        flow_run_id = checked(item.flow_run_id, f"logs[{index}].flow_run_id")
+        if flow_run_id is None:
+            raise InvalidArgument({f"logs[{index}].flow_run_id": "a flow run id is required"})
+        timestamp = c.micros(item, "timestamp", f"logs[{index}].timestamp")
+        records.append(
+            {
+                "flow_run_id": flow_run_id,
+                "task_run_id": checked(item.task_run_id, f"logs[{index}].task_run_id"),
+                "name": item.name,
+                "level": item.level,
+                "message": item.message,
+                "timestamp": now if timestamp is None else timestamp,
+            }
+        )
+    return records
 
 
 def log_to_proto(row: Any) -> dict[str, Any]:

@@ -28,6 +28,10 @@ SORTS = {
 }
 
 
+INSERTED = ("id", "created", "flow_run_id", "task_run_id", "name", "level", "message", "timestamp")
+_INSERT = f"INSERT INTO log ({', '.join(INSERTED)}) VALUES ({{}})"
+
+
 def create_logs(conn: Connection, records: list[dict[str, Any]], now: int) -> int:
     """Inserts the records, all or none, after checking that their runs exist and that each
     task run belongs to the record's flow run. Ids are minted in order, so records of one
@@ -35,8 +39,15 @@ def create_logs(conn: Connection, records: list[dict[str, Any]], now: int) -> in
     if not records:
         return 0
     _check_runs(conn, records)
-    rows = [{**record, "id": new_id(), "created": now} for record in records]
-    conn.execute(sa.insert(t.log), rows)
+    rows = [
+        (new_id(), now, r["flow_run_id"], r["task_run_id"], r["name"], r["level"], r["message"],
+         r["timestamp"])
+        for r in records
+    ]  # fmt: skip
+    # Straight to the driver: SQLAlchemy's per-row parameter handling took as long as SQLite's
+    # insert of the rows (about 7 µs a record).
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(_INSERT.format(", ".join([marker] * len(INSERTED))), rows)
     return len(rows)
 
 
