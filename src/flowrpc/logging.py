@@ -59,6 +59,7 @@ MAX_NAME_LENGTH = 1_000  # logger names (the server bounds strings at max_string
 BATCH_RECORDS = 1_000  # records per call at most (the server's max_list_length is 10,000)
 BATCH_BYTES = 1024 * 1024  # and about this much text (requests are bounded at 4 MiB)
 EXIT_FLUSH_SECONDS = 10.0  # how long interpreter exit waits for records still to send
+FLOW_END_FLUSH_SECONDS = 10.0  # and the end of a flow run
 RETRY_DELAYS = (0.2, 1.0, 3.0)  # waits between attempts when the server cannot be reached
 
 ClientFactory = Callable[[], Any]
@@ -542,4 +543,5 @@ def run_logging(context: RunContext) -> Iterator[None]:
     finally:
         _printing_for.reset(token)
         if isinstance(context, FlowRunContext):
-            flush_logs()
+            # Bounded: with the server out of reach, the flow does not wait on every retry.
+            flush_logs(FLOW_END_FLUSH_SECONDS)
