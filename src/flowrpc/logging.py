@@ -132,7 +132,9 @@ class LogShipper:
         self._client: Any = None
 
     def put(self, record: dict[str, Any]) -> None:
-        """Queues one record (a dict of LogCreate's fields); never blocks on the server."""
+        """Queues one record (a dict of LogCreate's fields). Waits only when the buffer is full
+        and the shipper is sending (up to full_wait seconds); drops it when the shipper is
+        stuck."""
         record["message"] = truncate(record["message"], self.max_message_bytes)
         record["name"] = record["name"][:MAX_NAME_LENGTH]
         record["flow_run_id"] = str(record["flow_run_id"])

@@ -69,7 +69,9 @@ class CreateAssetMaterializationResponse(_message.Message):
     ASSETS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def assets(self) -> _containers.RepeatedCompositeFieldContainer[_asset_pb2.Asset]:
-        """The assets materialized, each with its upstream keys and newest materializations."""
+        """The assets materialized, by key, each with its upstream keys and newest materializations
+        (fewer assets when they would pass 4 MiB: read the others with ListAssets).
+        """
 
     def __init__(
         self,
