@@ -119,6 +119,14 @@ async def test_a_page_of_large_records_holds_fewer_and_the_rest_follow(stubs):
         assert len(page) < 12
         seen += [log.message[:3] for log in page]
     assert seen == [f"{i:03}" for i in range(12)]
+    # The same with page tokens: each continues after the last record its page holds.
+    seen, token = [], ""
+    while True:
+        page = await stubs.logs.ListLogs(lsp.ListLogsRequest(page_token=token))
+        seen += [log.message[:3] for log in page.logs]
+        if not (token := page.next_page_token):
+            break
+    assert seen == [f"{i:03}" for i in range(12)]
 
 
 async def test_asset_reads_with_bad_arguments_are_invalid(stubs):
@@ -136,3 +144,23 @@ async def test_asset_reads_with_bad_arguments_are_invalid(stubs):
     request = asp.CreateAssetMaterializationRequest(asset_keys=["a"], task_run_id="x")
     error = await refused(stubs.assets.CreateAssetMaterialization(request))
     assert "task_run_id" in field_violations(error)
+
+
+async def test_page_tokens_continue_only_their_own_query(stubs):
+    run = await running_flow_run(stubs)
+    await stubs.logs.CreateLogs(create(*[log_pb2.LogCreate(flow_run_id=run.id)] * 3))
+    first = await stubs.logs.ListLogs(lsp.ListLogsRequest(limit=2))
+    assert len(first.logs) == 2 and first.next_page_token
+    rest = await stubs.logs.ListLogs(lsp.ListLogsRequest(limit=2, page_token=first.next_page_token))
+    assert [log.id for log in rest.logs] == [
+        log.id for log in (await stubs.logs.ListLogs(lsp.ListLogsRequest())).logs[2:]
+    ]
+    assert rest.next_page_token == ""
+    token = first.next_page_token
+    error = await refused(stubs.logs.ListLogs(lsp.ListLogsRequest(page_token=token, offset=1)))
+    assert "offset" in field_violations(error)
+    other_sort = lsp.ListLogsRequest(page_token=token, sort=log_pb2.LOG_SORT_TIMESTAMP_DESC)
+    error = await refused(stubs.logs.ListLogs(other_sort))
+    assert "another filter or sort" in field_violations(error)["page_token"]
+    error = await refused(stubs.logs.ListLogs(lsp.ListLogsRequest(page_token="forged")))
+    assert "page_token" in field_violations(error)

@@ -627,6 +627,28 @@ def read_logs(
     return Log.from_protos(response.logs)
 
 
+@iterator
+def iter_logs(
+    log_filter: LogFilter | None = None,
+    sort: LogSort = LogSort.TIMESTAMP_ASC,
+    page_size: int | None = None,
+) -> Operation:
+    """Every matching log record in `sort` order, fetched a page at a time with
+    next_page_token (a constant cost per page however deep). page_size=None means the server
+    default (200)."""
+    page_token = ""
+    while True:
+        request = to_message(
+            logs_pb.ListLogsRequest,
+            {"logs": log_filter, "sort": sort, "limit": page_size, "page_token": page_token},
+        )
+        response = yield Call(LOGS, "ListLogs", request)
+        yield Items(Log.from_protos(response.logs))
+        page_token = response.next_page_token
+        if not page_token:
+            return
+
+
 # ---- assets ----
 
 

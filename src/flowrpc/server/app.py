@@ -143,7 +143,7 @@ async def start_server(settings: Settings) -> Server:
     await keys.current()  # a database that cannot be read fails the start, not the first call
     # Page tokens are signed with a secret that every replica reads from the database.
     page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
-    needs = {FlowRunService: (page_tokens,)}
+    needs = {FlowRunService: (page_tokens,), LogService: (page_tokens,)}
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessInterceptor(keys, settings.open_reflection),
         ErrorInterceptor(),

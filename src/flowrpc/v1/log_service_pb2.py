@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from flowrpc.v1 import log_pb2 as flowrpc_dot_v1_dot_log__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66lowrpc/v1/log_service.proto\x12\nflowrpc.v1\x1a\x14\x66lowrpc/v1/log.proto\"8\n\x11\x43reateLogsRequest\x12#\n\x04logs\x18\x01 \x03(\x0b\x32\x15.flowrpc.v1.LogCreate\"%\n\x12\x43reateLogsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\"\x87\x01\n\x0fListLogsRequest\x12#\n\x04logs\x18\x01 \x01(\x0b\x32\x15.flowrpc.v1.LogFilter\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x03 \x01(\x05\x12!\n\x04sort\x18\x04 \x01(\x0e\x32\x13.flowrpc.v1.LogSortB\x08\n\x06_limit\"1\n\x10ListLogsResponse\x12\x1d\n\x04logs\x18\x01 \x03(\x0b\x32\x0f.flowrpc.v1.Log2\xa0\x01\n\nLogService\x12K\n\nCreateLogs\x12\x1d.flowrpc.v1.CreateLogsRequest\x1a\x1e.flowrpc.v1.CreateLogsResponse\x12\x45\n\x08ListLogs\x12\x1b.flowrpc.v1.ListLogsRequest\x1a\x1c.flowrpc.v1.ListLogsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66lowrpc/v1/log_service.proto\x12\nflowrpc.v1\x1a\x14\x66lowrpc/v1/log.proto\"8\n\x11\x43reateLogsRequest\x12#\n\x04logs\x18\x01 \x03(\x0b\x32\x15.flowrpc.v1.LogCreate\"%\n\x12\x43reateLogsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\"\x9b\x01\n\x0fListLogsRequest\x12#\n\x04logs\x18\x01 \x01(\x0b\x32\x15.flowrpc.v1.LogFilter\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x03 \x01(\x05\x12!\n\x04sort\x18\x04 \x01(\x0e\x32\x13.flowrpc.v1.LogSort\x12\x12\n\npage_token\x18\x05 \x01(\tB\x08\n\x06_limit\"J\n\x10ListLogsResponse\x12\x1d\n\x04logs\x18\x01 \x03(\x0b\x32\x0f.flowrpc.v1.Log\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa0\x01\n\nLogService\x12K\n\nCreateLogs\x12\x1d.flowrpc.v1.CreateLogsRequest\x1a\x1e.flowrpc.v1.CreateLogsResponse\x12\x45\n\x08ListLogs\x12\x1b.flowrpc.v1.ListLogsRequest\x1a\x1c.flowrpc.v1.ListLogsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,9 +37,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATELOGSRESPONSE']._serialized_start=124
   _globals['_CREATELOGSRESPONSE']._serialized_end=161
   _globals['_LISTLOGSREQUEST']._serialized_start=164
-  _globals['_LISTLOGSREQUEST']._serialized_end=299
-  _globals['_LISTLOGSRESPONSE']._serialized_start=301
-  _globals['_LISTLOGSRESPONSE']._serialized_end=350
-  _globals['_LOGSERVICE']._serialized_start=353
-  _globals['_LOGSERVICE']._serialized_end=513
+  _globals['_LISTLOGSREQUEST']._serialized_end=319
+  _globals['_LISTLOGSRESPONSE']._serialized_start=321
+  _globals['_LISTLOGSRESPONSE']._serialized_end=395
+  _globals['_LOGSERVICE']._serialized_start=398
+  _globals['_LOGSERVICE']._serialized_end=558
 # @@protoc_insertion_point(module_scope)

@@ -69,12 +69,17 @@ class ListLogsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     SORT_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """0..200; unset means 200. A page that would pass 4 MiB holds fewer: continue at
-    offset + the number of records received.
+    offset + the number of records received, or with next_page_token.
     """
     offset: _builtins.int
     sort: _log_pb2.LogSort.ValueType
+    page_token: _builtins.str
+    """Continues after the page that returned it (same filter and sort; offset must be 0): each
+    page costs the same however deep.
+    """
     @_builtins.property
     def logs(self) -> _log_pb2.LogFilter: ...
     def __init__(
@@ -84,10 +89,11 @@ class ListLogsRequest(_message.Message):
         limit: _builtins.int | None = ...,
         offset: _builtins.int = ...,
         sort: _log_pb2.LogSort.ValueType = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit", "logs", b"logs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit", "logs", b"logs", "offset", b"offset", "sort", b"sort"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit", "logs", b"logs", "offset", b"offset", "page_token", b"page_token", "sort", b"sort"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -100,16 +106,20 @@ class ListLogsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LOGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty when this page is the last."""
     @_builtins.property
     def logs(self) -> _containers.RepeatedCompositeFieldContainer[_log_pb2.Log]: ...
     def __init__(
         self,
         *,
         logs: _abc.Iterable[_log_pb2.Log] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -174,3 +174,21 @@ async def test_deleting_a_flow_deletes_the_logs_of_its_runs(client):
     await client.create_logs([record(run, 1, task_run=task_run), record(other, 2), record(keep, 3)])
     await client.delete_flow(run.flow_id)
     assert [log.flow_run_id for log in await client.read_logs()] == [keep.id]
+
+
+async def test_iter_logs_walks_every_record_a_page_at_a_time(client):
+    run, other, _ = await make_runs(client)
+    # Many records share a timestamp, so pages must continue by id within one.
+    await client.create_logs(
+        [record(run, n // 7, message=f"{n:03}") for n in range(230)] + [record(other, 1)]
+    )
+    mine = LogFilter(flow_run_id=dict(any_=[run.id]))
+    walked = [log.message async for log in client.iter_logs(mine, page_size=50)]
+    assert walked == [f"{n:03}" for n in range(230)]
+    backwards = [
+        log.message
+        async for log in client.iter_logs(
+            log_filter=mine, sort=LogSort.TIMESTAMP_DESC, page_size=40
+        )
+    ]
+    assert backwards == [f"{n:03}" for n in reversed(range(230))]

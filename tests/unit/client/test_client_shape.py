@@ -51,6 +51,7 @@ BEYOND_PREFECT = {
     "bulk_set_flow_run_state",
     "bulk_delete_flow_runs",
     "iter_flow_runs",
+    "iter_logs",
     "create_asset_materialization",
     "read_assets",
 }

@@ -88,15 +88,21 @@ def _check_runs(conn: Connection, records: list[dict[str, Any]]) -> None:
 
 
 def list_logs(
-    conn: Connection, filters: Filter, sort: str, limit: int, offset: int
+    conn: Connection,
+    filters: Filter,
+    sort: str,
+    limit: int,
+    offset: int,
+    after: tuple[int, str] | None = None,
 ) -> list[Row[Any]]:
-    query = (
-        sa.select(t.log)
-        .where(log_criteria(conn, filters))
-        .order_by(*SORTS[sort])
-        .limit(limit)
-        .offset(offset)
-    )
+    """Records in `sort` order; with `after` (timestamp, id), those that come after it."""
+    query = sa.select(t.log).where(log_criteria(conn, filters))
+    if after is not None:
+        timestamp, log_id = after
+        later = (log.timestamp > timestamp) | ((log.timestamp == timestamp) & (log.id > log_id))
+        earlier = (log.timestamp < timestamp) | ((log.timestamp == timestamp) & (log.id < log_id))
+        query = query.where(later if sort == "TIMESTAMP_ASC" else earlier)
+    query = query.order_by(*SORTS[sort]).limit(limit).offset(offset)
     return list(conn.execute(query))
 
 
