@@ -3,6 +3,8 @@ contexts, batched shipping, truncation, a full buffer, refused records, and the 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import io
 import logging
 import subprocess
@@ -10,6 +12,8 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -167,8 +171,6 @@ def test_a_stuck_shipper_drops_new_records_and_says_so_in_the_run(api_url, capsy
 
 
 def record(flow_run: Any, message: str) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
     return {
         "name": "test",
         "level": 20,
@@ -239,3 +241,48 @@ def test_records_left_at_exit_are_flushed(api_url):
 
 def test_flush_logs_without_records_returns_at_once():
     assert flush_logs(timeout=0) is True
+
+
+def test_tasks_in_threads_and_asyncio_tasks_log_to_their_own_runs(shipping):
+    """Task runners run tasks in threads (or asyncio tasks) with a copy of the context."""
+    flow_run, first = make_runs(shipping)
+    with get_client(sync_client=True, api_url=shipping) as client:
+        second = client.create_task_run(Named("extract"), flow_run.id, "1")
+
+    def run_task(task_run: Any, text: str) -> None:
+        context = TaskRunContext(task=Named("extract"), task_run=task_run, log_prints=True)
+        with context, run_logging(context):
+            print(text)
+            get_run_logger().info(f"logged {text}")
+
+    async def run_async_task(task_run: Any, text: str) -> None:
+        await asyncio.sleep(0)
+        run_task(task_run, text)
+
+    flow_context = FlowRunContext(flow=Named("etl"), flow_run=flow_run)
+    with flow_context, run_logging(flow_context):
+        with ThreadPoolExecutor(2) as pool:
+            futures = [
+                pool.submit(contextvars.copy_context().run, run_task, task_run, text)
+                for task_run, text in ((first, "thread one"), (second, "thread two"))
+            ]
+            for future in futures:
+                future.result()
+
+        async def both() -> None:
+            await asyncio.gather(
+                run_async_task(first, "async one"), run_async_task(second, "async two")
+            )
+
+        asyncio.run(both())
+        print("the flow does not record prints")
+    by_task = {}
+    for log in read_logs(shipping, flow_run):
+        by_task.setdefault(log.task_run_id, []).append(log.message)
+    assert sorted(by_task[first.id]) == sorted(
+        ["thread one", "logged thread one", "async one", "logged async one"]
+    )
+    assert sorted(by_task[second.id]) == sorted(
+        ["thread two", "logged thread two", "async two", "logged async two"]
+    )
+    assert None not in by_task
