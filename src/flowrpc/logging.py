@@ -11,7 +11,8 @@ exit). Records stay in order. What happens at the edges:
 
 * A message longer than `max_message_bytes` (UTF-8, default 64 KiB, FLOWRPC_LOGGING_MAX_MESSAGE_
   BYTES) is cut, with a marker saying how long it was: the record is kept, not refused.
-* When the buffer is full (`buffer_size` records, default 10,000, FLOWRPC_LOGGING_BUFFER_SIZE),
+* When the buffer is full (`buffer_size` records, default 10,000, FLOWRPC_LOGGING_BUFFER_SIZE,
+  or `buffer_bytes` of messages, default 32 MiB, FLOWRPC_LOGGING_BUFFER_BYTES),
   the caller waits for room, up to `full_wait` seconds (default 2): a run that logs faster than
   the server stores goes at the server's pace and loses nothing. If no room comes in that time
   the shipper is taken as stuck (the server unreachable): new records are then dropped without
@@ -57,7 +58,9 @@ SHIPPER_LOGGER = "flowrpc.logging"  # the shipper's own warnings, stored with th
 
 MAX_NAME_LENGTH = 1_000  # logger names (the server bounds strings at max_string_length)
 BATCH_RECORDS = 1_000  # records per call at most (the server's max_list_length is 10,000)
-BATCH_BYTES = 1024 * 1024  # and about this much text (requests are bounded at 4 MiB)
+MiB = 1024 * 1024
+WARNING_WEIGHT = 300  # more than a dropped-records warning weighs (see _weight)
+BATCH_BYTES = MiB  # and about this much text (requests are bounded at 4 MiB)
 EXIT_FLUSH_SECONDS = 10.0  # how long interpreter exit waits for records still to send
 FLOW_END_FLUSH_SECONDS = 10.0  # and the end of a flow run
 RETRY_DELAYS = (0.2, 1.0, 3.0)  # waits between attempts when the server cannot be reached
@@ -73,6 +76,11 @@ def _env_int(name: str, default: int) -> int:
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
+
+
+def _weight(record: dict[str, Any]) -> int:
+    """About what a record weighs in a request (its text, in characters, and the rest)."""
+    return len(record["message"]) + len(record["name"]) + 100
 
 
 def _warn(text: str) -> None:
@@ -106,6 +114,7 @@ class LogShipper:
         client_factory: ClientFactory,
         *,
         buffer_size: int | None = None,
+        buffer_bytes: int | None = None,
         interval: float | None = None,
         max_message_bytes: int | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
@@ -113,6 +122,7 @@ class LogShipper:
     ) -> None:
         self.client_factory = client_factory
         self.buffer_size = buffer_size or _env_int("FLOWRPC_LOGGING_BUFFER_SIZE", 10_000)
+        self.buffer_bytes = buffer_bytes or _env_int("FLOWRPC_LOGGING_BUFFER_BYTES", 32 * MiB)
         self.interval = interval or _env_float("FLOWRPC_LOGGING_INTERVAL_SECONDS", 1.0)
         self.max_message_bytes = max_message_bytes or _env_int(
             "FLOWRPC_LOGGING_MAX_MESSAGE_BYTES", 64 * 1024
@@ -122,6 +132,7 @@ class LogShipper:
         self._stuck = False  # no room came within full_wait: drop instead of waiting
         self.dropped = 0  # records lost in all (buffer full, refused, unreachable server)
         self._buffer: deque[dict[str, Any]] = deque()
+        self._bytes = 0  # what the buffered records weigh (about: see _weight)
         self._lost: Counter[str] = Counter()  # flow run id -> records dropped, not yet reported
         self._condition = threading.Condition()
         self._queued = 0  # records put so far, dropped ones included
@@ -146,17 +157,18 @@ class LogShipper:
             self._queued += 1
             if self._thread is None:
                 self._start()
-            if len(self._buffer) >= self.buffer_size and not self._stuck:
+            if self._full() and not self._stuck:
                 self._condition.notify_all()  # the shipper: send now
                 room = self._condition.wait_for(
-                    lambda: len(self._buffer) < self.buffer_size or self._closing, self.full_wait
+                    lambda: not self._full() or self._closing, self.full_wait
                 )
                 self._stuck = not room
-            if len(self._buffer) >= self.buffer_size:
+            if self._full():
                 self._drop_one(record["flow_run_id"])
                 return
             self._buffer.append(record)
-            if len(self._buffer) >= min(BATCH_RECORDS, self.buffer_size):
+            self._bytes += _weight(record)
+            if self._batch_ready():
                 self._condition.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -179,6 +191,13 @@ class LogShipper:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    def _full(self) -> bool:
+        return len(self._buffer) >= self.buffer_size or self._bytes >= self.buffer_bytes
+
+    def _batch_ready(self) -> bool:
+        """A batch is waiting, or callers wait for room."""
+        return len(self._buffer) >= BATCH_RECORDS or self._bytes >= BATCH_BYTES or self._full()
 
     # ---- the thread ----
 
@@ -212,17 +231,16 @@ class LogShipper:
         """Waits for a full batch, the interval, a flush or close; takes up to a batch. None when
         closing with nothing left."""
         with self._condition:
-            full = min(BATCH_RECORDS, self.buffer_size)  # a batch, or callers waiting for room
             self._condition.wait_for(
-                lambda: self._closing or self._flushing or len(self._buffer) >= full,
-                self.interval,
+                lambda: self._closing or self._flushing or self._batch_ready(), self.interval
             )
             self._report_lost()
             batch, size = [], 0
             while self._buffer and len(batch) < BATCH_RECORDS and size < BATCH_BYTES:
                 record = self._buffer.popleft()
                 batch.append(record)
-                size += len(record["message"]) + 200
+                size += _weight(record)
+            self._bytes -= size
             if not self._buffer:
                 self._flushing = False
             if batch:
@@ -234,21 +252,24 @@ class LogShipper:
     def _report_lost(self) -> None:
         """Called with the lock held: one WARNING record per run that lost records, once the
         buffer has room for them."""
-        if not self._lost or len(self._buffer) + len(self._lost) > self.buffer_size:
+        warnings = len(self._lost)
+        if not warnings or len(self._buffer) + warnings > self.buffer_size:
+            return
+        if self._bytes + WARNING_WEIGHT * warnings > self.buffer_bytes:
             return
         now = datetime.now(UTC)
         for flow_run_id, count in self._lost.items():
+            record = {
+                "name": SHIPPER_LOGGER,
+                "level": logging.WARNING,
+                "message": f"{count} log records of this run were dropped: the log buffer "
+                f"({self.buffer_size} records, {self.buffer_bytes} bytes) was full",
+                "timestamp": now,
+                "flow_run_id": flow_run_id,
+            }
             self._queued += 1
-            self._buffer.append(
-                {
-                    "name": SHIPPER_LOGGER,
-                    "level": logging.WARNING,
-                    "message": f"{count} log records of this run were dropped: the log buffer "
-                    f"({self.buffer_size} records) was full",
-                    "timestamp": now,
-                    "flow_run_id": flow_run_id,
-                }
-            )
+            self._bytes += _weight(record)
+            self._buffer.append(record)
         self._lost.clear()
 
     def _send(self, batch: list[dict[str, Any]]) -> bool:

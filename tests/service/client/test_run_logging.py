@@ -286,3 +286,25 @@ def test_tasks_in_threads_and_asyncio_tasks_log_to_their_own_runs(shipping):
         ["thread two", "logged thread two", "async two", "logged async two"]
     )
     assert None not in by_task
+
+
+def test_the_buffer_is_bounded_in_bytes_too(api_url):
+    """Large records fill the buffer by weight before its count: the caller waits for room and
+    nothing is lost while the server takes them."""
+    flow_run, _ = make_runs(api_url)
+    shipper = LogShipper(
+        lambda: get_client(sync_client=True, api_url=api_url),
+        buffer_bytes=200_000,
+        interval=60,
+        full_wait=60,
+    )
+    for n in range(40):
+        shipper.put(record(flow_run, f"{n:02}" + "x" * 50_000))
+        assert shipper._bytes <= 200_000 + 50_200  # at most one record past the bound
+    assert shipper.flush(timeout=60)
+    shipper.close()
+    assert shipper.dropped == 0 and shipper._bytes == 0
+    logs = []
+    while page := read_logs(api_url, flow_run, offset=len(logs)):
+        logs += page
+    assert [log.message[:2] for log in logs] == [f"{n:02}" for n in range(40)]
