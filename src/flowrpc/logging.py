@@ -146,7 +146,8 @@ class LogShipper:
         """Queues one record (a dict of LogCreate's fields). Waits only when the buffer is full
         and the shipper is sending (up to full_wait seconds); drops it when the shipper is
         stuck."""
-        record["message"] = truncate(record["message"], self.max_message_bytes)
+        # PostgreSQL cannot store NUL: written out, so the record is kept on every database.
+        record["message"] = truncate(record["message"].replace("\0", "\\0"), self.max_message_bytes)
         record["name"] = record["name"][:MAX_NAME_LENGTH]
         record["flow_run_id"] = str(record["flow_run_id"])
         if record.get("task_run_id") is not None:

@@ -308,3 +308,12 @@ def test_the_buffer_is_bounded_in_bytes_too(api_url):
     while page := read_logs(api_url, flow_run, offset=len(logs)):
         logs += page
     assert [log.message[:2] for log in logs] == [f"{n:02}" for n in range(40)]
+
+
+def test_a_nul_character_is_written_out_so_every_database_keeps_the_record(shipping):
+    flow_run, _ = make_runs(shipping)
+    context = FlowRunContext(flow=Named("etl"), flow_run=flow_run)
+    with context, run_logging(context):
+        get_run_logger().info("binary \0 data")
+    (log,) = read_logs(shipping, flow_run)
+    assert log.message == "binary \\0 data"
