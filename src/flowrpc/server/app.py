@@ -28,9 +28,11 @@ from flowrpc.server.interceptors import (
 )
 from flowrpc.server.limits import MAX_RESPONSE_BYTES, RequestLimits
 from flowrpc.server.metrics import Metrics
+from flowrpc.server.services.assets import AssetService
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
+from flowrpc.server.services.logs import LogService
 from flowrpc.server.services.pages import SECRET_NAME, PageTokens
 from flowrpc.server.services.task_runs import TaskRunService
 from flowrpc.server.services.work_pools import WorkPoolService
@@ -40,12 +42,16 @@ from flowrpc.server.storage.shared_secrets import server_secret
 from flowrpc.server.tracing import Tracing, TracingUnavailable, start_tracing
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
+    asset_service_pb2,
+    asset_service_pb2_grpc,
     deployment_service_pb2,
     deployment_service_pb2_grpc,
     flow_run_service_pb2,
     flow_run_service_pb2_grpc,
     flow_service_pb2,
     flow_service_pb2_grpc,
+    log_service_pb2,
+    log_service_pb2_grpc,
     task_run_service_pb2,
     task_run_service_pb2_grpc,
     work_pool_service_pb2,
@@ -60,6 +66,8 @@ SERVICES = [
     (deployment_service_pb2, deployment_service_pb2_grpc, DeploymentService, "DeploymentService"),
     (work_pool_service_pb2, work_pool_service_pb2_grpc, WorkPoolService, "WorkPoolService"),
     (task_run_service_pb2, task_run_service_pb2_grpc, TaskRunService, "TaskRunService"),
+    (log_service_pb2, log_service_pb2_grpc, LogService, "LogService"),
+    (asset_service_pb2, asset_service_pb2_grpc, AssetService, "AssetService"),
 ]
 
 
@@ -143,7 +151,7 @@ async def start_server(settings: Settings) -> Server:
     await keys.current()  # a database that cannot be read fails the start, not the first call
     # Page tokens are signed with a secret that every replica reads from the database.
     page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
-    needs = {FlowRunService: (page_tokens,)}
+    needs = {FlowRunService: (page_tokens,), LogService: (page_tokens,)}
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessInterceptor(keys, settings.open_reflection),
         ErrorInterceptor(),
