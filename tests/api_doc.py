@@ -17,23 +17,12 @@ from pathlib import Path
 from google.protobuf.descriptor import FileDescriptor
 
 from flowrpc.server.access import REQUIRED_ROLES
-from flowrpc.v1 import (
-    deployment_service_pb2,
-    flow_run_service_pb2,
-    flow_service_pb2,
-    task_run_service_pb2,
-    work_pool_service_pb2,
-)
+from flowrpc.server.app import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
-FILES: tuple[FileDescriptor, ...] = (
-    flow_service_pb2.DESCRIPTOR,
-    flow_run_service_pb2.DESCRIPTOR,
-    deployment_service_pb2.DESCRIPTOR,
-    task_run_service_pb2.DESCRIPTOR,
-    work_pool_service_pb2.DESCRIPTOR,
-)
+# Every service the server registers, in its order.
+FILES: tuple[FileDescriptor, ...] = tuple(messages.DESCRIPTOR for messages, *_ in SERVICES)
 
 # Reasons every RPC can return: (reason, gRPC code, when).
 COMMON: tuple[tuple[str, str, str], ...] = (
@@ -86,6 +75,10 @@ REASONS: dict[str, tuple[str, ...]] = {
     "TaskRunService/GetTaskRun": ("TASK_RUN_NOT_FOUND",),
     "TaskRunService/ListTaskRuns": (),
     "TaskRunService/SetTaskRunState": ("TASK_RUN_NOT_FOUND",),
+    "LogService/CreateLogs": (*FLOW_RUN, "TASK_RUN_NOT_FOUND"),
+    "LogService/ListLogs": (),
+    "AssetService/CreateAssetMaterialization": ("TASK_RUN_NOT_FOUND",),
+    "AssetService/ListAssets": (),
 }
 
 

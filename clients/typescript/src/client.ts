@@ -11,6 +11,7 @@ import {
 } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { AssetService } from "./gen/flowrpc/v1/asset_service_pb.js";
 import { DeploymentService } from "./gen/flowrpc/v1/deployment_service_pb.js";
 import {
   FlowRunService,
@@ -23,6 +24,7 @@ import {
 import type { FlowRun, FlowRunSort } from "./gen/flowrpc/v1/flow_run_pb.js";
 import type { FlowRunFilterSetSchema } from "./gen/flowrpc/v1/filter_pb.js";
 import { FlowService } from "./gen/flowrpc/v1/flow_service_pb.js";
+import { LogService } from "./gen/flowrpc/v1/log_service_pb.js";
 import { TaskRunService } from "./gen/flowrpc/v1/task_run_service_pb.js";
 import { WorkPoolService } from "./gen/flowrpc/v1/work_pool_service_pb.js";
 import { withFlowrpcErrors } from "./errors.js";
@@ -85,6 +87,8 @@ export class FlowrpcClient {
   readonly deployments: Client<typeof DeploymentService>;
   readonly workPools: Client<typeof WorkPoolService>;
   readonly taskRuns: Client<typeof TaskRunService>;
+  readonly logs: Client<typeof LogService>;
+  readonly assets: Client<typeof AssetService>;
   readonly #session: Http2SessionManager;
 
   constructor(options: ClientOptions = {}) {
@@ -99,6 +103,8 @@ export class FlowrpcClient {
     this.deployments = createClient(DeploymentService, transport);
     this.workPools = createClient(WorkPoolService, transport);
     this.taskRuns = createClient(TaskRunService, transport);
+    this.logs = createClient(LogService, transport);
+    this.assets = createClient(AssetService, transport);
   }
 
   /** Every run the request's filter selects, in its sort order, fetching page after page. */

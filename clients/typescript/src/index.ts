@@ -12,6 +12,8 @@ export { Code } from "@connectrpc/connect";
 export { create } from "@bufbuild/protobuf";
 export { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 
+export * from "./gen/flowrpc/v1/asset_pb.js";
+export * from "./gen/flowrpc/v1/asset_service_pb.js";
 export * from "./gen/flowrpc/v1/deployment_pb.js";
 export * from "./gen/flowrpc/v1/deployment_service_pb.js";
 export * from "./gen/flowrpc/v1/filter_pb.js";
@@ -21,6 +23,8 @@ export * from "./gen/flowrpc/v1/flow_run_service_pb.js";
 export * from "./gen/flowrpc/v1/flow_service_pb.js";
 export * from "./gen/flowrpc/v1/graph_pb.js";
 export * from "./gen/flowrpc/v1/history_pb.js";
+export * from "./gen/flowrpc/v1/log_pb.js";
+export * from "./gen/flowrpc/v1/log_service_pb.js";
 export * from "./gen/flowrpc/v1/orchestration_pb.js";
 export * from "./gen/flowrpc/v1/state_pb.js";
 export * from "./gen/flowrpc/v1/task_run_pb.js";

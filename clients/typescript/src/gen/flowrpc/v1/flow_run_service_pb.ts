@@ -815,7 +815,7 @@ export const FlowRunService: GenService<{
     output: typeof UpdateFlowRunResponseSchema;
   },
   /**
-   * Deletes a run with its states.
+   * Deletes a run with its states, task runs and logs, in one transaction.
    *
    * @generated from rpc flowrpc.v1.FlowRunService.DeleteFlowRun
    */
@@ -900,7 +900,8 @@ export const FlowRunService: GenService<{
     output: typeof BulkSetFlowRunStateResponseSchema;
   },
   /**
-   * Deletes every run the filters select; deleted ids stream back in batches.
+   * Deletes every run the filters select, with their task runs and logs; deleted ids stream
+   * back in batches.
    *
    * @generated from rpc flowrpc.v1.FlowRunService.BulkDeleteFlowRuns
    */
