@@ -16,7 +16,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Asset", "AssetProperties", "asset_keys", "record_materialization"]
+from flowrpc.tasks import Task
+
+__all__ = [
+    "Asset",
+    "AssetProperties",
+    "MaterializingTask",
+    "asset_keys",
+    "materialize",
+    "record_materialization",
+]
 
 MAX_KEY_LENGTH = 512  # as in Prefect; the server refuses longer keys
 # A URI with a scheme ("s3://...", "postgres://...", "file:///..."): Prefect's rule for keys.
@@ -82,3 +91,60 @@ def record_materialization(
     return client.create_asset_materialization(
         keys, task_run.id, task_run.flow_run_id, upstream_keys=upstream_keys
     )
+
+
+# ---- @materialize ----
+
+
+def _assets(items: Iterable[Asset | str] | None) -> list[Asset]:
+    return [item if isinstance(item, Asset) else Asset(key=item) for item in items or ()]
+
+
+class MaterializingTask(Task):
+    """A task whose successful runs materialize `assets` (Prefect's @materialize)."""
+
+    def __init__(
+        self,
+        fn: Any,
+        assets: Sequence[Asset | str],
+        asset_deps: Sequence[Asset | str] | None = None,
+        materialized_by: str | None = None,
+        **task_options: Any,
+    ) -> None:
+        super().__init__(fn, **task_options)
+        self.assets = _assets(assets)
+        if not self.assets:
+            raise ValueError("@materialize needs at least one asset key")
+        self.asset_deps = _assets(asset_deps)
+        self.materialized_by = materialized_by
+
+    def with_options(
+        self,
+        assets: Sequence[Asset | str] | None = None,
+        asset_deps: Sequence[Asset | str] | None = None,
+        **options: Any,
+    ) -> MaterializingTask:
+        """A copy with other task options, other asset keys (`assets=`) or other declared
+        upstream assets (`asset_deps=`)."""
+        clone = super().with_options(**options)
+        clone.assets = list(self.assets) if assets is None else _assets(assets)
+        clone.asset_deps = list(self.asset_deps) if asset_deps is None else _assets(asset_deps)
+        clone.materialized_by = self.materialized_by
+        return clone  # type: ignore[return-value]
+
+
+def materialize(
+    *assets: Asset | str,
+    by: str | None = None,
+    asset_deps: Sequence[Asset | str] | None = None,
+    **task_options: Any,
+) -> Any:
+    """`@materialize("s3://bucket/out.csv", ...)`: a task whose successful runs record that they
+    materialized these assets, from the assets of the asset tasks that fed them (inferred from
+    its inputs) and `asset_deps`. Takes @task's options too."""
+    checked = _assets(assets)
+
+    def decorate(fn: Any) -> MaterializingTask:
+        return MaterializingTask(fn, checked, asset_deps, by, **task_options)
+
+    return decorate
