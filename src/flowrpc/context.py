@@ -62,6 +62,8 @@ class FlowRunContext(RunContext):
     # Which task run produced an object passed on to another task, for graph edges. Keyed by
     # id(); the object is kept (as Prefect keeps result states) so its id is not reused.
     task_run_results: dict[int, tuple[Any, UUID]] = field(default_factory=dict, repr=False)
+    # The assets each asset task run of this flow run materialized (lineage for later ones).
+    task_run_assets: dict[UUID, list[Any]] = field(default_factory=dict, repr=False)
     _counters: dict[str, itertools.count[int]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

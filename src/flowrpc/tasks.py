@@ -206,7 +206,7 @@ class Task:
         if unknown:
             raise TypeError(f"with_options got unknown options: {sorted(unknown)}")
         clone = copy(self)
-        clone.__init__(self.fn, **{**current, **options})  # type: ignore[misc]
+        Task.__init__(clone, self.fn, **{**current, **options})  # subclasses add their own
         return clone
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ from uuid import UUID
 from flowrpc.engine.flow_engine import FlowRunEngine
 from flowrpc.engine.task_engine import TaskRunEngine
 from flowrpc.engine.timeouts import async_timeout, sync_timeout
+from flowrpc.logging import run_logging
 
 
 def run_task(
@@ -34,7 +35,7 @@ def run_task(
     while not engine.done:
         step = engine.begin_attempt()
         if step is True:
-            with engine.run_context():
+            with engine.run_context() as context, run_logging(context):
                 _attempt_sync(engine, task.fn, *task.call_arguments(engine.parameters))
         elif step:
             time.sleep(step)
@@ -53,7 +54,7 @@ async def _run_task_async(
     while not engine.done:
         step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
-            with engine.run_context():
+            with engine.run_context() as context, run_logging(context):
                 await _attempt_async(engine, task.fn, *task.call_arguments(engine.parameters))
         elif step:
             await asyncio.sleep(step)
@@ -71,7 +72,12 @@ def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "resul
         step = engine.begin_attempt()
         if step is True:
             parameters = flow.parameters_of(bound)
-            with engine.run_context(parameters) as context, context.task_runner:
+            # Leaving the runner waits for the tasks; then run_logging flushes the run's logs.
+            with (
+                engine.run_context(parameters) as context,
+                run_logging(context),
+                context.task_runner,
+            ):
                 _attempt_sync(engine, flow.fn, bound.args, bound.kwargs)
         elif step:
             time.sleep(step)
@@ -85,7 +91,11 @@ async def _run_flow_async(flow: Any, bound: inspect.BoundArguments, return_type:
         step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
             parameters = flow.parameters_of(bound)
-            with engine.run_context(parameters) as context, context.task_runner:
+            with (
+                engine.run_context(parameters) as context,
+                run_logging(context),
+                context.task_runner,
+            ):
                 await _attempt_async(engine, flow.fn, bound.args, bound.kwargs)
         elif step:
             await asyncio.sleep(step)

@@ -5,12 +5,14 @@ state. Cache hits, retries and their delays are the server's decisions."""
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from flowrpc import results
+from flowrpc.assets import MaterializingTask, record_materialization
 from flowrpc.cache_policies import KeyContext
 from flowrpc.context import FlowRunContext, TaskRunContext
 from flowrpc.engine.base import RunEngine, cache_expiration_time
@@ -22,6 +24,7 @@ from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Pending, Running
 
+logger = logging.getLogger("flowrpc.engine")
 MAX_DEPTH = 8  # how deep in nested lists, tuples, sets and dicts futures are looked for
 
 
@@ -56,6 +59,7 @@ class TaskRunEngine(RunEngine):
         self.cache_key: str | None = None
         self.task_run: Any = None
         self._start: CreateArguments | None = None  # a create left to StartTaskRun
+        self.upstream_ids: list[UUID] = []  # the task runs this one depends on
 
     # ---- setup ----
 
@@ -129,10 +133,12 @@ class TaskRunEngine(RunEngine):
             ids: list[UUID] = []
             collect(value, ids)
             inputs[name] = [TaskRunResult(id=i) for i in dict.fromkeys(ids)]
+            self.upstream_ids.extend(ids)
         if self.wait_for:
             ids = []
             collect(self.wait_for, ids)
             inputs["wait_for"] = [TaskRunResult(id=i) for i in dict.fromkeys(ids)]
+            self.upstream_ids.extend(ids)
         return inputs, futures + [f for f in self.wait_for if isinstance(f, PrefectFuture)]
 
     def _wait_upstream(self, futures: list[PrefectFuture]) -> UpstreamTaskError | None:
@@ -232,6 +238,23 @@ class TaskRunEngine(RunEngine):
             super().succeed(value)
         if self.flow_context is not None:
             self.flow_context.record_result(value, self.run_id)
+        if isinstance(self.task, MaterializingTask) and self.state and self.state.is_completed():
+            self._materialize()
+
+    def _materialize(self) -> None:
+        """Records the assets this run materialized, from the assets of the asset tasks that
+        fed it and the declared ones."""
+        known = self.flow_context.task_run_assets if self.flow_context else {}
+        upstream = list(self.task.asset_deps)
+        for task_run_id in self.upstream_ids:
+            upstream.extend(known.get(task_run_id, ()))
+        try:
+            record_materialization(self.client, self.task.assets, self.task_run, upstream)
+        except Exception as error:  # the task's own work is done and recorded: do not fail it
+            logger.warning("task run %s: could not record its assets: %s", self.run_id, error)
+            return
+        if self.flow_context is not None:
+            known[self.run_id] = list(self.task.assets)
 
     def _remember(self, state: State) -> None:
         if results.is_record(state.data):

@@ -92,6 +92,14 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "StartTaskRun": W,
         "SetTaskRunStates": W,
     },
+    "flowrpc.v1.LogService": {
+        "CreateLogs": W,
+        "ListLogs": R,
+    },
+    "flowrpc.v1.AssetService": {
+        "CreateAssetMaterialization": W,
+        "ListAssets": R,
+    },
 }
 HEALTH = "/grpc.health.v1.Health/"  # probes never need a key
 REFLECTION = "/grpc.reflection."  # any key may describe the API (or none: open_reflection)

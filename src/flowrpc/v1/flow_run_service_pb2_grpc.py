@@ -159,7 +159,7 @@ class FlowRunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteFlowRun(self, request, context):
-        """Deletes a run with its states.
+        """Deletes a run with its states, task runs and logs, in one transaction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -220,7 +220,8 @@ class FlowRunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BulkDeleteFlowRuns(self, request, context):
-        """Deletes every run the filters select; deleted ids stream back in batches.
+        """Deletes every run the filters select, with their task runs and logs; deleted ids stream
+        back in batches.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -153,3 +153,28 @@ def test_async_tasks_submitted_from_a_sync_flow(client):
         return slow_double.map([1, 2, 3]).result()
 
     assert fan_out() == [2, 4, 6]
+
+
+def test_prints_and_run_loggers_reach_the_server_with_their_runs(client):
+    from flowrpc import get_run_logger
+    from flowrpc.schemas.filters import LogFilter
+
+    @task
+    def shout(word):
+        print(f"task says {word}")
+        get_run_logger().warning("careful with %s", word)
+
+    @flow(log_prints=True)
+    def talkative():
+        print("flow starts")
+        shout("hi")
+
+    state = talkative(return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [flow_run_id]}))
+    messages = {log.message: log for log in logs}
+    assert {"flow starts", "task says hi", "careful with hi"} <= set(messages)
+    assert messages["flow starts"].task_run_id is None
+    [task_run] = task_runs_of(client, flow_run_id)
+    assert messages["task says hi"].task_run_id == task_run.id
+    assert messages["careful with hi"].level == 30

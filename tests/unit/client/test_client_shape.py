@@ -41,6 +41,8 @@ PREFECT_METHODS = {
     "create_task_run",
     "set_task_run_state",
     "read_task_runs",
+    "create_logs",
+    "read_logs",
 }
 # What REST could not do (streams), and history in one call (Prefect has only its route).
 BEYOND_PREFECT = {
@@ -52,6 +54,9 @@ BEYOND_PREFECT = {
     "start_task_run",
     "start_flow_run",
     "set_task_run_states",
+    "iter_logs",
+    "create_asset_materialization",
+    "read_assets",
 }
 
 
