@@ -186,7 +186,7 @@ class DaskTaskRunner(TaskRunner):
             raise RuntimeError(
                 "DaskTaskRunner.submit runs task calls of a flow run: call it in one"
             )
-        upstream: list[Any] = []  # Dask futures (Dask waits for them) or (id, state) pairs
+        upstream: list[Any] = []  # Dask futures (Dask waits for them) or Outcomes
 
         def placeholder(future: PrefectFuture) -> Upstream:
             dask_future = getattr(future, "dask_future", None)
@@ -194,7 +194,9 @@ class DaskTaskRunner(TaskRunner):
                 upstream.append(dask_future)
             else:  # a future of another runner: its final state travels
                 future.wait()
-                upstream.append([future.task_run_id, future._future.result()])
+                task_run_id = future.task_run_id
+                assets = flow_context.task_run_assets.get(task_run_id)  # type: ignore[arg-type]
+                upstream.append(Outcome(task_run_id, future._future.result(), assets))
             return Upstream(len(upstream) - 1)
 
         call = ShippedCall(
@@ -202,7 +204,12 @@ class DaskTaskRunner(TaskRunner):
             parameters=_replace(parameters, PrefectFuture, placeholder),
             wait_for=_replace(list(wait_for or ()), PrefectFuture, placeholder),
             dynamic_key=flow_context.next_dynamic_key(task.task_key),
-            produced=_produced(flow_context, parameters),
+            produced=(produced := _produced(flow_context, parameters)),
+            assets={
+                producer: flow_context.task_run_assets[producer]
+                for _, producer in produced
+                if producer in flow_context.task_run_assets
+            },
             settings=self._settings,
         )
         key = f"{task.name}-{uuid4().hex}"
@@ -298,6 +305,17 @@ def _cluster_class(option: str | Callable[..., Any] | None) -> Callable[..., Any
     return option
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a call sends back from its worker: its task run, final state, and the assets the
+    run materialized (for the lineage of asset tasks fed by it). Not a tuple, which Dask would
+    read as a task when it is an argument."""
+
+    task_run_id: UUID | None
+    state: State
+    assets: list[Any] | None = None
+
+
 class PrefectDaskFuture(PrefectFuture):
     """A task run submitted to Dask; resolves to its final state like any PrefectFuture, so
     `wait` and `as_completed` work on it. `dask_future` is the underlying distributed.Future."""
@@ -306,12 +324,14 @@ class PrefectDaskFuture(PrefectFuture):
         super().__init__(cf.Future())
         self.dask_future: Any = None  # set once the call is sent
 
-    def _settle(self, outcome: tuple[UUID | None, State], flow_context: FlowRunContext) -> None:
+    def _settle(self, outcome: Outcome, flow_context: FlowRunContext) -> None:
         """Resolves this future with the task run's final state."""
-        task_run_id, state = outcome
+        task_run_id, state, assets = outcome.task_run_id, outcome.state, outcome.assets
         self._set_task_run_id(task_run_id)
         if task_run_id is not None and state._has_value:
             flow_context.record_result(state._value, task_run_id)
+        if task_run_id is not None and assets:
+            flow_context.task_run_assets[task_run_id] = assets
         self._future.set_result(state)
 
     def _fail(self, error: BaseException) -> None:
@@ -418,6 +438,7 @@ class ShippedCall:
     wait_for: list[Any]
     dynamic_key: str
     produced: list[tuple[Any, UUID]] = field(default_factory=list)
+    assets: dict[UUID, list[Any]] = field(default_factory=dict)  # of the producers' runs
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -506,6 +527,7 @@ def use_client_settings(settings: dict[str, Any]) -> None:
     files (the client is reopened only when the settings change)."""
     global _applied
     from flowrpc.engine.client import reset_sdk_client
+    from flowrpc.logging import set_client_factory
 
     with _settings_lock:
         if settings == _applied:
@@ -521,7 +543,15 @@ def use_client_settings(settings: dict[str, Any]) -> None:
             else:
                 os.environ[name] = value
         reset_sdk_client()
+        set_client_factory(_env_client)  # run logs go there too (queued ones first)
         _applied = settings
+
+
+def _env_client() -> Any:
+    """A sync client configured by this process's environment (as the shipper's default)."""
+    from flowrpc.client import get_client
+
+    return get_client(sync_client=True)
 
 
 class WorkerFlowRunContext(FlowRunContext):
@@ -544,16 +574,15 @@ class WorkerFlowRunContext(FlowRunContext):
 WorkerFlowRunContext._current = FlowRunContext._current
 
 
-def run_shipped_call(
-    call: ShippedCall, flow_run: ShippedFlowRun, upstream: list[Any]
-) -> tuple[UUID | None, State]:
+def run_shipped_call(call: ShippedCall, flow_run: ShippedFlowRun, upstream: list[Any]) -> Outcome:
     """Runs one submitted task call on a Dask worker; returns its task run's id and final
     state. `upstream` holds the final (task run id, state) of each upstream future."""
     from flowrpc.engine import run_task
     from flowrpc.engine.reporter import flush_reported_states
+    from flowrpc.logging import FLOW_END_FLUSH_SECONDS, flush_logs
 
     use_client_settings(call.settings)
-    finished = [_finished_future(task_run_id, state) for task_run_id, state in upstream]
+    finished = [_finished_future(outcome.task_run_id, outcome.state) for outcome in upstream]
 
     def restore(placeholder: Upstream) -> PrefectFuture:
         return finished[placeholder.index]
@@ -563,17 +592,21 @@ def run_shipped_call(
     task_run_ids: list[UUID | None] = []
     with (
         ThreadPoolTaskRunner() as nested_runner,
-        _worker_context(call, flow_run, nested_runner),
+        _worker_context(call, flow_run, upstream, nested_runner) as context,
     ):
         outcome = run_task(call.task, parameters, wait_for, "state", task_run_ids.append)
         if asyncio.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
-    flush_reported_states()  # states of tasks it called directly land before it returns
-    return (task_run_ids[-1] if task_run_ids else None), _portable(outcome)
+        task_run_id = task_run_ids[-1] if task_run_ids else None
+        assets = context.task_run_assets.get(task_run_id)  # type: ignore[arg-type]
+    # The states of tasks it called directly, and its logs, land before its future resolves.
+    flush_reported_states()
+    flush_logs(FLOW_END_FLUSH_SECONDS)
+    return Outcome(task_run_id, _portable(outcome), assets)
 
 
 def _worker_context(
-    call: ShippedCall, shipped: ShippedFlowRun, runner: TaskRunner
+    call: ShippedCall, shipped: ShippedFlowRun, upstream: list[Outcome], runner: TaskRunner
 ) -> WorkerFlowRunContext:
     context = WorkerFlowRunContext(
         flow=shipped.flow,
@@ -588,6 +621,10 @@ def _worker_context(
     context.assigned = (call.task.task_key, call.dynamic_key)
     for value, task_run_id in call.produced:
         context.record_result(value, task_run_id)
+    context.task_run_assets.update(call.assets)
+    for outcome in upstream:
+        if outcome.task_run_id is not None and outcome.assets:
+            context.task_run_assets[outcome.task_run_id] = outcome.assets
     return context
 
 

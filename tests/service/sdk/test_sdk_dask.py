@@ -17,12 +17,14 @@ from certificates import Authority
 from harness import running_server, sqlite_settings
 from sdk_support import task_runs_of
 
-from flowrpc import flow, get_client, task, unmapped
+from flowrpc import flow, get_client, get_run_logger, task, unmapped
+from flowrpc.assets import materialize
 from flowrpc.context import get_run_context
 from flowrpc.dask_runner import _cluster_class
 from flowrpc.engine.client import reset_sdk_client
 from flowrpc.exceptions import UpstreamTaskError
 from flowrpc.futures import as_completed, wait
+from flowrpc.schemas.filters import LogFilter
 from flowrpc.task_runners import DaskTaskRunner
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "sdk"
@@ -220,6 +222,40 @@ def test_async_tasks_and_tasks_calling_tasks_on_a_worker(client, runner):
     )
     assert all(r.state_name == "Completed" for r in runs)  # inner ones flushed by the worker
     assert len({(r.task_key, r.dynamic_key) for r in runs}) == len(runs)
+
+
+def test_asset_lineage_and_logs_from_the_workers(client, runner):
+    @materialize("s3://lake/raw.csv")
+    def extract():
+        return [3, 1, 2]
+
+    @materialize("s3://lake/clean.csv")
+    def clean(rows):
+        return sorted(rows)
+
+    @materialize("s3://lake/summary.txt")
+    def summarize(rows):
+        print(f"summarizing {len(rows)} rows")
+        get_run_logger().warning("careful with %s", rows[0])
+        return f"{len(rows)} rows"
+
+    @flow(task_runner=runner, log_prints=True)
+    def pipeline():
+        cleaned = clean.submit(extract.submit())  # fed by a future
+        return summarize.submit(cleaned.result()).result()  # fed by a value
+
+    state = pipeline(return_state=True)
+    assert state.result() == "3 rows"
+    assets = {asset.key: asset for asset in client.read_assets()}
+    assert assets["s3://lake/clean.csv"].upstream_keys == ["s3://lake/raw.csv"]
+    assert assets["s3://lake/summary.txt"].upstream_keys == ["s3://lake/clean.csv"]
+
+    flow_run_id = state.state_details.flow_run_id
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [flow_run_id]}))
+    messages = {log.message: log for log in logs}
+    [summary_run] = [r for r in task_runs_of(client, flow_run_id) if r.name.startswith("summarize")]
+    assert messages["summarizing 3 rows"].task_run_id == summary_run.id
+    assert messages["careful with 1"].level == 30
 
 
 async def test_an_async_flow_submits_to_dask(client, runner):
