@@ -527,7 +527,6 @@ def use_client_settings(settings: dict[str, Any]) -> None:
     files (the client is reopened only when the settings change)."""
     global _applied
     from flowrpc.engine.client import reset_sdk_client
-    from flowrpc.logging import set_client_factory
 
     with _settings_lock:
         if settings == _applied:
@@ -542,16 +541,8 @@ def use_client_settings(settings: dict[str, Any]) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        reset_sdk_client()
-        set_client_factory(_env_client)  # run logs go there too (queued ones first)
+        reset_sdk_client()  # the next task reopens it; run logs follow it
         _applied = settings
-
-
-def _env_client() -> Any:
-    """A sync client configured by this process's environment (as the shipper's default)."""
-    from flowrpc.client import get_client
-
-    return get_client(sync_client=True)
 
 
 class WorkerFlowRunContext(FlowRunContext):
