@@ -20,6 +20,7 @@ COMMANDS = [
     ("flow-run", "inspect", "00000000-0000-7000-8000-000000000000"),
     ("flow-run", "cancel", "--all", "--yes"),
     ("flow-run", "delete", "--all", "--yes"),
+    ("flow-run", "logs", "00000000-0000-7000-8000-000000000000"),
     ("flow", "ls"),
     ("deployment", "ls"),
     ("work-pool", "ls"),

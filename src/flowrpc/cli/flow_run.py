@@ -1,4 +1,4 @@
-"""`flowrpc flow-run ls|inspect|cancel|delete|history`, all through the Python client.
+"""`flowrpc flow-run ls|inspect|cancel|delete|history|logs`, all through the Python client.
 
 Each command is one function; a new one (say `watch` or `logs`) is one more function with
 `@app.command()`, `@with_connection` and, when it selects runs, `@with_run_filters`.
@@ -19,6 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
+from flowrpc.cli import logs as run_logs
 from flowrpc.cli import render
 from flowrpc.cli.common import (
     USAGE,
@@ -379,3 +380,69 @@ def history(
         return
     rows = [(render.state_text(kind, name), n) for (kind, name), n in totals.most_common()]
     out.print(render.bars(rows))
+
+
+# ---- logs ----
+
+
+@app.command()
+@with_connection
+def logs(
+    connection: Connection,
+    flow_run_id: RunId,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="keep printing new records until the run is final and its last records are "
+            "printed (or Ctrl-C)",
+        ),
+    ] = False,
+    level: Annotated[
+        int | None,
+        typer.Option(
+            help="only records at this level or above: debug, info, warning, error, critical "
+            "or a number (20 is info)",
+            parser=run_logs.parse_level,
+            metavar="LEVEL",
+            show_default=False,
+        ),
+    ] = None,
+    task_run: Annotated[
+        UUID | None,
+        typer.Option(
+            "--task-run",
+            help="only the records of this task run",
+            metavar="ID",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="only the newest N records so far (as tail -n)",
+            min=1,
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="one JSON object per record and line, for scripts")
+    ] = False,
+) -> None:
+    """Print a flow run's logs, oldest first: time (UTC), level, task run or "flow", message."""
+    with connection.client() as client:
+        client.read_flow_run(flow_run_id)  # an unknown run exits 1 here
+        if task_run is not None:
+            owner = client.read_task_run(task_run).flow_run_id
+            if owner != flow_run_id:
+                fail(f"task run {task_run} belongs to flow run {owner}, not {flow_run_id}")
+        records = run_logs.RunLogs(client, flow_run_id, level, task_run)
+        show = run_logs.Printer(client, json_output)
+        try:
+            show(records.first(limit))
+            if follow:
+                run_logs.follow(client, flow_run_id, records, show)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
