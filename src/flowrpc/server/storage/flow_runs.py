@@ -12,13 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from flowrpc.server.errors import not_found
+from flowrpc.server.errors import ServiceError, not_found
 from flowrpc.server.ids import new_id
 from flowrpc.server.names import slug
 from flowrpc.server.orchestration import FlowPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
+from flowrpc.server.storage.database import caller_error, savepoint
 from flowrpc.server.storage.filters import (
     REMEMBERED_FILTERS,
     Filter,
@@ -179,6 +180,30 @@ def create_flow_run(
         raise not_found("flow", values["flow_id"])
     queue = resolve_work_queue(conn, work_pool_name, values.get("work_queue_name"))
     return insert_new_run(conn, values, flow.labels, state, now, queue, work_pool_name)
+
+
+def create_each(
+    conn: Connection, writes: list[tuple[Callable[..., Any], tuple[Any, ...]] | ServiceError]
+) -> list[tuple[Any, bool] | ServiceError]:
+    """Runs each create write (`fn(conn, *args)`, as a single create runs it) in a savepoint of
+    its own, in order: a run that fails leaves nothing behind and takes no other run with it.
+    An error given in place of a write (the request was malformed) is passed through."""
+    outcomes: list[tuple[Any, bool] | ServiceError] = []
+    for write in writes:
+        if isinstance(write, ServiceError):
+            outcomes.append(write)
+            continue
+        fn, args = write
+        try:
+            with savepoint(conn):
+                try:
+                    outcomes.append(fn(conn, *args))
+                except sa.exc.DBAPIError as error:
+                    caller_error(error)  # a value the database cannot store is the caller's
+                    raise
+        except ServiceError as error:
+            outcomes.append(error)
+    return outcomes
 
 
 def insert_new_run(
