@@ -3,17 +3,18 @@ arguments, then flowrpc's streaming extras. Both clients get one method per func
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from flowrpc.client.protocol import Call, Items, Operation, Stream, iterator, unary
+from flowrpc.client.protocol import Call, Exchange, Items, Operation, Stream, iterator, unary
 from flowrpc.schemas._proto import to_message, to_python
-from flowrpc.schemas.actions import WorkPoolCreate
+from flowrpc.schemas.actions import FlowRunCreate, WorkPoolCreate
 from flowrpc.schemas.filters import (
     DeploymentFilter,
     FlowFilter,
@@ -35,6 +36,8 @@ from flowrpc.schemas.objects import (
 from flowrpc.schemas.responses import (
     BulkSetStateResult,
     DependencyResult,
+    FlowRunCreateError,
+    FlowRunCreateResult,
     HistoryResponse,
     OrchestrationResult,
 )
@@ -330,6 +333,74 @@ def create_flow_run_from_deployment(
     )
     response = yield Call(DEPLOYMENTS, "CreateFlowRunFromDeployment", request)
     return FlowRun.from_proto(response.flow_run)
+
+
+# What one CreateFlowRuns message carries at most: the server's bound on runs, and a size well
+# within its default max_request_bytes (4 MiB). A larger run goes alone.
+CREATE_BATCH_RUNS = 1000
+CREATE_BATCH_BYTES = 1024 * 1024
+
+
+@unary
+def create_flow_runs(flow_runs: Iterable[FlowRunCreate | dict[str, Any]]) -> Operation:
+    """Creates many runs in one call, each as create_flow_run (flow_id) or
+    create_flow_run_from_deployment (deployment_id alone) would: its initial state orchestrated
+    the same way, a used idempotency_key returning the existing run. Returns one
+    FlowRunCreateResult per run, in order: the run (`created` False for a key already used), or
+    the error its single create would have raised. A run that fails fails alone. The runs travel
+    in messages of up to 1,000; a call that fails part way raises with the results received
+    before on the exception's `partial_results`."""
+    runs = [FlowRunCreate.model_validate(run) for run in flow_runs]  # all checked before sending
+    return (yield Exchange(FLOW_RUNS, "CreateFlowRuns", _create_messages(runs), _create_results))
+
+
+def _create_messages(runs: list[FlowRunCreate]) -> Iterator[flow_runs_pb.CreateFlowRunsRequest]:
+    """The runs as CreateFlowRuns messages, built as the stream takes them."""
+    message, size = flow_runs_pb.CreateFlowRunsRequest(), 0
+    for run in runs:
+        create = _run_create(run)
+        run_size = create.ByteSize() + 4  # with its tag and length
+        if message.runs and (
+            len(message.runs) == CREATE_BATCH_RUNS or size + run_size > CREATE_BATCH_BYTES
+        ):
+            yield message
+            message, size = flow_runs_pb.CreateFlowRunsRequest(), 0
+        message.runs.append(create)
+        size += run_size
+    if message.runs:
+        yield message
+
+
+def _run_create(run: FlowRunCreate) -> flow_runs_pb.FlowRunCreate:
+    fields = run.model_dump(exclude_none=True, exclude={"state", "empirical_policy"})
+    if run.state is not None:
+        fields["state"] = _proposal(run.state)
+    if run.empirical_policy is not None:
+        fields["empirical_policy"] = run.empirical_policy.model_dump(exclude_none=True)
+    if run.flow_id is None:
+        return to_message(flow_runs_pb.FlowRunCreate, {"from_deployment": fields})
+    return to_message(flow_runs_pb.FlowRunCreate, {"flow_run": fields})
+
+
+def _create_results(message: flow_runs_pb.CreateFlowRunsResponse) -> list[FlowRunCreateResult]:
+    results = []
+    for result in message.results:
+        if result.HasField("error"):
+            error = result.error
+            failure = FlowRunCreateError(
+                code=_CODE_NAMES.get(error.code, "UNKNOWN"),
+                reason=error.reason,
+                message=error.message,
+                field_violations={v.field: v.description for v in error.field_violations},
+            )
+            results.append(FlowRunCreateResult(error=failure))
+        else:
+            run = FlowRun.from_proto(result.flow_run)
+            results.append(FlowRunCreateResult(flow_run=run, created=result.created))
+    return results
+
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 @unary

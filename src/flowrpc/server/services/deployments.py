@@ -7,7 +7,7 @@ from typing import Any
 from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import run_budget
 from flowrpc.server.services import convert as c
-from flowrpc.server.services.creates import deployment_run_write
+from flowrpc.server.services.creates import deployment_run_create
 from flowrpc.server.services.flows import require_name
 from flowrpc.server.storage import deployments as storage
 from flowrpc.server.storage.database import Database
@@ -74,7 +74,7 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
         self, request: pb.CreateFlowRunFromDeploymentRequest, context: Any
     ) -> Any:
         now = now_micros()
-        write, args = deployment_run_write(request, now, run_budget(self.settings))
+        write, args = deployment_run_create(request, now, run_budget(self.settings)).write
         row, created = await self.db.write(write, *args)
         return pb.CreateFlowRunFromDeploymentResponse(
             flow_run=c.flow_run_fields(row, now), created=created

@@ -12,11 +12,18 @@ from flowrpc.server.ids import now_micros
 from flowrpc.server.interceptors import CODES
 from flowrpc.server.limits import RequestLimits, fitted, run_budget, split
 from flowrpc.server.services import convert as c
-from flowrpc.server.services.creates import deployment_run_write, flow_run_write, within_budget
+from flowrpc.server.services.creates import (
+    check_row,
+    deployment_run_create,
+    flow_run_create,
+    within_budget,
+)
 from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import flow_runs as storage
+from flowrpc.server.storage import run_creates
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
+from flowrpc.server.storage.run_creates import RunCreate
 from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
@@ -44,7 +51,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()
-        write, args = flow_run_write(request, now, run_budget(self.settings))
+        write, args = flow_run_create(request, now, run_budget(self.settings)).write
         row, created = await self.db.write(write, *args)
         return pb.CreateFlowRunResponse(flow_run=c.flow_run_fields(row, now), created=created)
 
@@ -205,6 +212,10 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         self, requests: AsyncIterator[pb.CreateFlowRunsRequest], context: Any
     ) -> AsyncIterator[pb.CreateFlowRunsResponse]:
         budget = run_budget(self.settings)
+
+        def check(row: Any, create: RunCreate) -> None:
+            check_row(row, budget)
+
         index = 0  # of the next run in the call
         async for request in requests:
             if len(request.runs) > MAX_CREATE_RUNS:
@@ -218,8 +229,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             if not request.runs:
                 continue
             now = now_micros()
-            writes = [self._create_write(run, now, budget) for run in request.runs]
-            outcomes = await self.db.write(storage.create_each, writes)
+            creates = [self._run_create(run, now, budget) for run in request.runs]
+            outcomes = await self.db.write(run_creates.create_flow_runs, creates, check)
             results = []
             for run, outcome in zip(request.runs, outcomes, strict=True):
                 results.append(_create_result(index, run, outcome, now))
@@ -227,8 +238,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             for message in split(pb.CreateFlowRunsResponse(results=results), "results"):
                 yield message
 
-    def _create_write(self, run: pb.FlowRunCreate, now: int, budget: int) -> Any:
-        """The run's storage write, as its single create makes it, or why it cannot be made."""
+    def _run_create(self, run: pb.FlowRunCreate, now: int, budget: int) -> Any:
+        """The run's create, as its single create makes it, or why it cannot be made."""
         try:
             self.limits.check(run)  # paths from the FlowRunCreate already
             source = run.WhichOneof("source")
@@ -238,8 +249,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             return error
         try:
             if source == "flow_run":
-                return flow_run_write(run.flow_run, now, budget)
-            return deployment_run_write(run.from_deployment, now, budget)
+                return flow_run_create(run.flow_run, now, budget)
+            return deployment_run_create(run.from_deployment, now, budget)
         except ServiceError as error:
             return error
 
