@@ -11,9 +11,10 @@ from uuid import UUID, uuid4
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic_core import to_jsonable_python
 
 from flowrpc.client.protocol import Call, Exchange, Items, Operation, Stream, iterator, unary
-from flowrpc.schemas._proto import to_message, to_python
+from flowrpc.schemas._proto import fill, to_message, to_python
 from flowrpc.schemas.actions import FlowRunCreate, WorkPoolCreate
 from flowrpc.schemas.filters import (
     DeploymentFilter,
@@ -48,6 +49,7 @@ from flowrpc.v1 import (
     deployment_service_pb2_grpc,
     flow_run_service_pb2_grpc,
     flow_service_pb2_grpc,
+    state_pb2,
     task_run_service_pb2_grpc,
     work_pool_service_pb2_grpc,
 )
@@ -372,17 +374,65 @@ def _create_messages(runs: list[FlowRunCreate]) -> Iterator[flow_runs_pb.CreateF
 
 
 def _run_create(run: FlowRunCreate) -> flow_runs_pb.FlowRunCreate:
-    fields = run.model_dump(exclude_none=True, exclude={"state", "empirical_policy"})
-    if run.state is not None:
-        fields["state"] = _proposal(run.state)
+    """The run as its single create's request, built field by field (this runs 100,000 times in
+    a large call: about five times cheaper than the generic conversion)."""
+    values = run.__dict__
+    fields: dict[str, Any] = {
+        name: str(values[name]) for name in _CREATE_STRINGS if values[name] is not None
+    }
+    for name in _CREATE_JSON:
+        if values[name]:
+            fields[name] = to_jsonable_python(values[name])
+    if run.tags:
+        fields["tags"] = run.tags
     if run.empirical_policy is not None:
         fields["empirical_policy"] = run.empirical_policy.model_dump(exclude_none=True)
     if run.flow_id is None:
-        return to_message(flow_runs_pb.FlowRunCreate, {"from_deployment": fields})
-    return to_message(flow_runs_pb.FlowRunCreate, {"flow_run": fields})
+        request = deployments_pb.CreateFlowRunFromDeploymentRequest(**fields)
+        create = flow_runs_pb.FlowRunCreate(from_deployment=request)
+        state = create.from_deployment.state
+    else:
+        create = flow_runs_pb.FlowRunCreate(flow_run=flow_runs_pb.CreateFlowRunRequest(**fields))
+        state = create.flow_run.state
+    if run.state is not None:
+        _fill_state(state, run.state)
+    return create
+
+
+# FlowRunCreate's fields sent as strings (ids too) and as JSON, when set.
+_CREATE_STRINGS = (
+    "flow_id",
+    "deployment_id",
+    "name",
+    "idempotency_key",
+    "parent_task_run_id",
+    "work_queue_name",
+    "flow_version",
+    "work_pool_name",
+    "infrastructure_document_id",
+)
+_CREATE_JSON = ("parameters", "context", "labels", "job_variables")
+
+
+def _fill_state(message: state_pb2.State, state: State) -> None:
+    """A proposed state (no id or timestamp: the server assigns both)."""
+    message.type = state_pb2.StateType.Value(f"STATE_TYPE_{state.type.value}")
+    message.name = state.name or ""
+    if state.message is not None:
+        message.message = state.message
+    if state.data is not None:
+        fill(message.data, state.data)
+    details = {
+        name: value
+        for name, value in state.state_details.__dict__.items()
+        if value is not None and value is not False
+    }
+    if details:
+        fill(message.state_details, details)
 
 
 def _create_results(message: flow_runs_pb.CreateFlowRunsResponse) -> list[FlowRunCreateResult]:
+    runs = iter(FlowRun.from_protos(r.flow_run for r in message.results if r.HasField("flow_run")))
     results = []
     for result in message.results:
         if result.HasField("error"):
@@ -395,8 +445,7 @@ def _create_results(message: flow_runs_pb.CreateFlowRunsResponse) -> list[FlowRu
             )
             results.append(FlowRunCreateResult(error=failure))
         else:
-            run = FlowRun.from_proto(result.flow_run)
-            results.append(FlowRunCreateResult(flow_run=run, created=result.created))
+            results.append(FlowRunCreateResult(flow_run=next(runs), created=result.created))
     return results
 
 

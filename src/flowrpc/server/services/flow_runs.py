@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -211,32 +212,59 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def CreateFlowRuns(
         self, requests: AsyncIterator[pb.CreateFlowRunsRequest], context: Any
     ) -> AsyncIterator[pb.CreateFlowRunsResponse]:
+        # A reader task takes each message, converts its runs and hands them to the writer while
+        # the previous message is still being written (SQLite's own work runs without the GIL),
+        # and this loop answers each message as soon as its write is done: a client that waits
+        # for each answer before sending its next message is answered too.
+        writes: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._start_writes(requests, writes))
+        index = 0  # of the next run in the call
+        try:
+            while (item := await writes.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                runs, now, written = item
+                results = []
+                for run, outcome in zip(runs, await written, strict=True):
+                    results.append(_create_result(index, run, outcome, now))
+                    index += 1
+                for message in split(pb.CreateFlowRunsResponse(results=results), "results"):
+                    yield message
+        finally:
+            reader.cancel()
+
+    async def _start_writes(
+        self, requests: AsyncIterator[pb.CreateFlowRunsRequest], writes: asyncio.Queue[Any]
+    ) -> None:
+        """For each message: (its runs, now, the future of its write), into `writes`; then
+        None, or the error that ends the call."""
         budget = run_budget(self.settings)
 
         def check(row: Any, create: RunCreate) -> None:
             check_row(row, budget)
 
-        index = 0  # of the next run in the call
-        async for request in requests:
-            if len(request.runs) > MAX_CREATE_RUNS:
-                raise InvalidArgument(
-                    {
-                        "runs": f"{len(request.runs)} runs in one message, over the "
-                        f"{MAX_CREATE_RUNS} a message may carry: send them in several messages"
-                    },
-                    reason="LIMIT_EXCEEDED",
+        try:
+            async for request in requests:
+                if len(request.runs) > MAX_CREATE_RUNS:
+                    raise InvalidArgument(
+                        {
+                            "runs": f"{len(request.runs)} runs in one message, over the "
+                            f"{MAX_CREATE_RUNS} a message may carry: send them in several messages"
+                        },
+                        reason="LIMIT_EXCEEDED",
+                    )
+                if not request.runs:
+                    continue
+                now = now_micros()
+                creates = [self._run_create(run, now, budget) for run in request.runs]
+                written = asyncio.ensure_future(
+                    self.db.write(run_creates.create_flow_runs, creates, check)
                 )
-            if not request.runs:
-                continue
-            now = now_micros()
-            creates = [self._run_create(run, now, budget) for run in request.runs]
-            outcomes = await self.db.write(run_creates.create_flow_runs, creates, check)
-            results = []
-            for run, outcome in zip(request.runs, outcomes, strict=True):
-                results.append(_create_result(index, run, outcome, now))
-                index += 1
-            for message in split(pb.CreateFlowRunsResponse(results=results), "results"):
-                yield message
+                await writes.put((request.runs, now, written))
+        except Exception as error:  # noqa: BLE001 - the answering loop raises it in order
+            await writes.put(error)
+            return
+        await writes.put(None)
 
     def _run_create(self, run: pb.FlowRunCreate, now: int, budget: int) -> Any:
         """The run's create, as its single create makes it, or why it cannot be made."""
