@@ -3,6 +3,7 @@ create it, results in order, failures per run, bounded messages."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from types import SimpleNamespace
 
@@ -295,3 +296,46 @@ async def test_a_run_over_the_run_budget_fails_whole_and_alone(roomy):
     assert "without its state" in results[1].error.field_violations[0].description
     count = await roomy.flow_runs.CountFlowRuns(fr.CountFlowRunsRequest())
     assert count.count == 2
+
+
+async def test_concurrent_calls_with_the_same_keys_create_each_run_once(stubs):
+    """Calls racing on the same idempotency keys (on PostgreSQL they commit concurrently, and
+    the loser of a key falls back to the exact per-run path): one run per key, every call
+    answering it."""
+    flow = await make_flow(stubs)
+    runs = [of_flow(flow.id, idempotency_key=f"k{i}") for i in range(300)]
+    calls = await asyncio.gather(*(create_runs(stubs, runs[:150], runs[150:]) for _ in range(3)))
+    for i in range(len(runs)):
+        answers = [results[i] for results in calls]
+        assert len({r.flow_run.id for r in answers}) == 1
+        assert sum(r.created for r in answers) == 1
+    count = await stubs.flow_runs.CountFlowRuns(fr.CountFlowRunsRequest())
+    assert count.count == len(runs)
+
+
+async def test_a_value_the_database_cannot_store_fails_that_run_alone(stubs, database):
+    """PostgreSQL stores no NUL character: the database refuses the batch's insert, and the runs
+    are created again one by one, the one with the NUL failing alone. SQLite stores it."""
+    flow = await make_flow(stubs)
+    runs = [of_flow(flow.id, name="a"), of_flow(flow.id, name="b\x00c"), of_flow(flow.id)]
+    results = await create_runs(stubs, runs)
+    if database.database_url.startswith("sqlite"):
+        assert [outcome(r) for r in results] == ["flow_run"] * 3
+        return
+    assert [outcome(r) for r in results] == ["flow_run", "error", "flow_run"]
+    assert results[1].error.reason == "INVALID_ARGUMENT"
+    assert "NUL" in results[1].error.message
+    count = await stubs.flow_runs.CountFlowRuns(fr.CountFlowRunsRequest())
+    assert count.count == 2
+
+
+async def test_an_undecodable_message_ends_the_call_with_invalid_argument(stubs):
+    create_runs_raw = stubs.channel.stream_stream(
+        "/flowrpc.v1.FlowRunService/CreateFlowRuns",
+        request_serializer=lambda data: data,
+        response_deserializer=fr.CreateFlowRunsResponse.FromString,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        _ = [m async for m in create_runs_raw(iter([b"\xff\xff\xff"]))]
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "could not be decoded" in raised.value.details()
