@@ -26,7 +26,6 @@ from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import deployments, flow_runs
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.database import caller_error, savepoint
-from flowrpc.server.storage.prepared import insert_defaults
 from flowrpc.server.storage.transitions import (
     INSERT,
     first_state_row,
@@ -37,7 +36,6 @@ from flowrpc.server.storage.work_pools import resolve_work_queue
 
 Write = tuple[Callable[..., Any], tuple[Any, ...]]  # a single create's storage write and args
 Outcome = tuple[Any, bool] | ServiceError  # (run, created) or why not
-RUN_COLUMNS = insert_defaults(t.flow_run)
 
 
 @dataclass
@@ -110,7 +108,8 @@ def _fast(
     outcomes: list[Outcome | None] = [None] * len(creates)
     planned = _resolve(conn, creates, outcomes)
     used = flow_runs.by_idempotency_keys(conn, {key for p in planned if (key := _key(p.values))})
-    runs, states, parents = [], [], []
+    runs: dict[frozenset[str], list[dict[str, Any]]] = {}  # by columns given: one statement each
+    states, parents = [], []
     for p in planned:
         key = _key(p.values)
         if key in used:
@@ -128,7 +127,7 @@ def _fast(
                 check(row, p.create)
             except ServiceError:
                 raise _Retry from None  # the single create inserts, then rolls back: do that
-        runs.append({**RUN_COLUMNS, **columns})
+        runs.setdefault(frozenset(columns), []).append(columns)
         if decision.state is not None:
             states.append(first_state_row(columns, decision))
         if decision.parent_task_state is not None:
@@ -136,7 +135,8 @@ def _fast(
         if key is not None:
             used[key] = row  # a later run with the key gets this one
         outcomes[p.index] = (row, True)
-    INSERT[t.flow_run].execute(conn, runs)
+    for same_columns in runs.values():  # columns left out get their defaults, as one by one
+        INSERT[t.flow_run].execute(conn, same_columns)
     INSERT[t.flow_run_state].execute(conn, states)
     for parent_task_run_id, decision, now in parents:
         update_parent_task(conn, parent_task_run_id, decision, now)
