@@ -303,14 +303,12 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 remaining -= len(ids)
 
 
-def _create_result(
-    index: int, run: pb.FlowRunCreate, outcome: Any, now: int
-) -> pb.CreateFlowRunsResult:
+def _create_result(index: int, run: pb.FlowRunCreate, outcome: Any, now: int) -> dict[str, Any]:
+    """A CreateFlowRunsResult, as its constructor takes it (the response is built in one call
+    from these, not from result messages it would copy)."""
     if not isinstance(outcome, ServiceError):
         row, created = outcome
-        return pb.CreateFlowRunsResult(
-            index=index, flow_run=c.flow_run_fields(row, now), created=created
-        )
+        return {"index": index, "flow_run": c.flow_run_fields(row, now), "created": created}
     violations = getattr(outcome, "violations", {})
     source = run.WhichOneof("source")
     if source is not None:  # paths from the single create's request: from the FlowRunCreate
@@ -318,18 +316,15 @@ def _create_result(
             path if path.startswith(f"{source}.") else _within(source, path): problem
             for path, problem in violations.items()
         }
-    return pb.CreateFlowRunsResult(
-        index=index,
-        error=pb.FlowRunCreateError(
-            code=CODES.get(type(outcome), grpc.StatusCode.FAILED_PRECONDITION).value[0],
-            reason=outcome.reason,
-            message=outcome.message,
-            field_violations=[
-                pb.FlowRunCreateFieldViolation(field=path, description=problem)
-                for path, problem in violations.items()
-            ],
-        ),
-    )
+    error = {
+        "code": CODES.get(type(outcome), grpc.StatusCode.FAILED_PRECONDITION).value[0],
+        "reason": outcome.reason,
+        "message": outcome.message,
+        "field_violations": [
+            {"field": path, "description": problem} for path, problem in violations.items()
+        ],
+    }
+    return {"index": index, "error": error}
 
 
 def _within(source: str, path: str) -> str:
