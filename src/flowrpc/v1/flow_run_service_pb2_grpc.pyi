@@ -80,9 +80,11 @@ class FlowRunServiceStub:
     CreateFlowRuns: _grpc.StreamStreamMultiCallable[_flow_run_service_pb2.CreateFlowRunsRequest, _flow_run_service_pb2.CreateFlowRunsResponse]
     """Creates many runs in one call. The client sends the runs in as many messages as it likes (at
     most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
-    server answers each message with the results of its runs, in the order sent, before it reads
-    the next (one response message, or several when the runs would not fit in 4 MiB), so a call
-    of any size travels in bounded messages.
+    server answers each message with the results of its runs, in the order sent (one response
+    message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+    all of a message's results before any of the next one's. A client may send every message
+    at once or wait for each answer before sending the next: a call of any size travels in
+    bounded messages.
     Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
     same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
     in an earlier call or earlier in this one, returns the existing run with created=false).
@@ -145,9 +147,11 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     CreateFlowRuns: _aio.StreamStreamMultiCallable[_flow_run_service_pb2.CreateFlowRunsRequest, _flow_run_service_pb2.CreateFlowRunsResponse]  # type: ignore[assignment]
     """Creates many runs in one call. The client sends the runs in as many messages as it likes (at
     most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
-    server answers each message with the results of its runs, in the order sent, before it reads
-    the next (one response message, or several when the runs would not fit in 4 MiB), so a call
-    of any size travels in bounded messages.
+    server answers each message with the results of its runs, in the order sent (one response
+    message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+    all of a message's results before any of the next one's. A client may send every message
+    at once or wait for each answer before sending the next: a call of any size travels in
+    bounded messages.
     Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
     same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
     in an earlier call or earlier in this one, returns the existing run with created=false).
@@ -297,9 +301,11 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_flow_run_service_pb2.CreateFlowRunsResponse], _abc.AsyncIterator[_flow_run_service_pb2.CreateFlowRunsResponse]]:
         """Creates many runs in one call. The client sends the runs in as many messages as it likes (at
         most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
-        server answers each message with the results of its runs, in the order sent, before it reads
-        the next (one response message, or several when the runs would not fit in 4 MiB), so a call
-        of any size travels in bounded messages.
+        server answers each message with the results of its runs, in the order sent (one response
+        message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+        all of a message's results before any of the next one's. A client may send every message
+        at once or wait for each answer before sending the next: a call of any size travels in
+        bounded messages.
         Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
         same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
         in an earlier call or earlier in this one, returns the existing run with created=false).
