@@ -339,3 +339,16 @@ async def test_an_undecodable_message_ends_the_call_with_invalid_argument(stubs)
         _ = [m async for m in create_runs_raw(iter([b"\xff\xff\xff"]))]
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "could not be decoded" in raised.value.details()
+
+
+async def test_a_client_may_wait_for_each_answer_before_sending_the_next_message(stubs):
+    flow = await make_flow(stubs)
+    call = stubs.flow_runs.CreateFlowRuns()
+    answers = []
+    for i in range(3):
+        await call.write(fr.CreateFlowRunsRequest(runs=[of_flow(flow.id, name=f"m{i}")] * 2))
+        answers.append(await call.read())
+    await call.done_writing()
+    assert await call.read() == grpc.aio.EOF
+    assert [[r.index for r in a.results] for a in answers] == [[0, 1], [2, 3], [4, 5]]
+    assert [a.results[0].flow_run.name for a in answers] == ["m0", "m1", "m2"]
