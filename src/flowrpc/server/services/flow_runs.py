@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +25,6 @@ from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage import run_creates
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
-from flowrpc.server.storage.run_creates import RunCreate
 from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
@@ -239,10 +239,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         """For each message: (its runs, now, the future of its write), into `writes`; then
         None, or the error that ends the call."""
         budget = run_budget(self.settings)
-
-        def check(row: Any, create: RunCreate) -> None:
-            check_row(row, budget)
-
+        check = functools.partial(check_row, budget=budget)
         try:
             async for request in requests:
                 if len(request.runs) > MAX_CREATE_RUNS:
@@ -260,6 +257,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 written = asyncio.ensure_future(
                     self.db.write(run_creates.create_flow_runs, creates, check)
                 )
+                # Retrieved here too: a call that ends early leaves later writes unanswered.
+                written.add_done_callback(_retrieved)
                 await writes.put((request.runs, now, written))
         except Exception as error:  # noqa: BLE001 - the answering loop raises it in order
             await writes.put(error)
@@ -325,6 +324,11 @@ def _create_result(index: int, run: pb.FlowRunCreate, outcome: Any, now: int) ->
         ],
     }
     return {"index": index, "error": error}
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _within(source: str, path: str) -> str:

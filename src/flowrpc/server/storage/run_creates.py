@@ -56,7 +56,7 @@ class _Retry(Exception):
 
 
 # Checks a created run (row) of a deployment against the run budget; raises ServiceError.
-BudgetCheck = Callable[[Any, RunCreate], None]
+BudgetCheck = Callable[[Any], None]
 
 
 def create_flow_runs(
@@ -124,7 +124,7 @@ def _fast(
         row = flow_runs.inserted_row(columns, decision.state, pool_id, p.pool_name)
         if p.create.deployment_id is not None:
             try:
-                check(row, p.create)
+                check(row)
             except ServiceError:
                 raise _Retry from None  # the single create inserts, then rolls back: do that
         runs.setdefault(frozenset(columns), []).append(columns)
