@@ -2,18 +2,21 @@
 the other in one invocation, plus a bare gRPC echo ceiling; prints one table and writes JSON.
 
     python -m bench [--runs 5000] [--calls 200] [--repeat 3] [--scale 1000000] [--bulk 100000]
-                    [--sections api,scale,postgres] [--skip-prefect]
+                    [--bulk-create 100000] [--sections api,scale,postgres,bulk-create]
+                    [--skip-prefect]
                     [--out bench/results/latest.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,34 +172,70 @@ def scale(target: str, home: Path, args: argparse.Namespace) -> list[dict]:
     return results
 
 
-def postgres(args: argparse.Namespace) -> list[dict]:
-    """flowrpc on PostgreSQL with one replica, then two (clients balance round-robin): the
-    scaling factor of the scale-out path. Each run uses a fresh schema."""
+@contextlib.contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A fresh schema in the PostgreSQL database at `url`, dropped afterwards; yields the URL
+    whose connections use it."""
     import uuid
 
     import sqlalchemy as sa
 
-    results = []
-    admin = sa.create_engine(args.postgres_url, poolclass=sa.NullPool)
-    for replicas in (1, 2):
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        url = (
-            sa.make_url(args.postgres_url)
+    admin = sa.create_engine(url, poolclass=sa.NullPool)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield (
+            sa.make_url(url)
             .update_query_dict({"options": f"-csearch_path={schema}"})
             .render_as_string(hide_password=False)
         )
-        with tempfile.TemporaryDirectory() as home:
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+def postgres(args: argparse.Namespace) -> list[dict]:
+    """flowrpc on PostgreSQL with one replica, then two (clients balance round-robin): the
+    scaling factor of the scale-out path. Each run uses a fresh schema."""
+    results = []
+    for replicas in (1, 2):
+        with postgres_schema(args.postgres_url) as url, tempfile.TemporaryDirectory() as home:
             group = servers.Replicas([servers.start_flowrpc(Path(home), url)])
             group.members += [servers.start_flowrpc(Path(home), url) for _ in range(replicas - 1)]
             try:
                 results += measure("flowrpc", group, POSTGRES_PHASES, args, f"pg-{replicas}")
             finally:
                 group.stop()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    return results
+
+
+def bulk_create(args: argparse.Namespace) -> list[dict]:
+    """flowrpc creating --bulk-create runs in one create_flow_runs call on a fresh database:
+    SQLite, then PostgreSQL (unless --postgres-url is '')."""
+    databases = [("sqlite", contextlib.nullcontext(None))]
+    if args.postgres_url:
+        databases.append(("postgresql", postgres_schema(args.postgres_url)))
+    results = []
+    for name, database in databases:
+        with database as url, tempfile.TemporaryDirectory(prefix="bench-bulk-create-") as home:
+            process = servers.start_flowrpc(Path(home), url)
+            try:
+                runs = []
+                for _ in range(args.repeat):
+                    result = run_workload(
+                        "flowrpc", process, "bulk-create", 1, args, n=args.bulk_create
+                    )
+                    result["runs_per_s"] = args.bulk_create / result["seconds"]
+                    print(f"  bulk-create {name}: {result['runs_per_s']:.0f} runs/s", flush=True)
+                    runs.append(result)
+                chosen = sorted(runs, key=lambda r: r["runs_per_s"])[len(runs) // 2]
+                results.append(
+                    {**chosen, "repeats": len(runs), "target": "flowrpc", "section": f"bulk-{name}"}
+                )
+            finally:
+                process.stop()
     return results
 
 
@@ -226,13 +265,17 @@ def main() -> None:
         "--bulk", type=int, default=100_000, help="runs flowrpc cancels in one call"
     )
     parser.add_argument(
+        "--bulk-create", type=int, default=100_000, help="runs flowrpc creates in one call"
+    )
+    parser.add_argument(
         "--prefect-bulk", type=int, default=2_000, help="runs Prefect cancels, 50 a call"
     )
     parser.add_argument(
         "--sections",
         type=lambda s: s.split(","),
-        default=["api", "scale", "postgres"],
-        help="which parts to run: api (the phases), scale (preload, scale phases, bulk), postgres",
+        default=["api", "scale", "postgres", "bulk-create"],
+        help="which parts to run: api (the phases), scale (preload, scale phases, bulk), "
+        "postgres, bulk-create (flowrpc only: one create_flow_runs call, SQLite and PostgreSQL)",
     )
     parser.add_argument("--skip-prefect", action="store_true")
     parser.add_argument(
@@ -260,6 +303,8 @@ def main() -> None:
                 results += scale(target, Path(home), args)
     if args.postgres_url and "postgres" in args.sections:
         results += postgres(args)
+    if "bulk-create" in args.sections:
+        results += bulk_create(args)
     report = {
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "settings": {k: str(v) for k, v in vars(args).items()},

@@ -30,11 +30,12 @@ def table(results: list[dict]) -> str:
                 f" | {_fmt(e['p50_ms'], 2)}/{_fmt(e['p99_ms'], 2)} | | |"
             )
             continue
-        rate = "runs_per_s" if section == "bulk" else "ops_per_s"
+        bulk = section.startswith("bulk")  # bulk, bulk-sqlite, bulk-postgresql: runs per second
+        rate = "runs_per_s" if bulk else "ops_per_s"
         ratio = f[rate] / p[rate] if (p and f and p.get(rate)) else None
-        near = f[rate] / ceiling[c] if (f and c in ceiling and section != "bulk") else None
+        near = f[rate] / ceiling[c] if (f and c in ceiling and not bulk) else None
         lines.append(
-            f"| {section} | {phase}{' (runs/s)' if section == 'bulk' else ''} | {c} |"
+            f"| {section} | {phase}{' (runs/s)' if bulk else ''} | {c} |"
             f" {_fmt(p and p[rate])} | {_fmt(f and f[rate])} | {_fmt(ratio)}x |"
             f" {_fmt(near, 2)} |"
             f" {_fmt(p and p['p50_ms'], 2)}/{_fmt(p and p['p99_ms'], 2)} |"

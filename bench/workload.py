@@ -226,7 +226,26 @@ async def bulk(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namespa
     return [[prefect_cancel] * (args.n // 50)]
 
 
+async def bulk_create(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namespace) -> list:
+    """flowrpc only: n runs of the bench deployment in one create_flow_runs call, the create
+    phase's mix of initial states and tags (the specs are built untimed)."""
+    from flowrpc.schemas.actions import FlowRunCreate
+
+    runs = [
+        FlowRunCreate(deployment_id=dep, state=initial_state(a, i), tags=random.sample(TAGS, 2))
+        for i in range(args.n)
+    ]
+
+    async def create_all() -> None:
+        results = await client.create_flow_runs(runs)
+        failed = [r.error for r in results if r.error is not None]
+        assert len(results) == args.n and not failed, failed[:3]
+
+    return [[create_all]]
+
+
 PHASES = {
+    "bulk-create": bulk_create,
     "iter": iterate,
     "bulk": bulk,
     "create": create,

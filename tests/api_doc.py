@@ -59,6 +59,7 @@ REASONS: dict[str, tuple[str, ...]] = {
     "FlowRunService/ReadFlowRunHistory": (),
     "FlowRunService/BulkSetFlowRunState": (),
     "FlowRunService/BulkDeleteFlowRuns": (),
+    "FlowRunService/CreateFlowRuns": (),  # each run's failure is a result, not the call's status
     "FlowRunService/StartFlowRun": ("FLOW_NOT_FOUND", *WORK_QUEUE),
     "DeploymentService/CreateDeployment": ("FLOW_NOT_FOUND", *WORK_QUEUE),
     "DeploymentService/GetDeployment": ("DEPLOYMENT_NOT_FOUND",),

@@ -58,6 +58,8 @@ class FlowRPCError(Exception):
         self.domain = domain
         self.metadata = metadata or {}
         self.field_violations = field_violations or []
+        # A bulk call that failed part way (create_flow_runs): the results received before.
+        self.partial_results: list[Any] = []
 
     def __str__(self) -> str:
         """One line: the message, then the field violations it does not already say (the
@@ -169,3 +171,10 @@ def from_rpc_error(error: grpc.RpcError) -> FlowRPCError:
         # gRPC itself refused the request, before the server's code: name the setting.
         message += ": over the server's max_request_bytes (FLOWRPC_MAX_REQUEST_BYTES)"
     return _BY_CODE.get(code, FlowRPCError)(message, code=code, **fields)
+
+
+def partial_results(error: FlowRPCError, results: list[Any]) -> FlowRPCError:
+    """The error of a bulk call that failed part way, carrying the results received before it
+    (runs already created stay created)."""
+    error.partial_results = results
+    return error

@@ -3,17 +3,19 @@ arguments, then flowrpc's streaming extras. Both clients get one method per func
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic_core import to_jsonable_python
 
-from flowrpc.client.protocol import Call, Items, Operation, Stream, iterator, unary
-from flowrpc.schemas._proto import to_message, to_python
-from flowrpc.schemas.actions import LogCreate, WorkPoolCreate
+from flowrpc.client.protocol import Call, Exchange, Items, Operation, Stream, iterator, unary
+from flowrpc.schemas._proto import fill, to_message, to_python
+from flowrpc.schemas.actions import FlowRunCreate, LogCreate, WorkPoolCreate
 from flowrpc.schemas.filters import (
     DeploymentFilter,
     FlowFilter,
@@ -38,6 +40,8 @@ from flowrpc.schemas.objects import (
 from flowrpc.schemas.responses import (
     BulkSetStateResult,
     DependencyResult,
+    FlowRunCreateError,
+    FlowRunCreateResult,
     HistoryResponse,
     OrchestrationResult,
 )
@@ -51,6 +55,7 @@ from flowrpc.v1 import (
     flow_service_pb2_grpc,
     log_pb2,
     log_service_pb2_grpc,
+    state_pb2,
     task_run_service_pb2_grpc,
     work_pool_service_pb2_grpc,
 )
@@ -354,6 +359,121 @@ def create_flow_run_from_deployment(
     )
     response = yield Call(DEPLOYMENTS, "CreateFlowRunFromDeployment", request)
     return FlowRun.from_proto(response.flow_run)
+
+
+# What one CreateFlowRuns message carries at most: the server's bound on runs, and a size well
+# within its default max_request_bytes (4 MiB). A larger run goes alone.
+CREATE_BATCH_RUNS = 1000
+CREATE_BATCH_BYTES = 1024 * 1024
+
+
+@unary
+def create_flow_runs(flow_runs: Iterable[FlowRunCreate | dict[str, Any]]) -> Operation:
+    """Creates many runs in one call, each as create_flow_run (flow_id) or
+    create_flow_run_from_deployment (deployment_id alone) would: its initial state orchestrated
+    the same way, a used idempotency_key returning the existing run. Returns one
+    FlowRunCreateResult per run, in order: the run (`created` False for a key already used), or
+    the error its single create would have raised. A run that fails fails alone. The runs travel
+    in messages of up to 1,000; a call that fails part way raises with the results received
+    before on the exception's `partial_results`."""
+    runs = [FlowRunCreate.model_validate(run) for run in flow_runs]  # all checked before sending
+    return (yield Exchange(FLOW_RUNS, "CreateFlowRuns", _create_messages(runs), _create_results))
+
+
+def _create_messages(runs: list[FlowRunCreate]) -> Iterator[flow_runs_pb.CreateFlowRunsRequest]:
+    """The runs as CreateFlowRuns messages, built as the stream takes them."""
+    message, size = flow_runs_pb.CreateFlowRunsRequest(), 0
+    for run in runs:
+        create = _run_create(run)
+        run_size = create.ByteSize() + 4  # with its tag and length
+        if message.runs and (
+            len(message.runs) == CREATE_BATCH_RUNS or size + run_size > CREATE_BATCH_BYTES
+        ):
+            yield message
+            message, size = flow_runs_pb.CreateFlowRunsRequest(), 0
+        message.runs.append(create)
+        size += run_size
+    if message.runs:
+        yield message
+
+
+def _run_create(run: FlowRunCreate) -> flow_runs_pb.FlowRunCreate:
+    """The run as its single create's request, built field by field (this runs 100,000 times in
+    a large call: about five times cheaper than the generic conversion)."""
+    values = run.__dict__
+    fields: dict[str, Any] = {
+        name: str(values[name]) for name in _CREATE_STRINGS if values[name] is not None
+    }
+    for name in _CREATE_JSON:
+        if values[name]:
+            fields[name] = to_jsonable_python(values[name])
+    if run.tags:
+        fields["tags"] = run.tags
+    if run.empirical_policy is not None:
+        fields["empirical_policy"] = run.empirical_policy.model_dump(exclude_none=True)
+    if run.flow_id is None:
+        request = deployments_pb.CreateFlowRunFromDeploymentRequest(**fields)
+        create = flow_runs_pb.FlowRunCreate(from_deployment=request)
+        state = create.from_deployment.state
+    else:
+        create = flow_runs_pb.FlowRunCreate(flow_run=flow_runs_pb.CreateFlowRunRequest(**fields))
+        state = create.flow_run.state
+    if run.state is not None:
+        _fill_state(state, run.state)
+    return create
+
+
+# FlowRunCreate's fields sent as strings (ids too) and as JSON, when set.
+_CREATE_STRINGS = (
+    "flow_id",
+    "deployment_id",
+    "name",
+    "idempotency_key",
+    "parent_task_run_id",
+    "work_queue_name",
+    "flow_version",
+    "work_pool_name",
+    "infrastructure_document_id",
+)
+_CREATE_JSON = ("parameters", "context", "labels", "job_variables")
+
+
+def _fill_state(message: state_pb2.State, state: State) -> None:
+    """A proposed state (no id or timestamp: the server assigns both)."""
+    message.type = state_pb2.StateType.Value(f"STATE_TYPE_{state.type.value}")
+    message.name = state.name or ""
+    if state.message is not None:
+        message.message = state.message
+    if state.data is not None:
+        fill(message.data, state.data)
+    details = {
+        name: value
+        for name, value in state.state_details.__dict__.items()
+        if value is not None and value is not False
+    }
+    if details:
+        fill(message.state_details, details)
+
+
+def _create_results(message: flow_runs_pb.CreateFlowRunsResponse) -> list[FlowRunCreateResult]:
+    runs = iter(FlowRun.from_protos(r.flow_run for r in message.results if r.HasField("flow_run")))
+    results = []
+    for result in message.results:
+        if result.HasField("error"):
+            error = result.error
+            failure = FlowRunCreateError(
+                code=_CODE_NAMES.get(error.code, "UNKNOWN"),
+                reason=error.reason,
+                message=error.message,
+                field_violations={v.field: v.description for v in error.field_violations},
+            )
+            results.append(FlowRunCreateResult(error=failure))
+        else:
+            results.append(FlowRunCreateResult(flow_run=next(runs), created=result.created))
+    return results
+
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 @unary

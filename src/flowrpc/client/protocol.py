@@ -7,9 +7,12 @@ requests and converts responses but does no I/O: it yields a step and the driver
 * `Stream`: a server-streaming RPC; the driver yields `items(message)` for every message to the
   caller as it arrives.
 * `Items`: values to hand to the caller now (a page of a paged listing).
+* `Exchange`: a bidirectional RPC: the driver sends `requests` as the server takes them and sends
+  back into the generator the list of `items(message)` over every response message.
 
-A unary operation yields only Calls and returns its result. An iterator operation's items go to
-the caller; the async client exposes it as an async iterator, the sync client as an iterator.
+A unary operation yields only Calls and Exchanges and returns its result. An iterator
+operation's items go to the caller; the async client exposes it as an async iterator, the sync
+client as an iterator.
 """
 
 from __future__ import annotations
@@ -43,7 +46,15 @@ class Items:
     items: list[Any]
 
 
-Step = Call | Stream | Items
+@dataclass(frozen=True)
+class Exchange:
+    stub: type
+    method: str
+    requests: Iterable[Message]  # consumed lazily, as flow control lets them go
+    items: Callable[[Message], Iterable[Any]]
+
+
+Step = Call | Stream | Items | Exchange
 Operation = Generator[Step, Any, Any]
 
 # name -> (operation function, True if it is an iterator operation)

@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 
 from flowrpc.client.base import BaseClient
-from flowrpc.client.errors import from_rpc_error
-from flowrpc.client.protocol import Call, Items, Operation, Stream, install
+from flowrpc.client.errors import from_rpc_error, partial_results
+from flowrpc.client.protocol import Call, Exchange, Items, Operation, Stream, install
 from flowrpc.client.retries import next_delay
 
 
@@ -47,7 +47,22 @@ class SyncFlowRPCClient(BaseClient):
                 step = operation.send(response)
             except StopIteration as done:
                 return done.value
-            response = self._call(step)
+            response = self._exchange(step) if isinstance(step, Exchange) else self._call(step)
+
+    def _exchange(self, step: Exchange) -> list[Any]:
+        # No deadline and no retry: a bulk call may take long, and a repeat could write twice.
+        call = self._rpc(step.stub, step.method)(
+            iter(step.requests), metadata=self._config.metadata
+        )
+        items: list[Any] = []
+        try:
+            for message in call:
+                items.extend(step.items(message))
+        except grpc.RpcError as error:
+            raise partial_results(from_rpc_error(error), items) from error
+        finally:
+            call.cancel()
+        return items
 
     def _iterate(self, operation: Operation) -> Iterator[Any]:
         response = None

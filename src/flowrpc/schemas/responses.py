@@ -19,6 +19,8 @@ from flowrpc.schemas.objects import (
 
 __all__ = [
     "BulkSetStateResult",
+    "FlowRunCreateError",
+    "FlowRunCreateResult",
     "DependencyResult",
     "DeploymentResponse",
     "FlowRunResponse",
@@ -129,3 +131,23 @@ class DependencyResult(FlowRPCBaseModel):
     total_run_time: timedelta | None = None
     estimated_run_time: timedelta | None = None
     untrackable_result: bool = False
+
+
+class FlowRunCreateError(FlowRPCBaseModel):
+    """Why one run of `create_flow_runs` was not created: the error its single create would have
+    raised. Nothing of the run was written."""
+
+    code: str  # the gRPC status code's name: "NOT_FOUND", "INVALID_ARGUMENT", ...
+    reason: str  # FLOW_NOT_FOUND, DEPLOYMENT_NOT_FOUND, INVALID_ARGUMENT, LIMIT_EXCEEDED, ...
+    message: str
+    # Field path (from the run's create request, e.g. "flow_run.state.type") -> what is wrong.
+    field_violations: dict[str, str] = Field(default_factory=dict)
+
+
+class FlowRunCreateResult(FlowRPCBaseModel):
+    """One run's outcome in `create_flow_runs`: `flow_run` (created, or the run its idempotency
+    key already named: `created` False), or `error`."""
+
+    flow_run: FlowRun | None = None
+    created: bool = False
+    error: FlowRunCreateError | None = None

@@ -67,6 +67,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "ReadFlowRunHistory": R,
         "BulkSetFlowRunState": W,
         "BulkDeleteFlowRuns": A,
+        "CreateFlowRuns": W,
     },
     "flowrpc.v1.DeploymentService": {
         "CreateDeployment": W,

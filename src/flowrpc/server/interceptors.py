@@ -36,24 +36,50 @@ CODES = {
 FLOWRPC_SERVICES = "/flowrpc."
 
 
+EachRequest = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
+
+
 def _wrap(
     handler: grpc.RpcMethodHandler,
     around: Callable[..., Any],
     response_serializer: Callable[[Any], bytes] | None = None,
+    each_request: EachRequest | None = None,
 ) -> grpc.RpcMethodHandler:
     """The same handler with its behaviour passed through `around` (and, when given, another
-    response serializer), and a request that does not decode passed to it as Undecodable."""
+    response serializer), and a request that does not decode passed to it as Undecodable. A
+    bidirectional handler's `around` gets the request iterator in place of the request, and
+    `each_request` (when given) sees every request message before the servicer does."""
     if handler.unary_unary:
         factory, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
     elif handler.unary_stream:
         factory, behaviour = grpc.unary_stream_rpc_method_handler, handler.unary_stream
-    else:  # no client-streaming RPCs in the contract
+    elif handler.stream_stream:  # CreateFlowRuns (and reflection)
+        factory = grpc.stream_stream_rpc_method_handler
+        behaviour = _each_request(handler.stream_stream, each_request)
+    else:  # no client-streaming-only RPCs in the contract
         return handler
     return factory(
-        around(behaviour, streaming=handler.unary_stream is not None),
+        around(behaviour, streaming=not handler.unary_unary),
         request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=response_serializer or handler.response_serializer,
     )
+
+
+def _each_request(behaviour: Callable[..., Any], check: EachRequest | None) -> Callable[..., Any]:
+    """A request-streaming behaviour whose request messages pass `check` on their way in."""
+    if check is None:
+        return behaviour
+
+    async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def checked() -> Any:
+            async for request in requests:
+                await check(request, context)
+                yield request
+
+        async for response in behaviour(checked(), context):
+            yield response
+
+    return call
 
 
 class Undecodable:
@@ -87,6 +113,12 @@ async def _undecodable(
     )
     violation = {"request": f"could not be decoded as the request message of {method}"}
     await abort(context, errors.InvalidArgument(violation))
+
+
+async def _refuse_undecodable(request: Any, context: grpc.aio.ServicerContext, method: str) -> None:
+    """Ends a request-streaming call at a message that does not decode."""
+    if isinstance(request, Undecodable):
+        await _undecodable(context, request, method)
 
 
 def _decode_only(behaviour: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
@@ -198,11 +230,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        if handler.stream_stream:  # reflection
+        ours = details.method.startswith(FLOWRPC_SERVICES)
+        if handler.stream_stream and not ours:  # reflection
             return _decoded_stream(handler, details.method)
         # Health and reflection handle their own errors, all but undecodable requests.
-        guard = _guard if details.method.startswith(FLOWRPC_SERVICES) else _decode_only
-        return _wrap(handler, functools.partial(guard, method=details.method))
+        guard = _guard if ours else _decode_only
+        return _wrap(
+            handler,
+            functools.partial(guard, method=details.method),
+            each_request=functools.partial(_refuse_undecodable, method=details.method),
+        )
 
 
 class LimitsInterceptor(grpc.aio.ServerInterceptor):
@@ -223,7 +260,21 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or not details.method.startswith(FLOWRPC_SERVICES):
             return handler
+        if handler.request_streaming:  # every message of the stream is a request to check
+            return _wrap(
+                handler, self._around_stream, response_serializer=_as_is, each_request=self._check
+            )
         return _wrap(handler, self._around, response_serializer=_as_is)
+
+    async def _check(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        self._limits.check(request)
+
+    def _around_stream(self, behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            async for item in behaviour(requests, context):
+                yield serialized(item)
+
+        return stream
 
     def _around(self, behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
         check = self._limits.check
@@ -340,8 +391,8 @@ async def _refuse(
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts each call by method and status code, times it and keeps the in-flight count.
-    Place it first: it then sees every status, the refusals of the others included. Unary and
-    server-streaming calls are measured (reflection, the one bidirectional service, is not)."""
+    Place it first: it then sees every status, the refusals of the others included. Every kind
+    of call is measured, bidirectional ones (CreateFlowRuns, reflection) included."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._calls = metrics.calls

@@ -33,6 +33,9 @@ JSON_TYPES = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobu
 # Bounded like JSON data, by max_json_bytes: free text, and page tokens (the server made them;
 # one holds the last item's sort key, which may be a name of max_string_length characters).
 TEXT_FIELDS = {"description", "message", "page_token"}
+# Lists whose items the servicer checks one by one (calling `check` on each), so that an item
+# over a limit fails alone: here they are only counted.
+ITEMWISE = {"flowrpc.v1.CreateFlowRunsRequest.runs"}
 
 Check = Callable[[Any, str], None]  # (field value, field path) -> None, or raises
 
@@ -88,6 +91,8 @@ class RequestLimits:
     def _field_check(self, field: FieldDescriptor) -> Check | None:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             return self._map_check(field.message_type)
+        if field.full_name in ITEMWISE:
+            return self._count
         if field.is_repeated and field.type == FieldDescriptor.TYPE_STRING:
             return self._strings_check(field)
         one = self._value_check(field)

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from flowrpc.v1 import deployment_service_pb2 as flowrpc_dot_v1_dot_deployment__service__pb2
 from flowrpc.v1 import filter_pb2 as flowrpc_dot_v1_dot_filter__pb2
 from flowrpc.v1 import flow_run_pb2 as flowrpc_dot_v1_dot_flow__run__pb2
 from flowrpc.v1 import graph_pb2 as flowrpc_dot_v1_dot_graph__pb2
@@ -34,75 +35,87 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrpc/v1/flow_run_service.proto\x12\nflowrpc.v1\x1a\x17\x66lowrpc/v1/filter.proto\x1a\x19\x66lowrpc/v1/flow_run.proto\x1a\x16\x66lowrpc/v1/graph.proto\x1a\x18\x66lowrpc/v1/history.proto\x1a\x1e\x66lowrpc/v1/orchestration.proto\x1a\x16\x66lowrpc/v1/state.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x04\n\x14\x43reateFlowRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x05state\x18\x03 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\x19\n\x0c\x66low_version\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\nparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12parent_task_run_id\x18\x07 \x01(\t\x12\"\n\x1ainfrastructure_document_id\x18\x08 \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\t \x01(\x0b\x32\x19.flowrpc.v1.FlowRunPolicy\x12\x0c\n\x04tags\x18\n \x03(\t\x12\'\n\x06labels\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1c\n\x0fidempotency_key\x18\x0c \x01(\tH\x01\x88\x01\x01\x12\x1b\n\x0ework_pool_name\x18\r \x01(\tH\x02\x88\x01\x01\x12\x1c\n\x0fwork_queue_name\x18\x0e \x01(\tH\x03\x88\x01\x01\x12.\n\rjob_variables\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rdeployment_id\x18\x10 \x01(\tB\x0f\n\r_flow_versionB\x12\n\x10_idempotency_keyB\x11\n\x0f_work_pool_nameB\x12\n\x10_work_queue_name\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x11GetFlowRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\"\xac\x01\n\x13ListFlowRunsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\x12%\n\x04sort\x18\x02 \x01(\x0e\x32\x17.flowrpc.v1.FlowRunSort\x12\x12\n\x05limit\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\tB\x08\n\x06_limit\"W\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.flowrpc.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x14\x43ountFlowRunsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\"\"\n\x14\x44\x65leteFlowRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"^\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"J\n\x17SetFlowRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"W\n\x14ResumeFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12*\n\trun_input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"H\n\x15ResumeFlowRunResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"/\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\">\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.flowrpc.v1.State\"-\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"F\n\x17GetFlowRunGraphResponse\x12+\n\x05nodes\x18\x01 \x03(\x0b\x32\x1c.flowrpc.v1.FlowRunGraphNode\"\xe4\x01\n\x1bStreamFlowRunHistoryRequest\x12\x31\n\rhistory_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bhistory_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10history_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\"\xb5\x01\n\x1cStreamFlowRunHistoryResponse\x12\x32\n\x0einterval_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cinterval_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06states\x18\x03 \x03(\x0b\x32\x1f.flowrpc.v1.HistoryStateSummary\"\xe2\x01\n\x19ReadFlowRunHistoryRequest\x12\x31\n\rhistory_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bhistory_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10history_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\"L\n\x1aReadFlowRunHistoryResponse\x12.\n\tintervals\x18\x01 \x03(\x0b\x32\x1b.flowrpc.v1.HistoryInterval\"\x99\x01\n\x1a\x42ulkSetFlowRunStateRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x12\n\x05limit\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_limit\"U\n\x1b\x42ulkSetFlowRunStateResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.flowrpc.v1.BulkSetFlowRunStateResult\"a\n\x19\x42ulkSetFlowRunStateResult\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"g\n\x19\x42ulkDeleteFlowRunsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_limit\":\n\x1a\x42ulkDeleteFlowRunsResponse\x12\x1c\n\x14\x64\x65leted_flow_run_ids\x18\x01 \x03(\t\"k\n\x13StartFlowRunRequest\x12\x32\n\x08\x66low_run\x18\x01 \x01(\x0b\x32 .flowrpc.v1.CreateFlowRunRequest\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\"\x7f\n\x14StartFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12/\n\x06result\x18\x03 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult2\xee\n\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .flowrpc.v1.CreateFlowRunRequest\x1a!.flowrpc.v1.CreateFlowRunResponse\x12K\n\nGetFlowRun\x12\x1d.flowrpc.v1.GetFlowRunRequest\x1a\x1e.flowrpc.v1.GetFlowRunResponse\x12Q\n\x0cListFlowRuns\x12\x1f.flowrpc.v1.ListFlowRunsRequest\x1a .flowrpc.v1.ListFlowRunsResponse\x12T\n\rCountFlowRuns\x12 .flowrpc.v1.CountFlowRunsRequest\x1a!.flowrpc.v1.CountFlowRunsResponse\x12T\n\rUpdateFlowRun\x12 .flowrpc.v1.UpdateFlowRunRequest\x1a!.flowrpc.v1.UpdateFlowRunResponse\x12T\n\rDeleteFlowRun\x12 .flowrpc.v1.DeleteFlowRunRequest\x1a!.flowrpc.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".flowrpc.v1.SetFlowRunStateRequest\x1a#.flowrpc.v1.SetFlowRunStateResponse\x12T\n\rResumeFlowRun\x12 .flowrpc.v1.ResumeFlowRunRequest\x1a!.flowrpc.v1.ResumeFlowRunResponse\x12`\n\x11ListFlowRunStates\x12$.flowrpc.v1.ListFlowRunStatesRequest\x1a%.flowrpc.v1.ListFlowRunStatesResponse\x12Z\n\x0fGetFlowRunGraph\x12\".flowrpc.v1.GetFlowRunGraphRequest\x1a#.flowrpc.v1.GetFlowRunGraphResponse\x12k\n\x14StreamFlowRunHistory\x12\'.flowrpc.v1.StreamFlowRunHistoryRequest\x1a(.flowrpc.v1.StreamFlowRunHistoryResponse0\x01\x12\x63\n\x12ReadFlowRunHistory\x12%.flowrpc.v1.ReadFlowRunHistoryRequest\x1a&.flowrpc.v1.ReadFlowRunHistoryResponse\x12h\n\x13\x42ulkSetFlowRunState\x12&.flowrpc.v1.BulkSetFlowRunStateRequest\x1a\'.flowrpc.v1.BulkSetFlowRunStateResponse0\x01\x12\x65\n\x12\x42ulkDeleteFlowRuns\x12%.flowrpc.v1.BulkDeleteFlowRunsRequest\x1a&.flowrpc.v1.BulkDeleteFlowRunsResponse0\x01\x12Q\n\x0cStartFlowRun\x12\x1f.flowrpc.v1.StartFlowRunRequest\x1a .flowrpc.v1.StartFlowRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrpc/v1/flow_run_service.proto\x12\nflowrpc.v1\x1a#flowrpc/v1/deployment_service.proto\x1a\x17\x66lowrpc/v1/filter.proto\x1a\x19\x66lowrpc/v1/flow_run.proto\x1a\x16\x66lowrpc/v1/graph.proto\x1a\x18\x66lowrpc/v1/history.proto\x1a\x1e\x66lowrpc/v1/orchestration.proto\x1a\x16\x66lowrpc/v1/state.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x04\n\x14\x43reateFlowRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x05state\x18\x03 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\x19\n\x0c\x66low_version\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\nparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12parent_task_run_id\x18\x07 \x01(\t\x12\"\n\x1ainfrastructure_document_id\x18\x08 \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\t \x01(\x0b\x32\x19.flowrpc.v1.FlowRunPolicy\x12\x0c\n\x04tags\x18\n \x03(\t\x12\'\n\x06labels\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1c\n\x0fidempotency_key\x18\x0c \x01(\tH\x01\x88\x01\x01\x12\x1b\n\x0ework_pool_name\x18\r \x01(\tH\x02\x88\x01\x01\x12\x1c\n\x0fwork_queue_name\x18\x0e \x01(\tH\x03\x88\x01\x01\x12.\n\rjob_variables\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rdeployment_id\x18\x10 \x01(\tB\x0f\n\r_flow_versionB\x12\n\x10_idempotency_keyB\x11\n\x0f_work_pool_nameB\x12\n\x10_work_queue_name\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x11GetFlowRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\"\xac\x01\n\x13ListFlowRunsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\x12%\n\x04sort\x18\x02 \x01(\x0e\x32\x17.flowrpc.v1.FlowRunSort\x12\x12\n\x05limit\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\tB\x08\n\x06_limit\"W\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.flowrpc.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x14\x43ountFlowRunsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\"\"\n\x14\x44\x65leteFlowRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"^\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"J\n\x17SetFlowRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"W\n\x14ResumeFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12*\n\trun_input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"H\n\x15ResumeFlowRunResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"/\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\">\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.flowrpc.v1.State\"-\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"F\n\x17GetFlowRunGraphResponse\x12+\n\x05nodes\x18\x01 \x03(\x0b\x32\x1c.flowrpc.v1.FlowRunGraphNode\"\xe4\x01\n\x1bStreamFlowRunHistoryRequest\x12\x31\n\rhistory_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bhistory_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10history_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\"\xb5\x01\n\x1cStreamFlowRunHistoryResponse\x12\x32\n\x0einterval_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cinterval_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06states\x18\x03 \x03(\x0b\x32\x1f.flowrpc.v1.HistoryStateSummary\"\xe2\x01\n\x19ReadFlowRunHistoryRequest\x12\x31\n\rhistory_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bhistory_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10history_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\"L\n\x1aReadFlowRunHistoryResponse\x12.\n\tintervals\x18\x01 \x03(\x0b\x32\x1b.flowrpc.v1.HistoryInterval\"\x99\x01\n\x1a\x42ulkSetFlowRunStateRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x12\n\x05limit\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_limit\"U\n\x1b\x42ulkSetFlowRunStateResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.flowrpc.v1.BulkSetFlowRunStateResult\"a\n\x19\x42ulkSetFlowRunStateResult\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"g\n\x19\x42ulkDeleteFlowRunsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.flowrpc.v1.FlowRunFilterSet\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_limit\":\n\x1a\x42ulkDeleteFlowRunsResponse\x12\x1c\n\x14\x64\x65leted_flow_run_ids\x18\x01 \x03(\t\"k\n\x13StartFlowRunRequest\x12\x32\n\x08\x66low_run\x18\x01 \x01(\x0b\x32 .flowrpc.v1.CreateFlowRunRequest\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\"\x7f\n\x14StartFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12/\n\x06result\x18\x03 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"@\n\x15\x43reateFlowRunsRequest\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.flowrpc.v1.FlowRunCreate\"\x9a\x01\n\rFlowRunCreate\x12\x34\n\x08\x66low_run\x18\x01 \x01(\x0b\x32 .flowrpc.v1.CreateFlowRunRequestH\x00\x12I\n\x0f\x66rom_deployment\x18\x02 \x01(\x0b\x32..flowrpc.v1.CreateFlowRunFromDeploymentRequestH\x00\x42\x08\n\x06source\"K\n\x16\x43reateFlowRunsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .flowrpc.v1.CreateFlowRunsResult\"\x9b\x01\n\x14\x43reateFlowRunsResult\x12\r\n\x05index\x18\x01 \x01(\x03\x12\'\n\x08\x66low_run\x18\x02 \x01(\x0b\x32\x13.flowrpc.v1.FlowRunH\x00\x12/\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1e.flowrpc.v1.FlowRunCreateErrorH\x00\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x86\x01\n\x12\x46lowRunCreateError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x41\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\'.flowrpc.v1.FlowRunCreateFieldViolation\"A\n\x1b\x46lowRunCreateFieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t2\xcb\x0b\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .flowrpc.v1.CreateFlowRunRequest\x1a!.flowrpc.v1.CreateFlowRunResponse\x12K\n\nGetFlowRun\x12\x1d.flowrpc.v1.GetFlowRunRequest\x1a\x1e.flowrpc.v1.GetFlowRunResponse\x12Q\n\x0cListFlowRuns\x12\x1f.flowrpc.v1.ListFlowRunsRequest\x1a .flowrpc.v1.ListFlowRunsResponse\x12T\n\rCountFlowRuns\x12 .flowrpc.v1.CountFlowRunsRequest\x1a!.flowrpc.v1.CountFlowRunsResponse\x12T\n\rUpdateFlowRun\x12 .flowrpc.v1.UpdateFlowRunRequest\x1a!.flowrpc.v1.UpdateFlowRunResponse\x12T\n\rDeleteFlowRun\x12 .flowrpc.v1.DeleteFlowRunRequest\x1a!.flowrpc.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".flowrpc.v1.SetFlowRunStateRequest\x1a#.flowrpc.v1.SetFlowRunStateResponse\x12T\n\rResumeFlowRun\x12 .flowrpc.v1.ResumeFlowRunRequest\x1a!.flowrpc.v1.ResumeFlowRunResponse\x12`\n\x11ListFlowRunStates\x12$.flowrpc.v1.ListFlowRunStatesRequest\x1a%.flowrpc.v1.ListFlowRunStatesResponse\x12Z\n\x0fGetFlowRunGraph\x12\".flowrpc.v1.GetFlowRunGraphRequest\x1a#.flowrpc.v1.GetFlowRunGraphResponse\x12k\n\x14StreamFlowRunHistory\x12\'.flowrpc.v1.StreamFlowRunHistoryRequest\x1a(.flowrpc.v1.StreamFlowRunHistoryResponse0\x01\x12\x63\n\x12ReadFlowRunHistory\x12%.flowrpc.v1.ReadFlowRunHistoryRequest\x1a&.flowrpc.v1.ReadFlowRunHistoryResponse\x12h\n\x13\x42ulkSetFlowRunState\x12&.flowrpc.v1.BulkSetFlowRunStateRequest\x1a\'.flowrpc.v1.BulkSetFlowRunStateResponse0\x01\x12\x65\n\x12\x42ulkDeleteFlowRuns\x12%.flowrpc.v1.BulkDeleteFlowRunsRequest\x1a&.flowrpc.v1.BulkDeleteFlowRunsResponse0\x01\x12Q\n\x0cStartFlowRun\x12\x1f.flowrpc.v1.StartFlowRunRequest\x1a .flowrpc.v1.StartFlowRunResponse\x12[\n\x0e\x43reateFlowRuns\x12!.flowrpc.v1.CreateFlowRunsRequest\x1a\".flowrpc.v1.CreateFlowRunsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flowrpc.v1.flow_run_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEFLOWRUNREQUEST']._serialized_start=337
-  _globals['_CREATEFLOWRUNREQUEST']._serialized_end=946
-  _globals['_CREATEFLOWRUNRESPONSE']._serialized_start=948
-  _globals['_CREATEFLOWRUNRESPONSE']._serialized_end=1027
-  _globals['_GETFLOWRUNREQUEST']._serialized_start=1029
-  _globals['_GETFLOWRUNREQUEST']._serialized_end=1060
-  _globals['_GETFLOWRUNRESPONSE']._serialized_start=1062
-  _globals['_GETFLOWRUNRESPONSE']._serialized_end=1121
-  _globals['_LISTFLOWRUNSREQUEST']._serialized_start=1124
-  _globals['_LISTFLOWRUNSREQUEST']._serialized_end=1296
-  _globals['_LISTFLOWRUNSRESPONSE']._serialized_start=1298
-  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=1385
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=1387
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=1455
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=1457
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=1495
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=1497
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=1607
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=1609
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=1671
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=1673
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=1707
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=1709
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=1732
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=1734
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=1828
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=1830
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=1904
-  _globals['_RESUMEFLOWRUNREQUEST']._serialized_start=1906
-  _globals['_RESUMEFLOWRUNREQUEST']._serialized_end=1993
-  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_start=1995
-  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_end=2067
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=2069
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=2116
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=2118
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=2180
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2182
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2227
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2229
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2299
-  _globals['_STREAMFLOWRUNHISTORYREQUEST']._serialized_start=2302
-  _globals['_STREAMFLOWRUNHISTORYREQUEST']._serialized_end=2530
-  _globals['_STREAMFLOWRUNHISTORYRESPONSE']._serialized_start=2533
-  _globals['_STREAMFLOWRUNHISTORYRESPONSE']._serialized_end=2714
-  _globals['_READFLOWRUNHISTORYREQUEST']._serialized_start=2717
-  _globals['_READFLOWRUNHISTORYREQUEST']._serialized_end=2943
-  _globals['_READFLOWRUNHISTORYRESPONSE']._serialized_start=2945
-  _globals['_READFLOWRUNHISTORYRESPONSE']._serialized_end=3021
-  _globals['_BULKSETFLOWRUNSTATEREQUEST']._serialized_start=3024
-  _globals['_BULKSETFLOWRUNSTATEREQUEST']._serialized_end=3177
-  _globals['_BULKSETFLOWRUNSTATERESPONSE']._serialized_start=3179
-  _globals['_BULKSETFLOWRUNSTATERESPONSE']._serialized_end=3264
-  _globals['_BULKSETFLOWRUNSTATERESULT']._serialized_start=3266
-  _globals['_BULKSETFLOWRUNSTATERESULT']._serialized_end=3363
-  _globals['_BULKDELETEFLOWRUNSREQUEST']._serialized_start=3365
-  _globals['_BULKDELETEFLOWRUNSREQUEST']._serialized_end=3468
-  _globals['_BULKDELETEFLOWRUNSRESPONSE']._serialized_start=3470
-  _globals['_BULKDELETEFLOWRUNSRESPONSE']._serialized_end=3528
-  _globals['_STARTFLOWRUNREQUEST']._serialized_start=3530
-  _globals['_STARTFLOWRUNREQUEST']._serialized_end=3637
-  _globals['_STARTFLOWRUNRESPONSE']._serialized_start=3639
-  _globals['_STARTFLOWRUNRESPONSE']._serialized_end=3766
-  _globals['_FLOWRUNSERVICE']._serialized_start=3769
-  _globals['_FLOWRUNSERVICE']._serialized_end=5159
+  _globals['_CREATEFLOWRUNREQUEST']._serialized_start=374
+  _globals['_CREATEFLOWRUNREQUEST']._serialized_end=983
+  _globals['_CREATEFLOWRUNRESPONSE']._serialized_start=985
+  _globals['_CREATEFLOWRUNRESPONSE']._serialized_end=1064
+  _globals['_GETFLOWRUNREQUEST']._serialized_start=1066
+  _globals['_GETFLOWRUNREQUEST']._serialized_end=1097
+  _globals['_GETFLOWRUNRESPONSE']._serialized_start=1099
+  _globals['_GETFLOWRUNRESPONSE']._serialized_end=1158
+  _globals['_LISTFLOWRUNSREQUEST']._serialized_start=1161
+  _globals['_LISTFLOWRUNSREQUEST']._serialized_end=1333
+  _globals['_LISTFLOWRUNSRESPONSE']._serialized_start=1335
+  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=1422
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=1424
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=1492
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=1494
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=1532
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=1534
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=1644
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=1646
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=1708
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=1710
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=1744
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=1746
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=1769
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=1771
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=1865
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=1867
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=1941
+  _globals['_RESUMEFLOWRUNREQUEST']._serialized_start=1943
+  _globals['_RESUMEFLOWRUNREQUEST']._serialized_end=2030
+  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_start=2032
+  _globals['_RESUMEFLOWRUNRESPONSE']._serialized_end=2104
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=2106
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=2153
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=2155
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=2217
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2219
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2264
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2266
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2336
+  _globals['_STREAMFLOWRUNHISTORYREQUEST']._serialized_start=2339
+  _globals['_STREAMFLOWRUNHISTORYREQUEST']._serialized_end=2567
+  _globals['_STREAMFLOWRUNHISTORYRESPONSE']._serialized_start=2570
+  _globals['_STREAMFLOWRUNHISTORYRESPONSE']._serialized_end=2751
+  _globals['_READFLOWRUNHISTORYREQUEST']._serialized_start=2754
+  _globals['_READFLOWRUNHISTORYREQUEST']._serialized_end=2980
+  _globals['_READFLOWRUNHISTORYRESPONSE']._serialized_start=2982
+  _globals['_READFLOWRUNHISTORYRESPONSE']._serialized_end=3058
+  _globals['_BULKSETFLOWRUNSTATEREQUEST']._serialized_start=3061
+  _globals['_BULKSETFLOWRUNSTATEREQUEST']._serialized_end=3214
+  _globals['_BULKSETFLOWRUNSTATERESPONSE']._serialized_start=3216
+  _globals['_BULKSETFLOWRUNSTATERESPONSE']._serialized_end=3301
+  _globals['_BULKSETFLOWRUNSTATERESULT']._serialized_start=3303
+  _globals['_BULKSETFLOWRUNSTATERESULT']._serialized_end=3400
+  _globals['_BULKDELETEFLOWRUNSREQUEST']._serialized_start=3402
+  _globals['_BULKDELETEFLOWRUNSREQUEST']._serialized_end=3505
+  _globals['_BULKDELETEFLOWRUNSRESPONSE']._serialized_start=3507
+  _globals['_BULKDELETEFLOWRUNSRESPONSE']._serialized_end=3565
+  _globals['_STARTFLOWRUNREQUEST']._serialized_start=3567
+  _globals['_STARTFLOWRUNREQUEST']._serialized_end=3674
+  _globals['_STARTFLOWRUNRESPONSE']._serialized_start=3676
+  _globals['_STARTFLOWRUNRESPONSE']._serialized_end=3803
+  _globals['_CREATEFLOWRUNSREQUEST']._serialized_start=3805
+  _globals['_CREATEFLOWRUNSREQUEST']._serialized_end=3869
+  _globals['_FLOWRUNCREATE']._serialized_start=3872
+  _globals['_FLOWRUNCREATE']._serialized_end=4026
+  _globals['_CREATEFLOWRUNSRESPONSE']._serialized_start=4028
+  _globals['_CREATEFLOWRUNSRESPONSE']._serialized_end=4103
+  _globals['_CREATEFLOWRUNSRESULT']._serialized_start=4106
+  _globals['_CREATEFLOWRUNSRESULT']._serialized_end=4261
+  _globals['_FLOWRUNCREATEERROR']._serialized_start=4264
+  _globals['_FLOWRUNCREATEERROR']._serialized_end=4398
+  _globals['_FLOWRUNCREATEFIELDVIOLATION']._serialized_start=4400
+  _globals['_FLOWRUNCREATEFIELDVIOLATION']._serialized_end=4465
+  _globals['_FLOWRUNSERVICE']._serialized_start=4468
+  _globals['_FLOWRUNSERVICE']._serialized_end=5951
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from flowrpc.v1 import deployment_service_pb2 as _deployment_service_pb2
 from flowrpc.v1 import filter_pb2 as _filter_pb2
 from flowrpc.v1 import flow_run_pb2 as _flow_run_pb2
 from flowrpc.v1 import graph_pb2 as _graph_pb2
@@ -853,3 +854,190 @@ class StartFlowRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartFlowRunResponse: _TypeAlias = StartFlowRunResponse  # noqa: Y015
+
+@_typing.final
+class CreateFlowRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlowRunCreate]:
+        """0..1,000 runs. Every field of a run is bounded as in its single create (max_string_length,
+        max_json_bytes, max_list_length, and the run budget); a run over a bound gets an error
+        result with reason LIMIT_EXCEEDED, the rest of the message is created.
+        """
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___FlowRunCreate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateFlowRunsRequest: _TypeAlias = CreateFlowRunsRequest  # noqa: Y015
+
+@_typing.final
+class FlowRunCreate(_message.Message):
+    """One run to create: the request of the single create it stands for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_RUN_FIELD_NUMBER: _builtins.int
+    FROM_DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flow_run(self) -> Global___CreateFlowRunRequest:
+        """As CreateFlowRun: a run of flow_id (initial state default Pending)."""
+
+    @_builtins.property
+    def from_deployment(self) -> _deployment_service_pb2.CreateFlowRunFromDeploymentRequest:
+        """As CreateFlowRunFromDeployment (initial state default Scheduled now)."""
+
+    def __init__(
+        self,
+        *,
+        flow_run: Global___CreateFlowRunRequest | None = ...,
+        from_deployment: _deployment_service_pb2.CreateFlowRunFromDeploymentRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "from_deployment", b"from_deployment", "source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "from_deployment", b"from_deployment", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["flow_run", "from_deployment"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___FlowRunCreate: _TypeAlias = FlowRunCreate  # noqa: Y015
+
+@_typing.final
+class CreateFlowRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateFlowRunsResult]:
+        """Consecutive results, in the order the runs were sent."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CreateFlowRunsResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateFlowRunsResponse: _TypeAlias = CreateFlowRunsResponse  # noqa: Y015
+
+@_typing.final
+class CreateFlowRunsResult(_message.Message):
+    """The outcome for one run of CreateFlowRuns: exactly one of flow_run and error is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    FLOW_RUN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The run's position in the call: 0 for the first run of the first message, counting on
+    across messages.
+    """
+    created: _builtins.bool
+    """True when flow_run was created by this call; false for an existing run returned for its
+    idempotency key, and for an error.
+    """
+    @_builtins.property
+    def flow_run(self) -> _flow_run_pb2.FlowRun:
+        """The run created, or the existing run its idempotency key names."""
+
+    @_builtins.property
+    def error(self) -> Global___FlowRunCreateError:
+        """Why the run was not created; nothing of it was written."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        flow_run: _flow_run_pb2.FlowRun | None = ...,
+        error: Global___FlowRunCreateError | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "flow_run", b"flow_run", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "error", b"error", "flow_run", b"flow_run", "index", b"index", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["flow_run", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___CreateFlowRunsResult: _TypeAlias = CreateFlowRunsResult  # noqa: Y015
+
+@_typing.final
+class FlowRunCreateError(_message.Message):
+    """A run that was not created: the status its single create would have ended with."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code, as numbered by gRPC (3 INVALID_ARGUMENT, 5 NOT_FOUND, ...)."""
+    reason: _builtins.str
+    """Machine-readable, UPPER_SNAKE, as in the ErrorInfo of a failed call: FLOW_NOT_FOUND,
+    DEPLOYMENT_NOT_FOUND, WORK_POOL_NOT_FOUND, INVALID_ARGUMENT, LIMIT_EXCEEDED, ...
+    """
+    message: _builtins.str
+    """For a person: what is wrong and what to change."""
+    @_builtins.property
+    def field_violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlowRunCreateFieldViolation]:
+        """For INVALID_ARGUMENT and LIMIT_EXCEEDED: the fields at fault, as paths from the run's
+        FlowRunCreate ("flow_run.state.type", "from_deployment.tags[2]").
+        """
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        field_violations: _abc.Iterable[Global___FlowRunCreateFieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field_violations", b"field_violations", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowRunCreateError: _TypeAlias = FlowRunCreateError  # noqa: Y015
+
+@_typing.final
+class FlowRunCreateFieldViolation(_message.Message):
+    """A field of a run to create and what is wrong with it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowRunCreateFieldViolation: _TypeAlias = FlowRunCreateFieldViolation  # noqa: Y015

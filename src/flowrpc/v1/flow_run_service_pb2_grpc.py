@@ -113,6 +113,11 @@ class FlowRunServiceStub:
                 request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunRequest.SerializeToString,
                 response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunResponse.FromString,
                 _registered_method=True)
+        self.CreateFlowRuns = channel.stream_stream(
+                '/flowrpc.v1.FlowRunService/CreateFlowRuns',
+                request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsRequest.SerializeToString,
+                response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsResponse.FromString,
+                _registered_method=True)
 
 
 class FlowRunServiceServicer:
@@ -237,6 +242,27 @@ class FlowRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateFlowRuns(self, request_iterator, context):
+        """Creates many runs in one call. The client sends the runs in as many messages as it likes (at
+        most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
+        server answers each message with the results of its runs, in the order sent (one response
+        message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+        all of a message's results before any of the next one's. A client may send every message
+        at once or wait for each answer before sending the next: a call of any size travels in
+        bounded messages.
+        Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
+        same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
+        in an earlier call or earlier in this one, returns the existing run with created=false).
+        Each run succeeds or fails on its own, whole: a run that cannot be created gets an error
+        result (what the single create would have failed with) and the others are created. The call
+        itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
+        LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
+        stand. The runs of one message are committed together.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FlowRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +340,11 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.StartFlowRun,
                     request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunRequest.FromString,
                     response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunResponse.SerializeToString,
+            ),
+            'CreateFlowRuns': grpc.stream_stream_rpc_method_handler(
+                    servicer.CreateFlowRuns,
+                    request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsRequest.FromString,
+                    response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -725,6 +756,33 @@ class FlowRunService:
             '/flowrpc.v1.FlowRunService/StartFlowRun',
             flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunRequest.SerializeToString,
             flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFlowRuns(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/flowrpc.v1.FlowRunService/CreateFlowRuns',
+            flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsRequest.SerializeToString,
+            flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,23 @@ class FlowRunServiceStub:
     its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
     wait (WAIT), or not (REJECT, ABORT).
     """
+    CreateFlowRuns: _grpc.StreamStreamMultiCallable[_flow_run_service_pb2.CreateFlowRunsRequest, _flow_run_service_pb2.CreateFlowRunsResponse]
+    """Creates many runs in one call. The client sends the runs in as many messages as it likes (at
+    most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
+    server answers each message with the results of its runs, in the order sent (one response
+    message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+    all of a message's results before any of the next one's. A client may send every message
+    at once or wait for each answer before sending the next: a call of any size travels in
+    bounded messages.
+    Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
+    same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
+    in an earlier call or earlier in this one, returns the existing run with created=false).
+    Each run succeeds or fails on its own, whole: a run that cannot be created gets an error
+    result (what the single create would have failed with) and the others are created. The call
+    itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
+    LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
+    stand. The runs of one message are committed together.
+    """
 
 @_typing.type_check_only
 class FlowRunServiceAsyncStub(FlowRunServiceStub):
@@ -142,6 +159,23 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     transaction: what a workflow engine does before running a flow's code. For a run found by
     its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
     wait (WAIT), or not (REJECT, ABORT).
+    """
+    CreateFlowRuns: _aio.StreamStreamMultiCallable[_flow_run_service_pb2.CreateFlowRunsRequest, _flow_run_service_pb2.CreateFlowRunsResponse]  # type: ignore[assignment]
+    """Creates many runs in one call. The client sends the runs in as many messages as it likes (at
+    most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
+    server answers each message with the results of its runs, in the order sent (one response
+    message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+    all of a message's results before any of the next one's. A client may send every message
+    at once or wait for each answer before sending the next: a call of any size travels in
+    bounded messages.
+    Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
+    same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
+    in an earlier call or earlier in this one, returns the existing run with created=false).
+    Each run succeeds or fails on its own, whole: a run that cannot be created gets an error
+    result (what the single create would have failed with) and the others are created. The call
+    itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
+    LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
+    stand. The runs of one message are committed together.
     """
 
 class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -287,6 +321,29 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         transaction: what a workflow engine does before running a flow's code. For a run found by
         its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
         wait (WAIT), or not (REJECT, ABORT).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateFlowRuns(
+        self,
+        request_iterator: _MaybeAsyncIterator[_flow_run_service_pb2.CreateFlowRunsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_flow_run_service_pb2.CreateFlowRunsResponse], _abc.AsyncIterator[_flow_run_service_pb2.CreateFlowRunsResponse]]:
+        """Creates many runs in one call. The client sends the runs in as many messages as it likes (at
+        most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
+        server answers each message with the results of its runs, in the order sent (one response
+        message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+        all of a message's results before any of the next one's. A client may send every message
+        at once or wait for each answer before sending the next: a call of any size travels in
+        bounded messages.
+        Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
+        same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
+        in an earlier call or earlier in this one, returns the existing run with created=false).
+        Each run succeeds or fails on its own, whole: a run that cannot be created gets an error
+        result (what the single create would have failed with) and the others are created. The call
+        itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
+        LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
+        stand. The runs of one message are committed together.
         """
 
 def add_FlowRunServiceServicer_to_server(servicer: FlowRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

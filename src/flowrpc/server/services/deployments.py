@@ -6,9 +6,8 @@ from typing import Any
 
 from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import run_budget
-from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
-from flowrpc.server.services.flow_runs import initial_state, run_values, within_budget
+from flowrpc.server.services.creates import deployment_run_create
 from flowrpc.server.services.flows import require_name
 from flowrpc.server.storage import deployments as storage
 from flowrpc.server.storage.database import Database
@@ -74,11 +73,9 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
     async def CreateFlowRunFromDeployment(
         self, request: pb.CreateFlowRunFromDeploymentRequest, context: Any
     ) -> Any:
-        deployment_id = c.require_id(request.deployment_id, "deployment_id")
         now = now_micros()
-        state = initial_state(request, now, StateType.SCHEDULED)
-        create = within_budget(storage.create_flow_run, run_budget(self.settings))
-        row, created = await self.db.write(create, deployment_id, run_values(request), state, now)
+        write, args = deployment_run_create(request, now, run_budget(self.settings)).write
+        row, created = await self.db.write(write, *args)
         return pb.CreateFlowRunFromDeploymentResponse(
             flow_run=c.flow_run_fields(row, now), created=created
         )

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import functools
+from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy.engine import Connection
+import grpc
 
-from flowrpc.server.errors import InvalidArgument
+from flowrpc.server.errors import InvalidArgument, ServiceError
 from flowrpc.server.ids import now_micros
-from flowrpc.server.limits import check_run_size, fitted, run_budget, run_size, split
-from flowrpc.server.orchestration.records import State, StateType
-from flowrpc.server.orchestration.states import new_state
+from flowrpc.server.interceptors import CODES
+from flowrpc.server.limits import RequestLimits, fitted, run_budget, split
+from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
+from flowrpc.server.services.creates import (
+    check_row,
+    deployment_run_create,
+    flow_run_create,
+    within_budget,
+)
 from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import flow_runs as storage
+from flowrpc.server.storage import run_creates
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
 from flowrpc.settings import Settings
@@ -22,6 +31,8 @@ from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
 BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk calls
+# Runs one CreateFlowRuns message may carry: one write transaction, one response (mostly).
+MAX_CREATE_RUNS = 1000
 UPDATABLE = {
     "name",
     "flow_version",
@@ -33,90 +44,41 @@ UPDATABLE = {
 }
 
 
-def run_values(request: Any) -> dict[str, Any]:
-    """Columns shared by both ways of creating a run."""
-    return {
-        "name": request.name,
-        "parameters": c.plain_struct(request, "parameters") or {},
-        "context": c.plain_struct(request, "context") or {},
-        "empirical_policy": c.flow_run_policy(request.empirical_policy),
-        "tags": list(request.tags),
-        "labels": c.plain_struct(request, "labels") or {},
-        "idempotency_key": c.optional(request, "idempotency_key"),
-        "parent_task_run_id": c.optional_id(request.parent_task_run_id, "parent_task_run_id"),
-        "work_queue_name": c.optional(request, "work_queue_name"),
-        "job_variables": c.plain_struct(request, "job_variables") or {},
-    }
-
-
-def within_budget(write: Callable[..., Any], budget: int) -> Callable[..., Any]:
-    """A storage write of a run that fails (and so rolls back) when the run it leaves is over
-    the run budget: updates and deployments add to what a request alone brings."""
-
-    def checked(conn: Connection, *args: Any) -> Any:
-        result = write(conn, *args)
-        row = result[0] if isinstance(result, tuple) else result
-        check_run_size(run_size(flow_run_pb2.FlowRun(**c.flow_run_fields(row, 0))), budget)
-        return result
-
-    return checked
-
-
-def initial_state(request: Any, now: int, default: StateType) -> State:
-    """The state a create request asks for, or the default (Pending, or Scheduled now)."""
-    if request.HasField("state"):
-        return c.proposed_state(request.state, now)
-    return new_state(default, now)
-
-
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     def __init__(self, db: Database, settings: Settings, page_tokens: PageTokens) -> None:
         self.db = db
         self.settings = settings
         self.page_tokens = page_tokens
+        self.limits = RequestLimits(settings)  # each run of CreateFlowRuns on its own
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()
-        values = self._create_values(request)
-        state = initial_state(request, now, StateType.PENDING)
-        pool = c.optional(request, "work_pool_name")
-        row, created = await self.db.write(storage.create_flow_run, values, state, now, pool)
+        write, args = flow_run_create(request, now, run_budget(self.settings)).write
+        row, created = await self.db.write(write, *args)
         return pb.CreateFlowRunResponse(flow_run=c.flow_run_fields(row, now), created=created)
 
     async def StartFlowRun(self, request: pb.StartFlowRunRequest, context: Any) -> Any:
         now = now_micros()
-        create = request.flow_run
-        values = self._create_values(create)
-        initial = initial_state(create, now, StateType.PENDING)
+        create = flow_run_create(request.flow_run, now, run_budget(self.settings))
         # One microsecond later, so the two states keep their order in the history.
         proposed = c.proposed_state(request.state, now + 1)
         if proposed.type is not StateType.RUNNING:
             raise InvalidArgument(
                 {"state.type": "must be RUNNING (other proposals go through SetFlowRunState)"}
             )
-        pool = c.optional(create, "work_pool_name")
         row, created, outcome = await self.db.write(
-            storage.start_flow_run, values, initial, proposed, now, pool
+            storage.start_flow_run,
+            create.values,
+            create.state,
+            proposed,
+            now,
+            create.work_pool_name,
         )
         return pb.StartFlowRunResponse(
             flow_run=c.flow_run_fields(row, now),
             created=created,
             result=c.result_to_proto(outcome.decision, outcome.state),
         )
-
-    def _create_values(self, request: pb.CreateFlowRunRequest) -> dict[str, Any]:
-        """A create request's columns, its size checked against the run budget."""
-        values = {
-            **run_values(request),
-            "flow_id": c.require_id(request.flow_id, "flow_id"),
-            "flow_version": c.optional(request, "flow_version"),
-            "infrastructure_document_id": c.optional_id(
-                request.infrastructure_document_id, "infrastructure_document_id"
-            ),
-            "deployment_id": c.optional_id(request.deployment_id, "deployment_id"),
-        }
-        check_run_size(run_size(request), run_budget(self.settings))
-        return values
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context: Any) -> Any:
         run_id = c.require_id(request.id, "id")
@@ -271,6 +233,78 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             deleted = await self.db.write(storage.bulk_delete, ids)
             yield pb.BulkDeleteFlowRunsResponse(deleted_flow_run_ids=deleted)
 
+    async def CreateFlowRuns(
+        self, requests: AsyncIterator[pb.CreateFlowRunsRequest], context: Any
+    ) -> AsyncIterator[pb.CreateFlowRunsResponse]:
+        # A reader task takes each message, converts its runs and hands them to the writer while
+        # the previous message is still being written (SQLite's own work runs without the GIL),
+        # and this loop answers each message as soon as its write is done: a client that waits
+        # for each answer before sending its next message is answered too.
+        writes: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._start_writes(requests, writes))
+        index = 0  # of the next run in the call
+        try:
+            while (item := await writes.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                runs, now, written = item
+                results = []
+                for run, outcome in zip(runs, await written, strict=True):
+                    results.append(_create_result(index, run, outcome, now))
+                    index += 1
+                for message in split(pb.CreateFlowRunsResponse(results=results), "results"):
+                    yield message
+        finally:
+            reader.cancel()
+
+    async def _start_writes(
+        self, requests: AsyncIterator[pb.CreateFlowRunsRequest], writes: asyncio.Queue[Any]
+    ) -> None:
+        """For each message: (its runs, now, the future of its write), into `writes`; then
+        None, or the error that ends the call."""
+        budget = run_budget(self.settings)
+        check = functools.partial(check_row, budget=budget)
+        try:
+            async for request in requests:
+                if len(request.runs) > MAX_CREATE_RUNS:
+                    raise InvalidArgument(
+                        {
+                            "runs": f"{len(request.runs)} runs in one message, over the "
+                            f"{MAX_CREATE_RUNS} a message may carry: send them in several messages"
+                        },
+                        reason="LIMIT_EXCEEDED",
+                    )
+                if not request.runs:
+                    continue
+                now = now_micros()
+                creates = [self._run_create(run, now, budget) for run in request.runs]
+                written = asyncio.ensure_future(
+                    self.db.write(run_creates.create_flow_runs, creates, check)
+                )
+                # Retrieved here too: a call that ends early leaves later writes unanswered.
+                written.add_done_callback(_retrieved)
+                await writes.put((request.runs, now, written))
+        except Exception as error:  # noqa: BLE001 - the answering loop raises it in order
+            await writes.put(error)
+            return
+        await writes.put(None)
+
+    def _run_create(self, run: pb.FlowRunCreate, now: int, budget: int) -> Any:
+        """The run's create, as its single create makes it, or why it cannot be made."""
+        try:
+            self.limits.check(run)  # paths from the FlowRunCreate already
+            source = run.WhichOneof("source")
+            if source is None:
+                raise InvalidArgument({"source": "set flow_run or from_deployment"})
+        except ServiceError as error:
+            return error
+        try:
+            if source == "flow_run":
+                return flow_run_create(run.flow_run, now, budget)
+            return deployment_run_create(run.from_deployment, now, budget)
+        except ServiceError as error:
+            return error
+
     async def _chunks(self, request: Any) -> AsyncIterator[list[str]]:
         """The selected run ids, a chunk at a time, in id order (each chunk re-selected after the
         previous one was written, so runs that stop matching are not touched)."""
@@ -290,6 +324,40 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             after = ids[-1]
             if remaining is not None:
                 remaining -= len(ids)
+
+
+def _create_result(index: int, run: pb.FlowRunCreate, outcome: Any, now: int) -> dict[str, Any]:
+    """A CreateFlowRunsResult, as its constructor takes it (the response is built in one call
+    from these, not from result messages it would copy)."""
+    if not isinstance(outcome, ServiceError):
+        row, created = outcome
+        return {"index": index, "flow_run": c.flow_run_fields(row, now), "created": created}
+    violations = getattr(outcome, "violations", {})
+    source = run.WhichOneof("source")
+    if source is not None:  # paths from the single create's request: from the FlowRunCreate
+        violations = {
+            path if path.startswith(f"{source}.") else _within(source, path): problem
+            for path, problem in violations.items()
+        }
+    error = {
+        "code": CODES.get(type(outcome), grpc.StatusCode.FAILED_PRECONDITION).value[0],
+        "reason": outcome.reason,
+        "message": outcome.message,
+        "field_violations": [
+            {"field": path, "description": problem} for path, problem in violations.items()
+        ],
+    }
+    return {"index": index, "error": error}
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _within(source: str, path: str) -> str:
+    """A single create's field path as a path from the FlowRunCreate ("request": the whole)."""
+    return source if path == "request" else f"{source}.{path}"
 
 
 def _history_window(request: Any) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import check_run_size, run_budget, run_size
 from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
-from flowrpc.server.services.flow_runs import initial_state
+from flowrpc.server.services.creates import initial_state
 from flowrpc.server.storage import task_runs as storage
 from flowrpc.server.storage.database import Database
 from flowrpc.settings import Settings

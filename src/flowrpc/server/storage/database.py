@@ -17,11 +17,12 @@ caller's filter (bulk calls select their runs with reads, then write them by id)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -428,6 +429,30 @@ class _GroupCommitWriter(_Writer):
             by_loop.setdefault(loop, []).append((future, result, error))
         for loop, settled in by_loop.items():
             loop.call_soon_threadsafe(_settle, settled)
+
+
+@contextlib.contextmanager
+def savepoint(conn: Connection, name: str = "flowrpc_part") -> Iterator[None]:
+    """A savepoint for one part of a call: an exception rolls back that part alone and goes on.
+    On SQLite issued on the driver (see _in_savepoint), on PostgreSQL through SQLAlchemy."""
+    if conn.dialect.name != "sqlite":
+        with conn.begin_nested():
+            yield
+        return
+    driver = conn.connection.driver_connection
+    driver.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        driver.execute(f"ROLLBACK TO {name}")
+        driver.execute(f"RELEASE {name}")
+        raise
+    driver.execute(f"RELEASE {name}")
+
+
+def caller_error(error: sa.exc.DBAPIError) -> None:
+    """Raises the caller's error a database error stands for (a NUL character), if any."""
+    _refuse_nul(error)
 
 
 def _in_savepoint(conn: Connection, fn: StorageFn[T], args: tuple[Any, ...]) -> tuple[Any, Any]:

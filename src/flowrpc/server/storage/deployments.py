@@ -14,6 +14,7 @@ from flowrpc.server.storage import flow_runs
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
 from flowrpc.server.storage.prepared import Prepared
+from flowrpc.server.storage.rows import plain
 from flowrpc.server.storage.work_pools import resolve_work_queue
 
 dep = t.deployment.c
@@ -25,11 +26,11 @@ READ = sa.select(t.deployment, t.work_pool.c.name.label("work_pool_name")).selec
 )
 
 # A deployment with its flow's labels, for the runs created from it.
-FOR_RUN = Prepared(
-    READ.add_columns(t.flow.c.labels.label("flow_labels"))
-    .join(t.flow, t.flow.c.id == dep.flow_id)
-    .where(dep.id == sa.bindparam("deployment_id"))
+_WITH_FLOW_LABELS = READ.add_columns(t.flow.c.labels.label("flow_labels")).join(
+    t.flow, t.flow.c.id == dep.flow_id
 )
+FOR_RUN = Prepared(_WITH_FLOW_LABELS.where(dep.id == sa.bindparam("deployment_id")))
+FOR_RUN_MANY = _WITH_FLOW_LABELS.where(dep.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def create_deployment(
@@ -128,6 +129,17 @@ def create_flow_run(
     deployment = FOR_RUN.first(conn, {"deployment_id": deployment_id})
     if deployment is None:
         raise not_found("deployment", deployment_id)
+    queue_name = merge_deployment(values, deployment)
+    pool_name = deployment.work_pool_name
+    queue = resolve_work_queue(conn, pool_name, queue_name, True, now)
+    return flow_runs.insert_new_run(
+        conn, values, deployment.flow_labels, state, now, queue, pool_name
+    )
+
+
+def merge_deployment(values: dict[str, Any], deployment: Any) -> str | None:
+    """Merges the deployment (a FOR_RUN row) into a run's create values, in place; returns the
+    work queue the run goes to (the run's own, else the deployment's)."""
     values.update(
         flow_id=deployment.flow_id,
         deployment_id=deployment.id,
@@ -141,10 +153,13 @@ def create_flow_run(
         },
         job_variables={**(deployment.job_variables or {}), **(values.get("job_variables") or {})},
     )
-    queue_name = values.get("work_queue_name") or deployment.work_queue_name
-    pool_name = deployment.work_pool_name
-    queue = resolve_work_queue(conn, pool_name, queue_name, True, now)
-    values["work_queue_name"] = queue_name
-    return flow_runs.insert_new_run(
-        conn, values, deployment.flow_labels, state, now, queue, pool_name
-    )
+    values["work_queue_name"] = values.get("work_queue_name") or deployment.work_queue_name
+    return values["work_queue_name"]
+
+
+def for_runs(conn: Connection, deployment_ids: set[str]) -> dict[str, Any]:
+    """FOR_RUN rows of these deployments, by id (missing ones left out)."""
+    if not deployment_ids:
+        return {}
+    rows = plain(conn.execute(FOR_RUN_MANY, {"ids": sorted(deployment_ids)}))
+    return {row.id: row for row in rows}

@@ -194,20 +194,7 @@ def insert_new_run(
     existing = _by_idempotency_key(conn, values)
     if existing is not None:
         return existing, False
-    if queue is not None:
-        values.update(work_queue_id=queue.id, work_queue_name=queue.name)
-    values = {
-        **values,
-        "id": new_id(),
-        "created": now,
-        "updated": now,
-        "name": values.get("name") or slug(),
-        "labels": {
-            **(flow_labels or {}),
-            "prefect.flow.id": values["flow_id"],
-            **(values.get("labels") or {}),
-        },
-    }
+    values = new_run_values(values, flow_labels, now, queue)
     # A used idempotency key is the one conflict to recover from, so only then a savepoint.
     keyed = values.get("idempotency_key") is not None
     try:
@@ -219,10 +206,31 @@ def insert_new_run(
             raise
         return existing, False  # another transaction created it first
     pool_id = queue.work_pool_id if queue is not None else None
-    return _inserted_row(columns, first, pool_id, work_pool_name), True
+    return inserted_row(columns, first, pool_id, work_pool_name), True
 
 
-def _inserted_row(
+def new_run_values(
+    values: dict[str, Any], flow_labels: dict[str, Any] | None, now: int, queue: Any
+) -> dict[str, Any]:
+    """The columns of a new run from its create values: a fresh id, the name (a slug when
+    none), the flow's labels under the run's own, the resolved work queue."""
+    queued = {"work_queue_id": queue.id, "work_queue_name": queue.name} if queue else {}
+    return {
+        **values,
+        **queued,
+        "id": new_id(),
+        "created": now,
+        "updated": now,
+        "name": values.get("name") or slug(),
+        "labels": {
+            **(flow_labels or {}),
+            "prefect.flow.id": values["flow_id"],
+            **(values.get("labels") or {}),
+        },
+    }
+
+
+def inserted_row(
     columns: dict[str, Any], state: State | None, pool_id: str | None, pool_name: str | None
 ) -> SimpleNamespace:
     """What READ would return for a run just inserted, without reading it back."""
@@ -237,6 +245,27 @@ def _inserted_row(
             "work_pool_name": pool_name,
         }
     )
+
+
+def by_idempotency_keys(
+    conn: Connection, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str], Any]:
+    """Existing runs by (flow_id, idempotency_key), for these pairs."""
+    if not pairs:
+        return {}
+    flow_ids = sorted({flow_id for flow_id, _ in pairs})
+    keys = sorted({key for _, key in pairs})
+    rows = conn.execute(READ.where(run.flow_id.in_(flow_ids), run.idempotency_key.in_(keys)))
+    found = {(row.flow_id, row.idempotency_key): row for row in rows}
+    return {pair: row for pair, row in found.items() if pair in pairs}
+
+
+def flow_labels(conn: Connection, flow_ids: set[str]) -> dict[str, Any]:
+    """The labels of these flows, by id (missing flows left out)."""
+    if not flow_ids:
+        return {}
+    query = sa.select(t.flow.c.id, t.flow.c.labels).where(t.flow.c.id.in_(sorted(flow_ids)))
+    return {row.id: row.labels for row in conn.execute(query)}
 
 
 def _by_idempotency_key(conn: Connection, values: Mapping[str, Any]) -> Row[Any] | None:

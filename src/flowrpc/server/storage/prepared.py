@@ -10,6 +10,7 @@ SQLAlchemy as usual.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 Processor = Callable[[Any], Any] | None
+_MISSING = object()
 Params = Mapping[str, Any]
 
 
@@ -46,15 +48,23 @@ class _Plan:
     results: tuple[Processor, ...]
 
     def parameters(self, given: Params) -> tuple[Any, ...]:
-        pairs = zip(self.names, self.binds, strict=True)
-        return tuple(self._value(given, name, bind) for name, bind in pairs)
+        """The positional parameters: each given value, else the column's default (none: SQL
+        NULL, as SQLAlchemy leaves an omitted column), through its bind processor. One
+        expression, no call per value: a bulk create binds 41 columns of 1,000 runs at once."""
+        get = given.get
+        return tuple(
+            (value if bind is None else bind(value))
+            if (value := get(name, _MISSING)) is not _MISSING
+            else (None if default is None else default if bind is None else bind(default))
+            for name, bind, default in self._slots
+        )
 
-    def _value(self, given: Params, name: str, bind: Processor) -> Any:
-        if name in given:
-            value = given[name]
-        elif (value := self.defaults[name]) is None:
-            return None  # no default: SQL NULL, as SQLAlchemy leaves an omitted column
-        return value if bind is None else bind(value)
+    @functools.cached_property
+    def _slots(self) -> tuple[tuple[str, Processor, Any], ...]:
+        return tuple(
+            (name, bind, self.defaults.get(name))
+            for name, bind in zip(self.names, self.binds, strict=True)
+        )
 
     def row(self, values: Sequence[Any]) -> Row:
         return Row(

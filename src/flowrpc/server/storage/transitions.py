@@ -134,7 +134,7 @@ def set_flow_run_state(
     writes = _Writes(t.flow_run)
     outcome = _decide(row, initial, proposed, policy, now, writes)
     writes.flush(conn)
-    _update_parent_task(conn, row.parent_task_run_id, outcome.decision, now)
+    update_parent_task(conn, row.parent_task_run_id, outcome.decision, now)
     return outcome
 
 
@@ -152,7 +152,7 @@ def bulk_set_flow_run_state(
         outcomes.append((row.id, _decide(row, initial, own, policy, now, writes)))
     writes.flush(conn)
     for row, (_, outcome) in zip(rows, outcomes, strict=True):
-        _update_parent_task(conn, row.parent_task_run_id, outcome.decision, now)
+        update_parent_task(conn, row.parent_task_run_id, outcome.decision, now)
     return outcomes
 
 
@@ -166,7 +166,7 @@ def _decide(
     return Outcome(decision, decision.state or initial)
 
 
-def _update_parent_task(
+def update_parent_task(
     conn: Connection, parent_task_run_id: str | None, decision: Decision, now: int
 ) -> None:
     """A subflow's new state is mirrored, forced, on the task run that stands for it."""
@@ -182,6 +182,19 @@ def insert_flow_run(
     """Inserts a run in its first state, applied as a forced transition; returns the run's
     columns and its state. The bookkeeping is decided before the insert, so the run row is
     written once, with no lock and no re-read."""
+    columns, decision = first_transition(values, first, now)
+    INSERT[t.flow_run].execute(conn, columns)
+    if decision.state is not None:
+        INSERT[t.flow_run_state].execute(conn, first_state_row(columns, decision))
+    update_parent_task(conn, columns["parent_task_run_id"], decision, now)
+    return columns, decision.state
+
+
+def first_transition(
+    values: dict[str, Any], first: State, now: int
+) -> tuple[dict[str, Any], Decision]:
+    """A new run's columns and the decision on its first state, forced (nothing written):
+    insert_flow_run's decision, which bulk creates write many at a time."""
     run = FlowRunRecord(
         id=values["id"],
         flow_id=values["flow_id"],
@@ -191,13 +204,12 @@ def insert_flow_run(
         empirical_policy=policy_from_json(FlowRunPolicy, values.get("empirical_policy")),
     )
     decision = orchestrate_flow_run(run, None, first, policy=FlowPolicy.MINIMAL, now=now)
-    columns = {**values, **record_columns(run)}
-    INSERT[t.flow_run].execute(conn, columns)
-    if decision.state is not None:
-        state = {**state_values(decision.state), "flow_run_id": run.id}
-        INSERT[t.flow_run_state].execute(conn, state)
-    _update_parent_task(conn, run.parent_task_run_id, decision, now)
-    return columns, decision.state
+    return {**values, **record_columns(run)}, decision
+
+
+def first_state_row(columns: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    """The state row a first transition writes (its decision has a state)."""
+    return {**state_values(decision.state), "flow_run_id": columns["id"]}  # type: ignore[arg-type]
 
 
 def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:

@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { CreateFlowRunFromDeploymentRequest } from "./deployment_service_pb.js";
+import { file_flowrpc_v1_deployment_service } from "./deployment_service_pb.js";
 import type { FlowRunFilterSet } from "./filter_pb.js";
 import { file_flowrpc_v1_filter } from "./filter_pb.js";
 import type { FlowRun, FlowRunPolicy, FlowRunSort } from "./flow_run_pb.js";
@@ -24,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file flowrpc/v1/flow_run_service.proto.
  */
 export const file_flowrpc_v1_flow_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFmbG93cnBjL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEi4QQKFENyZWF0ZUZsb3dSdW5SZXF1ZXN0Eg8KB2Zsb3dfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIgCgVzdGF0ZRgDIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSGQoMZmxvd192ZXJzaW9uGAQgASgJSACIAQESKwoKcGFyYW1ldGVycxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoScGFyZW50X3Rhc2tfcnVuX2lkGAcgASgJEiIKGmluZnJhc3RydWN0dXJlX2RvY3VtZW50X2lkGAggASgJEjMKEGVtcGlyaWNhbF9wb2xpY3kYCSABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5Qb2xpY3kSDAoEdGFncxgKIAMoCRInCgZsYWJlbHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhwKD2lkZW1wb3RlbmN5X2tleRgMIAEoCUgBiAEBEhsKDndvcmtfcG9vbF9uYW1lGA0gASgJSAKIAQESHAoPd29ya19xdWV1ZV9uYW1lGA4gASgJSAOIAQESLgoNam9iX3ZhcmlhYmxlcxgPIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZGVwbG95bWVudF9pZBgQIAEoCUIPCg1fZmxvd192ZXJzaW9uQhIKEF9pZGVtcG90ZW5jeV9rZXlCEQoPX3dvcmtfcG9vbF9uYW1lQhIKEF93b3JrX3F1ZXVlX25hbWUiTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiHwoRR2V0Rmxvd1J1blJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuIqwBChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBIlCgRzb3J0GAIgASgOMhcuZmxvd3JwYy52MS5GbG93UnVuU29ydBISCgVsaW1pdBgDIAEoBUgAiAEBEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQggKBl9saW1pdCJXChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKFENvdW50Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLmZsb3dycGMudjEuRmxvd1J1biIiChREZWxldGVGbG93UnVuUmVxdWVzdBIKCgJpZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UiXgoWU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlcKFFJlc3VtZUZsb3dSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEioKCXJ1bl9pbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSAoVUmVzdW1lRmxvd1J1blJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCIvChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiPgoZTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5mbG93cnBjLnYxLlN0YXRlIi0KFkdldEZsb3dSdW5HcmFwaFJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiRgoXR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5HcmFwaE5vZGUi5AEKG1N0cmVhbUZsb3dSdW5IaXN0b3J5UmVxdWVzdBIxCg1oaXN0b3J5X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtoaXN0b3J5X2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoQaGlzdG9yeV9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgZmaWx0ZXIYBCABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQitQEKHFN0cmVhbUZsb3dSdW5IaXN0b3J5UmVzcG9uc2USMgoOaW50ZXJ2YWxfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGludGVydmFsX2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGc3RhdGVzGAMgAygLMh8uZmxvd3JwYy52MS5IaXN0b3J5U3RhdGVTdW1tYXJ5IuIBChlSZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKBmZpbHRlchgEIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCJMChpSZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRIuCglpbnRlcnZhbHMYASADKAsyGy5mbG93cnBjLnYxLkhpc3RvcnlJbnRlcnZhbCKZAQoaQnVsa1NldEZsb3dSdW5TdGF0ZVJlcXVlc3QSLAoGZmlsdGVyGAEgASgLMhwuZmxvd3JwYy52MS5GbG93UnVuRmlsdGVyU2V0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBISCgVsaW1pdBgEIAEoBUgAiAEBQggKBl9saW1pdCJVChtCdWxrU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3VsdCJhChlCdWxrU2V0Rmxvd1J1blN0YXRlUmVzdWx0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEi8KBnJlc3VsdBgCIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJnChlCdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBISCgVsaW1pdBgCIAEoBUgAiAEBQggKBl9saW1pdCI6ChpCdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZRIcChRkZWxldGVkX2Zsb3dfcnVuX2lkcxgBIAMoCSJrChNTdGFydEZsb3dSdW5SZXF1ZXN0EjIKCGZsb3dfcnVuGAEgASgLMiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUifwoUU3RhcnRGbG93UnVuUmVzcG9uc2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SDwoHY3JlYXRlZBgCIAEoCBIvCgZyZXN1bHQYAyABKAsyHy5mbG93cnBjLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQy7goKDkZsb3dSdW5TZXJ2aWNlElQKDUNyZWF0ZUZsb3dSdW4SIC5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXF1ZXN0GiEuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVzcG9uc2USSwoKR2V0Rmxvd1J1bhIdLmZsb3dycGMudjEuR2V0Rmxvd1J1blJlcXVlc3QaHi5mbG93cnBjLnYxLkdldEZsb3dSdW5SZXNwb25zZRJRCgxMaXN0Rmxvd1J1bnMSHy5mbG93cnBjLnYxLkxpc3RGbG93UnVuc1JlcXVlc3QaIC5mbG93cnBjLnYxLkxpc3RGbG93UnVuc1Jlc3BvbnNlElQKDUNvdW50Rmxvd1J1bnMSIC5mbG93cnBjLnYxLkNvdW50Rmxvd1J1bnNSZXF1ZXN0GiEuZmxvd3JwYy52MS5Db3VudEZsb3dSdW5zUmVzcG9uc2USVAoNVXBkYXRlRmxvd1J1bhIgLmZsb3dycGMudjEuVXBkYXRlRmxvd1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLlVwZGF0ZUZsb3dSdW5SZXNwb25zZRJUCg1EZWxldGVGbG93UnVuEiAuZmxvd3JwYy52MS5EZWxldGVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuRGVsZXRlRmxvd1J1blJlc3BvbnNlEloKD1NldEZsb3dSdW5TdGF0ZRIiLmZsb3dycGMudjEuU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBojLmZsb3dycGMudjEuU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USVAoNUmVzdW1lRmxvd1J1bhIgLmZsb3dycGMudjEuUmVzdW1lRmxvd1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLlJlc3VtZUZsb3dSdW5SZXNwb25zZRJgChFMaXN0Rmxvd1J1blN0YXRlcxIkLmZsb3dycGMudjEuTGlzdEZsb3dSdW5TdGF0ZXNSZXF1ZXN0GiUuZmxvd3JwYy52MS5MaXN0Rmxvd1J1blN0YXRlc1Jlc3BvbnNlEloKD0dldEZsb3dSdW5HcmFwaBIiLmZsb3dycGMudjEuR2V0Rmxvd1J1bkdyYXBoUmVxdWVzdBojLmZsb3dycGMudjEuR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USawoUU3RyZWFtRmxvd1J1bkhpc3RvcnkSJy5mbG93cnBjLnYxLlN0cmVhbUZsb3dSdW5IaXN0b3J5UmVxdWVzdBooLmZsb3dycGMudjEuU3RyZWFtRmxvd1J1bkhpc3RvcnlSZXNwb25zZTABEmMKElJlYWRGbG93UnVuSGlzdG9yeRIlLmZsb3dycGMudjEuUmVhZEZsb3dSdW5IaXN0b3J5UmVxdWVzdBomLmZsb3dycGMudjEuUmVhZEZsb3dSdW5IaXN0b3J5UmVzcG9uc2USaAoTQnVsa1NldEZsb3dSdW5TdGF0ZRImLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlcXVlc3QaJy5mbG93cnBjLnYxLkJ1bGtTZXRGbG93UnVuU3RhdGVSZXNwb25zZTABEmUKEkJ1bGtEZWxldGVGbG93UnVucxIlLmZsb3dycGMudjEuQnVsa0RlbGV0ZUZsb3dSdW5zUmVxdWVzdBomLmZsb3dycGMudjEuQnVsa0RlbGV0ZUZsb3dSdW5zUmVzcG9uc2UwARJRCgxTdGFydEZsb3dSdW4SHy5mbG93cnBjLnYxLlN0YXJ0Rmxvd1J1blJlcXVlc3QaIC5mbG93cnBjLnYxLlN0YXJ0Rmxvd1J1blJlc3BvbnNlYgZwcm90bzM", [file_flowrpc_v1_filter, file_flowrpc_v1_flow_run, file_flowrpc_v1_graph, file_flowrpc_v1_history, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiFmbG93cnBjL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEi4QQKFENyZWF0ZUZsb3dSdW5SZXF1ZXN0Eg8KB2Zsb3dfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIgCgVzdGF0ZRgDIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSGQoMZmxvd192ZXJzaW9uGAQgASgJSACIAQESKwoKcGFyYW1ldGVycxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoScGFyZW50X3Rhc2tfcnVuX2lkGAcgASgJEiIKGmluZnJhc3RydWN0dXJlX2RvY3VtZW50X2lkGAggASgJEjMKEGVtcGlyaWNhbF9wb2xpY3kYCSABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5Qb2xpY3kSDAoEdGFncxgKIAMoCRInCgZsYWJlbHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhwKD2lkZW1wb3RlbmN5X2tleRgMIAEoCUgBiAEBEhsKDndvcmtfcG9vbF9uYW1lGA0gASgJSAKIAQESHAoPd29ya19xdWV1ZV9uYW1lGA4gASgJSAOIAQESLgoNam9iX3ZhcmlhYmxlcxgPIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZGVwbG95bWVudF9pZBgQIAEoCUIPCg1fZmxvd192ZXJzaW9uQhIKEF9pZGVtcG90ZW5jeV9rZXlCEQoPX3dvcmtfcG9vbF9uYW1lQhIKEF93b3JrX3F1ZXVlX25hbWUiTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiHwoRR2V0Rmxvd1J1blJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuIqwBChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBIlCgRzb3J0GAIgASgOMhcuZmxvd3JwYy52MS5GbG93UnVuU29ydBISCgVsaW1pdBgDIAEoBUgAiAEBEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQggKBl9saW1pdCJXChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKFENvdW50Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLmZsb3dycGMudjEuRmxvd1J1biIiChREZWxldGVGbG93UnVuUmVxdWVzdBIKCgJpZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UiXgoWU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlcKFFJlc3VtZUZsb3dSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEioKCXJ1bl9pbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSAoVUmVzdW1lRmxvd1J1blJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCIvChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiPgoZTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5mbG93cnBjLnYxLlN0YXRlIi0KFkdldEZsb3dSdW5HcmFwaFJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiRgoXR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5HcmFwaE5vZGUi5AEKG1N0cmVhbUZsb3dSdW5IaXN0b3J5UmVxdWVzdBIxCg1oaXN0b3J5X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtoaXN0b3J5X2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoQaGlzdG9yeV9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgZmaWx0ZXIYBCABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQitQEKHFN0cmVhbUZsb3dSdW5IaXN0b3J5UmVzcG9uc2USMgoOaW50ZXJ2YWxfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGludGVydmFsX2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGc3RhdGVzGAMgAygLMh8uZmxvd3JwYy52MS5IaXN0b3J5U3RhdGVTdW1tYXJ5IuIBChlSZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKBmZpbHRlchgEIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCJMChpSZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRIuCglpbnRlcnZhbHMYASADKAsyGy5mbG93cnBjLnYxLkhpc3RvcnlJbnRlcnZhbCKZAQoaQnVsa1NldEZsb3dSdW5TdGF0ZVJlcXVlc3QSLAoGZmlsdGVyGAEgASgLMhwuZmxvd3JwYy52MS5GbG93UnVuRmlsdGVyU2V0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBISCgVsaW1pdBgEIAEoBUgAiAEBQggKBl9saW1pdCJVChtCdWxrU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3VsdCJhChlCdWxrU2V0Rmxvd1J1blN0YXRlUmVzdWx0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEi8KBnJlc3VsdBgCIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJnChlCdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBISCgVsaW1pdBgCIAEoBUgAiAEBQggKBl9saW1pdCI6ChpCdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZRIcChRkZWxldGVkX2Zsb3dfcnVuX2lkcxgBIAMoCSJrChNTdGFydEZsb3dSdW5SZXF1ZXN0EjIKCGZsb3dfcnVuGAEgASgLMiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUifwoUU3RhcnRGbG93UnVuUmVzcG9uc2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SDwoHY3JlYXRlZBgCIAEoCBIvCgZyZXN1bHQYAyABKAsyHy5mbG93cnBjLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQiQAoVQ3JlYXRlRmxvd1J1bnNSZXF1ZXN0EicKBHJ1bnMYASADKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGUimgEKDUZsb3dSdW5DcmVhdGUSNAoIZmxvd19ydW4YASABKAsyIC5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXF1ZXN0SAASSQoPZnJvbV9kZXBsb3ltZW50GAIgASgLMi4uZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuRnJvbURlcGxveW1lbnRSZXF1ZXN0SABCCAoGc291cmNlIksKFkNyZWF0ZUZsb3dSdW5zUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXN1bHQimwEKFENyZWF0ZUZsb3dSdW5zUmVzdWx0Eg0KBWluZGV4GAEgASgDEicKCGZsb3dfcnVuGAIgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuSAASLwoFZXJyb3IYAyABKAsyHi5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGVFcnJvckgAEg8KB2NyZWF0ZWQYBCABKAhCCQoHb3V0Y29tZSKGAQoSRmxvd1J1bkNyZWF0ZUVycm9yEgwKBGNvZGUYASABKAUSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSQQoQZmllbGRfdmlvbGF0aW9ucxgEIAMoCzInLmZsb3dycGMudjEuRmxvd1J1bkNyZWF0ZUZpZWxkVmlvbGF0aW9uIkEKG0Zsb3dSdW5DcmVhdGVGaWVsZFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCTLLCwoORmxvd1J1blNlcnZpY2USVAoNQ3JlYXRlRmxvd1J1bhIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXNwb25zZRJLCgpHZXRGbG93UnVuEh0uZmxvd3JwYy52MS5HZXRGbG93UnVuUmVxdWVzdBoeLmZsb3dycGMudjEuR2V0Rmxvd1J1blJlc3BvbnNlElEKDExpc3RGbG93UnVucxIfLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVxdWVzdBogLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVzcG9uc2USVAoNQ291bnRGbG93UnVucxIgLmZsb3dycGMudjEuQ291bnRGbG93UnVuc1JlcXVlc3QaIS5mbG93cnBjLnYxLkNvdW50Rmxvd1J1bnNSZXNwb25zZRJUCg1VcGRhdGVGbG93UnVuEiAuZmxvd3JwYy52MS5VcGRhdGVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuVXBkYXRlRmxvd1J1blJlc3BvbnNlElQKDURlbGV0ZUZsb3dSdW4SIC5mbG93cnBjLnYxLkRlbGV0ZUZsb3dSdW5SZXF1ZXN0GiEuZmxvd3JwYy52MS5EZWxldGVGbG93UnVuUmVzcG9uc2USWgoPU2V0Rmxvd1J1blN0YXRlEiIuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXF1ZXN0GiMuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXNwb25zZRJUCg1SZXN1bWVGbG93UnVuEiAuZmxvd3JwYy52MS5SZXN1bWVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuUmVzdW1lRmxvd1J1blJlc3BvbnNlEmAKEUxpc3RGbG93UnVuU3RhdGVzEiQuZmxvd3JwYy52MS5MaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QaJS5mbG93cnBjLnYxLkxpc3RGbG93UnVuU3RhdGVzUmVzcG9uc2USWgoPR2V0Rmxvd1J1bkdyYXBoEiIuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXF1ZXN0GiMuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXNwb25zZRJrChRTdHJlYW1GbG93UnVuSGlzdG9yeRInLmZsb3dycGMudjEuU3RyZWFtRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiguZmxvd3JwYy52MS5TdHJlYW1GbG93UnVuSGlzdG9yeVJlc3BvbnNlMAESYwoSUmVhZEZsb3dSdW5IaXN0b3J5EiUuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiYuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRJoChNCdWxrU2V0Rmxvd1J1blN0YXRlEiYuZmxvd3JwYy52MS5CdWxrU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBonLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3BvbnNlMAESZQoSQnVsa0RlbGV0ZUZsb3dSdW5zEiUuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0GiYuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZTABElEKDFN0YXJ0Rmxvd1J1bhIfLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVxdWVzdBogLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVzcG9uc2USWwoOQ3JlYXRlRmxvd1J1bnMSIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5zUmVxdWVzdBoiLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXNwb25zZSgBMAFiBnByb3RvMw", [file_flowrpc_v1_deployment_service, file_flowrpc_v1_filter, file_flowrpc_v1_flow_run, file_flowrpc_v1_graph, file_flowrpc_v1_history, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message flowrpc.v1.CreateFlowRunRequest
@@ -815,6 +817,200 @@ export const StartFlowRunResponseSchema: GenMessage<StartFlowRunResponse> = /*@_
   messageDesc(file_flowrpc_v1_flow_run_service, 30);
 
 /**
+ * @generated from message flowrpc.v1.CreateFlowRunsRequest
+ */
+export type CreateFlowRunsRequest = Message<"flowrpc.v1.CreateFlowRunsRequest"> & {
+  /**
+   * 0..1,000 runs. Every field of a run is bounded as in its single create (max_string_length,
+   * max_json_bytes, max_list_length, and the run budget); a run over a bound gets an error
+   * result with reason LIMIT_EXCEEDED, the rest of the message is created.
+   *
+   * @generated from field: repeated flowrpc.v1.FlowRunCreate runs = 1;
+   */
+  runs: FlowRunCreate[];
+};
+
+/**
+ * Describes the message flowrpc.v1.CreateFlowRunsRequest.
+ * Use `create(CreateFlowRunsRequestSchema)` to create a new message.
+ */
+export const CreateFlowRunsRequestSchema: GenMessage<CreateFlowRunsRequest> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 31);
+
+/**
+ * One run to create: the request of the single create it stands for.
+ *
+ * @generated from message flowrpc.v1.FlowRunCreate
+ */
+export type FlowRunCreate = Message<"flowrpc.v1.FlowRunCreate"> & {
+  /**
+   * @generated from oneof flowrpc.v1.FlowRunCreate.source
+   */
+  source: {
+    /**
+     * As CreateFlowRun: a run of flow_id (initial state default Pending).
+     *
+     * @generated from field: flowrpc.v1.CreateFlowRunRequest flow_run = 1;
+     */
+    value: CreateFlowRunRequest;
+    case: "flowRun";
+  } | {
+    /**
+     * As CreateFlowRunFromDeployment (initial state default Scheduled now).
+     *
+     * @generated from field: flowrpc.v1.CreateFlowRunFromDeploymentRequest from_deployment = 2;
+     */
+    value: CreateFlowRunFromDeploymentRequest;
+    case: "fromDeployment";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message flowrpc.v1.FlowRunCreate.
+ * Use `create(FlowRunCreateSchema)` to create a new message.
+ */
+export const FlowRunCreateSchema: GenMessage<FlowRunCreate> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 32);
+
+/**
+ * @generated from message flowrpc.v1.CreateFlowRunsResponse
+ */
+export type CreateFlowRunsResponse = Message<"flowrpc.v1.CreateFlowRunsResponse"> & {
+  /**
+   * Consecutive results, in the order the runs were sent.
+   *
+   * @generated from field: repeated flowrpc.v1.CreateFlowRunsResult results = 1;
+   */
+  results: CreateFlowRunsResult[];
+};
+
+/**
+ * Describes the message flowrpc.v1.CreateFlowRunsResponse.
+ * Use `create(CreateFlowRunsResponseSchema)` to create a new message.
+ */
+export const CreateFlowRunsResponseSchema: GenMessage<CreateFlowRunsResponse> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 33);
+
+/**
+ * The outcome for one run of CreateFlowRuns: exactly one of flow_run and error is set.
+ *
+ * @generated from message flowrpc.v1.CreateFlowRunsResult
+ */
+export type CreateFlowRunsResult = Message<"flowrpc.v1.CreateFlowRunsResult"> & {
+  /**
+   * The run's position in the call: 0 for the first run of the first message, counting on
+   * across messages.
+   *
+   * @generated from field: int64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * @generated from oneof flowrpc.v1.CreateFlowRunsResult.outcome
+   */
+  outcome: {
+    /**
+     * The run created, or the existing run its idempotency key names.
+     *
+     * @generated from field: flowrpc.v1.FlowRun flow_run = 2;
+     */
+    value: FlowRun;
+    case: "flowRun";
+  } | {
+    /**
+     * Why the run was not created; nothing of it was written.
+     *
+     * @generated from field: flowrpc.v1.FlowRunCreateError error = 3;
+     */
+    value: FlowRunCreateError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * True when flow_run was created by this call; false for an existing run returned for its
+   * idempotency key, and for an error.
+   *
+   * @generated from field: bool created = 4;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message flowrpc.v1.CreateFlowRunsResult.
+ * Use `create(CreateFlowRunsResultSchema)` to create a new message.
+ */
+export const CreateFlowRunsResultSchema: GenMessage<CreateFlowRunsResult> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 34);
+
+/**
+ * A run that was not created: the status its single create would have ended with.
+ *
+ * @generated from message flowrpc.v1.FlowRunCreateError
+ */
+export type FlowRunCreateError = Message<"flowrpc.v1.FlowRunCreateError"> & {
+  /**
+   * The gRPC status code, as numbered by gRPC (3 INVALID_ARGUMENT, 5 NOT_FOUND, ...).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * Machine-readable, UPPER_SNAKE, as in the ErrorInfo of a failed call: FLOW_NOT_FOUND,
+   * DEPLOYMENT_NOT_FOUND, WORK_POOL_NOT_FOUND, INVALID_ARGUMENT, LIMIT_EXCEEDED, ...
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * For a person: what is wrong and what to change.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * For INVALID_ARGUMENT and LIMIT_EXCEEDED: the fields at fault, as paths from the run's
+   * FlowRunCreate ("flow_run.state.type", "from_deployment.tags[2]").
+   *
+   * @generated from field: repeated flowrpc.v1.FlowRunCreateFieldViolation field_violations = 4;
+   */
+  fieldViolations: FlowRunCreateFieldViolation[];
+};
+
+/**
+ * Describes the message flowrpc.v1.FlowRunCreateError.
+ * Use `create(FlowRunCreateErrorSchema)` to create a new message.
+ */
+export const FlowRunCreateErrorSchema: GenMessage<FlowRunCreateError> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 35);
+
+/**
+ * A field of a run to create and what is wrong with it.
+ *
+ * @generated from message flowrpc.v1.FlowRunCreateFieldViolation
+ */
+export type FlowRunCreateFieldViolation = Message<"flowrpc.v1.FlowRunCreateFieldViolation"> & {
+  /**
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * @generated from field: string description = 2;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message flowrpc.v1.FlowRunCreateFieldViolation.
+ * Use `create(FlowRunCreateFieldViolationSchema)` to create a new message.
+ */
+export const FlowRunCreateFieldViolationSchema: GenMessage<FlowRunCreateFieldViolation> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 36);
+
+/**
  * Creates, queries, steers and deletes flow runs. Every state change is orchestrated with
  * Prefect's rules; orchestration outcomes (REJECT, WAIT, ABORT) are normal responses.
  * Errors: NOT_FOUND for a missing object, INVALID_ARGUMENT (with field violations) for malformed
@@ -982,6 +1178,30 @@ export const FlowRunService: GenService<{
     methodKind: "unary";
     input: typeof StartFlowRunRequestSchema;
     output: typeof StartFlowRunResponseSchema;
+  },
+  /**
+   * Creates many runs in one call. The client sends the runs in as many messages as it likes (at
+   * most 1,000 runs and max_request_bytes, 4 MiB by default, a message) and half-closes; the
+   * server answers each message with the results of its runs, in the order sent (one response
+   * message, or several when the runs would not fit in 4 MiB; none for a message without runs),
+   * all of a message's results before any of the next one's. A client may send every message
+   * at once or wait for each answer before sending the next: a call of any size travels in
+   * bounded messages.
+   * Each run is created exactly as CreateFlowRun or CreateFlowRunFromDeployment creates it: the
+   * same defaults, the initial state orchestrated the same way, the same idempotency (a used key,
+   * in an earlier call or earlier in this one, returns the existing run with created=false).
+   * Each run succeeds or fails on its own, whole: a run that cannot be created gets an error
+   * result (what the single create would have failed with) and the others are created. The call
+   * itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
+   * LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
+   * stand. The runs of one message are committed together.
+   *
+   * @generated from rpc flowrpc.v1.FlowRunService.CreateFlowRuns
+   */
+  createFlowRuns: {
+    methodKind: "bidi_streaming";
+    input: typeof CreateFlowRunsRequestSchema;
+    output: typeof CreateFlowRunsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_flowrpc_v1_flow_run_service, 0);
