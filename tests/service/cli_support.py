@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,3 +73,49 @@ def seed(address: str) -> SimpleNamespace:
             failed=moved(etl, Running(), Failed(message="disk full")),
             running=moved(report, Running(), tags=["a", "b"]),
         )
+
+
+class Streaming:
+    """`flowrpc ARGS` as a real process talking to `address` (FLOWRPC_* variables of the test
+    process do not leak in), for commands that go on: its stdout lines as they come."""
+
+    def __init__(self, address: str, *args: str, **env: str) -> None:
+        environment = {key: value for key, value in os.environ.items() if "FLOWRPC_" not in key}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowrpc.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**environment, "FLOWRPC_API_URL": address, **env},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            self.lines.put(line)
+
+    def take(self, count: int) -> list[str]:
+        """Its next `count` lines (a minute at most for each: then the test fails)."""
+        return [self.lines.get(timeout=60) for _ in range(count)]
+
+    def take_json(self, count: int) -> list[dict[str, Any]]:
+        """Its next `count` lines, each a JSON object."""
+        return [json.loads(line) for line in self.take(count)]
+
+    def finish(self) -> tuple[int, list[str], str]:
+        """Once it exits: its status, the lines it printed since the last take, and its
+        stderr."""
+        status = self.process.wait(timeout=60)
+        self.reader.join(timeout=10)
+        rest = []
+        while not self.lines.empty():
+            rest.append(self.lines.get())
+        return status, rest, self.process.stderr.read()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        """Kills it if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -4,19 +4,14 @@ real process for --follow (records written while it follows, the run finished, C
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from cli_support import flowrpc, serve
+from cli_support import Streaming, flowrpc, serve
 
 from flowrpc import get_client
 from flowrpc.states import Completed, Running
@@ -138,56 +133,15 @@ def test_unknown_runs_and_bad_flags_are_one_line(address):
     assert flowrpc(address, "flow-run", "logs", str(run.id), "--limit", "0").exit_code == 2
 
 
-class Follower:
-    """`flowrpc flow-run logs ID --follow --json` as a real process; its lines as they come."""
-
-    def __init__(self, address: str, run_id: Any) -> None:
-        environment = {
-            key: value for key, value in os.environ.items() if not key.startswith("FLOWRPC_")
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowrpc.cli", "flow-run", "logs", str(run_id), "-f", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**environment, "FLOWRPC_API_URL": address},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def take(self, count: int) -> list[dict[str, Any]]:
-        """The next `count` records it prints (a minute at most: then the test fails)."""
-        return [json.loads(self.lines.get(timeout=60)) for _ in range(count)]
-
-    def finish(self) -> tuple[int, list[dict[str, Any]], str]:
-        """Its exit status, the records it printed since the last take, and its stderr."""
-        status = self.process.wait(timeout=60)
-        self.reader.join(timeout=10)
-        rest = []
-        while not self.lines.empty():
-            rest.append(json.loads(self.lines.get()))
-        return status, rest, self.process.stderr.read()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
 def test_follow_prints_new_records_once_until_the_run_is_final(address):
     run = a_run(address, Running())
     now = datetime.now(UTC)
     written = [record(run.id, f"early {n}", now - timedelta(seconds=3 - n)) for n in range(3)]
     with get_client(sync_client=True, api_url=address) as client:
         client.create_logs(written)
-        follower = Follower(address, run.id)
+        follower = Streaming(address, "flow-run", "logs", str(run.id), "-f", "--json")
         try:
-            seen = follower.take(3)
+            seen = follower.take_json(3)
             assert [r["message"] for r in seen] == ["early 0", "early 1", "early 2"]
             newest = datetime.fromisoformat(seen[-1]["timestamp"])
             # A record stored late, older than the newest one printed (as batches arrive), and
@@ -199,7 +153,7 @@ def test_follow_prints_new_records_once_until_the_run_is_final(address):
             ]
             for each in more:
                 client.create_logs([each])
-            seen += follower.take(3)
+            seen += follower.take_json(3)
             assert {r["message"] for r in seen[3:]} == {"new 0", "late", "new 1"}
             assert client.set_flow_run_state(run.id, Completed()).status == "ACCEPT"
             # The SDK sends the records it still holds once the run is final, up to its
@@ -210,8 +164,8 @@ def test_follow_prints_new_records_once_until_the_run_is_final(address):
         finally:
             follower.stop()
     assert status == 0, errors
-    seen += rest
-    assert [r["message"] for r in rest] == ["last"]
+    seen += [json.loads(line) for line in rest]
+    assert [r["message"] for r in seen[6:]] == ["last"]
     ids = [r["id"] for r in seen]
     assert len(ids) == len(set(ids)) == 7  # each once, none missing
     with get_client(sync_client=True, api_url=address) as client:
@@ -222,9 +176,9 @@ def test_follow_stops_at_ctrl_c_with_status_0(address):
     run = a_run(address, Running())
     with get_client(sync_client=True, api_url=address) as client:
         client.create_logs([record(run.id, "working", datetime.now(UTC))])
-    follower = Follower(address, run.id)
+    follower = Streaming(address, "flow-run", "logs", str(run.id), "-f", "--json")
     try:
-        assert [r["message"] for r in follower.take(1)] == ["working"]
+        assert [r["message"] for r in follower.take_json(1)] == ["working"]
         follower.process.send_signal(signal.SIGINT)
         status, rest, errors = follower.finish()
     finally:

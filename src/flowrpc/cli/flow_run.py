@@ -1,4 +1,4 @@
-"""`flowrpc flow-run ls|inspect|cancel|delete|history|logs`, all through the Python client.
+"""`flowrpc flow-run ls|inspect|cancel|delete|history|logs|watch`, all through the Python client.
 
 Each command is one function; a new one (say `watch` or `logs`) is one more function with
 `@app.command()`, `@with_connection` and, when it selects runs, `@with_run_filters`.
@@ -21,6 +21,7 @@ from rich.text import Text
 
 from flowrpc.cli import logs as run_logs
 from flowrpc.cli import render
+from flowrpc.cli import watch as run_watch
 from flowrpc.cli.common import (
     USAGE,
     Connection,
@@ -444,5 +445,48 @@ def logs(
             show(records.first(limit))
             if follow:
                 run_logs.follow(client, flow_run_id, records, show)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+
+
+# ---- watch ----
+
+
+@app.command()
+@with_connection
+@with_run_filters
+def watch(
+    connection: Connection,
+    filters: RunFilters,
+    cursor: Annotated[
+        str | None,
+        typer.Option(
+            help="resume after this cursor (each --json event carries one), without the snapshot",
+            metavar="CURSOR",
+            show_default=False,
+        ),
+    ] = None,
+    snapshot: Annotated[
+        bool,
+        typer.Option(
+            "--snapshot/--no-snapshot",
+            help="start with the runs selected now (--json: one snapshot event each)",
+        ),
+    ] = True,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="one JSON object per event and line, for scripts"),
+    ] = False,
+) -> None:
+    """Watch the state changes of the runs selected, as they are committed, until Ctrl-C.
+
+    A live table in a terminal (run, flow, old -> new state, time); --json gives the stream's
+    events (snapshot, marker, change, progress) with their cursors, to resume from with
+    --cursor. A cursor older than the server keeps changes for exits 1.
+    """
+    with connection.client() as client:
+        events = client.watch_flow_runs(**filters.client_filters(), since=cursor, snapshot=snapshot)
+        try:
+            run_watch.Watch(client, json_output).show(events)
         except KeyboardInterrupt:
             raise typer.Exit(0) from None
