@@ -29,7 +29,7 @@ def test_version_prints_the_package_version():
         (["server"], ["start", "status"]),
         (["database"], ["upgrade"]),
         (["api-key"], ["create", "ls", "revoke"]),
-        (["flow-run"], ["ls", "inspect", "cancel", "delete", "history", "logs"]),
+        (["flow-run"], ["ls", "inspect", "cancel", "delete", "history", "logs", "watch"]),
         (["flow"], ["ls"]),
         (["deployment"], ["ls"]),
         (["work-pool"], ["ls"]),
