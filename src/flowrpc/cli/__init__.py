@@ -3,7 +3,7 @@
 flowrpc server start      serve; `server status` asks a running one (server.py)
 flowrpc database upgrade  migrate the schema (database.py)
 flowrpc api-key ...       create, ls, revoke keys in the database (api_key.py)
-flowrpc flow-run ...      ls, inspect, cancel, delete, history (flow_run.py)
+flowrpc flow-run ...      ls, inspect, cancel, delete, history, logs, watch (flow_run.py)
 flowrpc flow ls | deployment ls | work-pool ls
 flowrpc --version
 

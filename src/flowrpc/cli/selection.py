@@ -1,5 +1,5 @@
-"""Which flow runs a command acts on: the filter flags `flow-run ls`, `cancel`, `delete` and
-`history` share, and the times and durations they accept."""
+"""Which flow runs a command acts on: the filter flags `flow-run ls`, `cancel`, `delete`,
+`history` and `watch` share, and the times and durations they accept."""
 
 from __future__ import annotations
 
