@@ -50,7 +50,10 @@ class Watch:
                     self._remember(event)
 
     def _json(self, event: Any) -> dict[str, Any]:
-        data = event.model_dump(mode="json", exclude_none=True)
+        # Fields the event type has not (a marker's flow_run) are left out; a run's are all kept.
+        data = {
+            key: value for key, value in event.model_dump(mode="json").items() if value is not None
+        }
         if event.type == "change":
             old = self.states.get(event.flow_run.id)
             data["old_state"] = None if old is None else {"type": old[0], "name": old[1]}
@@ -68,7 +71,8 @@ class Watch:
         if run.flow_id not in self.flows:
             self.flows.update(flow_names(self.client, [run.flow_id]))
         old = self.states.get(run.id)
-        change = render.state_text(*old) if old else Text("-")
+        change = Text()
+        change.append_text(render.state_text(*old) if old else Text("-"))
         change.append(" -> ")
         change.append_text(render.state_text(run.state_type, run.state_name))
         self._remember(event)
@@ -96,9 +100,9 @@ class Watch:
                 if event.type == "snapshot":
                     continue  # redrawn at the marker
                 if event.cursor:
+                    at_start = f"{snapshot} runs selected at start; " if snapshot else ""
                     status = Text(
-                        f"{snapshot} runs selected at start; resume with --cursor {event.cursor}"
-                        " (Ctrl-C to stop)",
+                        f"{at_start}resume with --cursor {event.cursor} (Ctrl-C to stop)",
                         style="bright_black",
                     )
                 live.update(self._view(rows, status), refresh=True)
