@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import re
+import select
 import signal
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -147,3 +154,59 @@ async def _until_expired(address: str, cursor: str) -> None:
             except TimeoutError:
                 pass
         raise AssertionError("the cursor never expired")
+
+
+def test_in_a_terminal_watch_is_a_live_table(address):
+    with get_client(sync_client=True, api_url=address) as client:
+        run = client.create_flow_run(ETL, state=Pending())
+        with Terminal(address, "flow-run", "watch", "--state-type", "running") as terminal:
+            terminal.until("resume with --cursor")  # the marker: it watches
+            client.set_flow_run_state(run.id, Running())
+            client.set_flow_run_state(run.id, Completed())  # no longer selected: not shown
+            later = client.create_flow_run(ETL, state=Running())
+            screen = " ".join(terminal.until(str(later.id)).split())
+            assert "TIME (UTC) FLOW NAME ID CHANGE" in screen
+            # Its Pending was not selected (not in the snapshot): the old state is unknown.
+            assert f"etl {run.name} {run.id} - -> Running" in screen
+            assert "Completed" not in screen
+            terminal.process.send_signal(signal.SIGINT)
+            assert terminal.process.wait(timeout=60) == 0
+
+
+class Terminal:
+    """`flowrpc ARGS` as a real process whose stdout is a terminal (a pseudo-terminal)."""
+
+    def __init__(self, address: str, *args: str) -> None:
+        environment = {key: value for key, value in os.environ.items() if "FLOWRPC_" not in key}
+        leader, follower = pty.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowrpc.cli", *args],
+            stdout=follower,
+            stderr=subprocess.DEVNULL,
+            env={**environment, "FLOWRPC_API_URL": address, "COLUMNS": "200", "LINES": "30"},
+        )
+        os.close(follower)
+        self.leader = leader
+        self.output = ""
+
+    def until(self, text: str) -> str:
+        """What the terminal showed (colours left out) once `text` shows in it; fails after a
+        minute."""
+        deadline = time.monotonic() + 60
+        while text not in ANSI.sub("", self.output):
+            assert time.monotonic() < deadline, f"{text!r} not shown: {self.output!r}"
+            if select.select([self.leader], [], [], 1)[0]:
+                self.output += os.read(self.leader, 65536).decode(errors="replace")
+        return ANSI.sub("", self.output)
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.leader)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
