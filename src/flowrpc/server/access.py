@@ -66,6 +66,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "ReadFlowRunHistory": R,
         "BulkSetFlowRunState": W,
         "BulkDeleteFlowRuns": A,
+        "WatchFlowRuns": R,
     },
     "flowrpc.v1.DeploymentService": {
         "CreateDeployment": W,

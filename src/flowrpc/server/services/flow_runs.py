@@ -17,6 +17,7 @@ from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
+from flowrpc.server.watch import Watches
 from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
@@ -70,10 +71,13 @@ def initial_state(request: Any, now: int, default: StateType) -> State:
 
 
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
-    def __init__(self, db: Database, settings: Settings, page_tokens: PageTokens) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, page_tokens: PageTokens, watches: Watches
+    ) -> None:
         self.db = db
         self.settings = settings
         self.page_tokens = page_tokens
+        self.watches = watches
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()
@@ -244,6 +248,14 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         async for ids in self._chunks(request):
             deleted = await self.db.write(storage.bulk_delete, ids)
             yield pb.BulkDeleteFlowRunsResponse(deleted_flow_run_ids=deleted)
+
+    async def WatchFlowRuns(
+        self, request: pb.WatchFlowRunsRequest, context: Any
+    ) -> AsyncIterator[pb.WatchFlowRunsResponse | bytes]:
+        filters = c.filters(request.filter)
+        stream = self.watches.stream(filters, request.since, request.skip_snapshot)
+        async for message in stream:  # change batches come encoded already (server/watch.py)
+            yield message
 
     async def _chunks(self, request: Any) -> AsyncIterator[list[str]]:
         """The selected run ids, a chunk at a time, in id order (each chunk re-selected after the

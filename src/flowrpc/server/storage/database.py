@@ -31,6 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from flowrpc.server.errors import InvalidArgument, ResourceExhausted
+from flowrpc.server.ids import now_micros
+from flowrpc.server.storage import changes
 from flowrpc.server.storage.migrate import upgrade
 from flowrpc.server.storage.tables import SQLITE_JSON_CODEC
 
@@ -159,6 +161,11 @@ class Database:
         except sa.exc.DBAPIError as error:
             _translate(error, self.statement_timeout)
             raise
+
+    def on_changes(self, callback: Callable[[], None]) -> None:
+        """callback() is called (on a writer thread) after each commit that wrote flow-run
+        changes (storage/changes.py): WatchFlowRuns' in-process wake-up."""
+        self._writer.on_changes = callback
 
     def watch_writes(self, group_size: Callable[[int], None]) -> Callable[[], int]:
         """SQLite only: group_size(n) is called (on the writer thread) with each group's number
@@ -332,6 +339,8 @@ def _limit_statements(engine: Engine, seconds: float) -> None:
 
 
 class _Writer:
+    on_changes: Callable[[], None] | None = None  # after a commit that wrote flow-run changes
+
     def submit(self, fn: StorageFn[T], args: tuple[Any, ...]) -> asyncio.Future[T]:
         raise NotImplementedError
 
@@ -350,7 +359,12 @@ class _PoolWriter(_Writer):
 
     def _run(self, fn: StorageFn[T], args: tuple[Any, ...]) -> T:
         with self._engine.begin() as conn:
-            return fn(conn, *args)
+            changes.forget(conn)  # notes a failed call on this connection left
+            result = fn(conn, *args)
+            wrote = changes.flush(conn, now_micros())  # last: see storage/changes.py
+        if wrote and self.on_changes is not None:
+            self.on_changes()
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -361,6 +375,7 @@ class _GroupCommitWriter(_Writer):
         self._engine = engine
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.on_group: Callable[[int], None] | None = None  # metrics: each group's size
+        self.on_changes: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._loop, name="flowrpc-writer", daemon=True)
         self._thread.start()
 
@@ -414,14 +429,20 @@ class _GroupCommitWriter(_Writer):
         return batch
 
     def _commit(self, conn: Connection, batch: list[Any]) -> None:
-        outcomes = []
+        outcomes, wrote = [], False
         try:
             with conn.begin():
+                now = now_micros()
                 for fn, args, future, loop in batch:
-                    outcomes.append((future, loop, *_in_savepoint(conn, fn, args)))
+                    result, error, changed = _in_savepoint(conn, fn, args, now)
+                    outcomes.append((future, loop, result, error))
+                    wrote = wrote or changed
         except Exception as error:  # the commit itself failed: nothing of the batch was kept
             log.exception("group commit failed")
             outcomes = [(future, loop, None, error) for _, _, future, loop in batch]
+            wrote = False
+        if wrote and self.on_changes is not None:
+            self.on_changes()
         # One wake-up of each event loop per group, not one per call.
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for future, loop, result, error in outcomes:
@@ -430,20 +451,25 @@ class _GroupCommitWriter(_Writer):
             loop.call_soon_threadsafe(_settle, settled)
 
 
-def _in_savepoint(conn: Connection, fn: StorageFn[T], args: tuple[Any, ...]) -> tuple[Any, Any]:
-    """Runs one call of a group in its own savepoint. The savepoint is issued on the sqlite3
+def _in_savepoint(
+    conn: Connection, fn: StorageFn[T], args: tuple[Any, ...], now: int
+) -> tuple[Any, Any, bool]:
+    """Runs one call of a group in its own savepoint, its flow-run changes written last;
+    returns (result, error, whether it wrote changes). The savepoint is issued on the sqlite3
     connection directly: SQLAlchemy names each savepoint anew, so it compiles both statements on
     every call (a fifth of the writer's time). Calls may still nest their own savepoints."""
     driver = conn.connection.driver_connection
     driver.execute("SAVEPOINT flowrpc_call")
     try:
         result = fn(conn, *args)
+        wrote = changes.flush(conn, now)
     except Exception as error:
+        changes.forget(conn)
         driver.execute("ROLLBACK TO flowrpc_call")
         driver.execute("RELEASE flowrpc_call")
-        return None, error
+        return None, error, False
     driver.execute("RELEASE flowrpc_call")
-    return result, None
+    return result, None, wrote
 
 
 def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -26,6 +26,7 @@ from flowrpc.server.orchestration.records import (
     StateType,
     TaskRunRecord,
 )
+from flowrpc.server.storage import changes
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.prepared import Prepared
 from flowrpc.server.storage.rows import (
@@ -120,6 +121,8 @@ class _Writes:
 
     def flush(self, conn: Connection) -> None:
         INSERT[STATES[self.runs]].execute(conn, self.states)
+        if self.runs is t.flow_run and self.states:  # WatchFlowRuns' change log
+            changes.note(conn, [(s["flow_run_id"], s["id"]) for s in self.states])
         for same_columns in self.changes.values():
             UPDATE[self.runs].execute(conn, same_columns)
 
@@ -196,6 +199,7 @@ def insert_flow_run(
     if decision.state is not None:
         state = {**state_values(decision.state), "flow_run_id": run.id}
         INSERT[t.flow_run_state].execute(conn, state)
+        changes.note(conn, [(run.id, decision.state.id)])
     _update_parent_task(conn, run.parent_task_run_id, decision, now)
     return columns, decision.state
 
