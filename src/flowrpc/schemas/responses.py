@@ -22,6 +22,7 @@ __all__ = [
     "DependencyResult",
     "DeploymentResponse",
     "FlowRunResponse",
+    "FlowRunWatchEvent",
     "HistoryResponse",
     "HistoryResponseState",
     "OrchestrationResult",
@@ -129,3 +130,20 @@ class DependencyResult(FlowRPCBaseModel):
     total_run_time: timedelta | None = None
     estimated_run_time: timedelta | None = None
     untrackable_result: bool = False
+
+
+class FlowRunWatchEvent(FlowRPCBaseModel):
+    """One item of `watch_flow_runs`, by `type`:
+
+    * "snapshot": `flow_run` is a run the filters selected when the watch started;
+    * "marker": the snapshot is complete; `cursor` is where the changes start;
+    * "change": `flow_run` right after a committed state change, `state` its new state;
+    * "progress": no matching change for a while; `cursor` moves on.
+
+    Pass the last `cursor` seen as `since` to resume after it, nothing missed or repeated
+    (within the server's retention window)."""
+
+    type: Literal["snapshot", "marker", "change", "progress"]
+    flow_run: FlowRun | None = None
+    state: State | None = None
+    cursor: str | None = None

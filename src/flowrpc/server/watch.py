@@ -112,6 +112,13 @@ def _encode(rows: list[Any], cache: dict[int, bytes] | None = None) -> list[Entr
     return entries
 
 
+@dataclass
+class _Cursor:
+    """Where a stream is: every change up to `position` was sent or did not match."""
+
+    position: int
+
+
 @dataclass(eq=False)
 class _Subscription:
     """A watcher joined to the hub: the changes after `start` come through its queue."""
@@ -284,36 +291,36 @@ class Watches:
                     async for message in self._snapshot(filters):
                         yield message
                 yield pb.WatchFlowRunsResponse(marker=pb.WatchMarker(cursor=encode_cursor(cursor)))
+            at = _Cursor(cursor)
             while True:
                 subscription = await self._subscribe(key, criteria)
                 try:
-                    while cursor < subscription.start:  # from the change log
-                        upto = min(subscription.start, cursor + STRETCH)
-                        entries = await self.db.read(_read_log, cursor, upto, criteria)
+                    while at.position < subscription.start:  # from the change log
+                        upto = min(subscription.start, at.position + STRETCH)
+                        entries = await self.db.read(_read_log, at.position, upto, criteria)
                         for message in _changes_messages(entries):
                             yield message
-                        cursor = upto
-                    async for message, cursor in self._live(subscription, cursor):
+                        at.position = upto
+                    async for message in self._live(subscription, at):
                         yield message
                 finally:
                     self._subscriptions.discard(subscription)
         finally:
             self.watchers -= 1
 
-    async def _live(
-        self, subscription: _Subscription, cursor: int
-    ) -> AsyncIterator[tuple[Message | bytes, int]]:
-        """(message, cursor after it) from the hub, until the watcher is dropped (returns)."""
+    async def _live(self, subscription: _Subscription, at: _Cursor) -> AsyncIterator[Any]:
+        """Messages from the hub, `at` kept at the position they reach, until the hub drops
+        the watcher (then it returns)."""
         while True:
             try:
                 item = await asyncio.wait_for(
                     subscription.queue.get(), self.settings.watch_progress_seconds
                 )
             except TimeoutError:
-                if subscription.queue.empty() and subscription.covered > cursor:
-                    cursor = subscription.covered
-                    progress = pb.WatchProgress(cursor=encode_cursor(cursor))
-                    yield pb.WatchFlowRunsResponse(progress=progress), cursor
+                if subscription.queue.empty() and subscription.covered > at.position:
+                    at.position = subscription.covered
+                    progress = pb.WatchProgress(cursor=encode_cursor(at.position))
+                    yield pb.WatchFlowRunsResponse(progress=progress)
                 continue
             if item == OVERFLOW:
                 return
@@ -322,10 +329,10 @@ class Watches:
             upto, entries = item
             subscription.buffered -= len(entries)
             # A fresh watch may start after the hub's position: nothing is sent twice.
-            fresh = [entry for entry in entries if entry[0] > cursor]
+            fresh = [entry for entry in entries if entry[0] > at.position]
+            at.position = max(at.position, upto)
             for message in _changes_messages(fresh):
-                yield message, cursor
-            cursor = max(cursor, upto)
+                yield message
 
     async def _snapshot(self, filters: Filter) -> AsyncIterator[Message]:
         """The runs the filter selects, newest first, a page at a time."""

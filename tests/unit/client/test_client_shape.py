@@ -49,6 +49,7 @@ BEYOND_PREFECT = {
     "bulk_set_flow_run_state",
     "bulk_delete_flow_runs",
     "iter_flow_runs",
+    "watch_flow_runs",
 }
 
 
