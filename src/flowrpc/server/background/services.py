@@ -92,6 +92,14 @@ def start_services(
     # The change log WatchFlowRuns reads: always pruned (it grows with every state change).
     name = "change log"
     retention = int(settings.watch_retention_seconds * 1_000_000)
-    one_pass = _in_batches(db, name, PRUNE_BATCH, changes.prune, retention)
-    services.append(_every(settings.watch_prune_loop_seconds, name, one_pass, leadership, metrics))
+    prune = _in_batches(db, name, PRUNE_BATCH, changes.prune, retention)
+
+    async def prune_pass() -> int:
+        if not await db.read(changes.prune_due, now_micros() - retention):
+            return 0
+        return await prune()
+
+    services.append(
+        _every(settings.watch_prune_loop_seconds, name, prune_pass, leadership, metrics)
+    )
     return [asyncio.create_task(service) for service in services]

@@ -105,6 +105,16 @@ def prune(conn: Connection, limit: int, now: int, skip: frozenset[str], retentio
     return len(doomed)
 
 
+def prune_due(conn: Connection, cutoff: int) -> bool:
+    """Whether `prune` has anything to do: the oldest change is older than `cutoff` and is not
+    the newest. A read, so an idle server's passes write nothing."""
+    oldest = conn.execute(
+        sa.select(change.c.created).order_by(change.c.position).limit(2)
+    ).scalars()
+    created = list(oldest)
+    return len(created) == 2 and created[0] < cutoff
+
+
 # ---- reading ----
 
 
