@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.util import ClauseAdapter
 
 from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.rows import plain
 
 PENDING = "flowrpc.pending_changes"  # conn.info key: the notes of the call in progress
 CHANGE_LOCK = 0x63686E67  # advisory lock key ("chng"), with the schema's hash
@@ -184,4 +185,4 @@ def read_changes(conn: Connection, after: int, upto: int, criteria: Any) -> list
     )
     if criteria is not None:
         query = query.where(criteria)
-    return list(conn.execute(query, {"after": after, "upto": upto}))
+    return plain(conn.execute(query, {"after": after, "upto": upto}))
