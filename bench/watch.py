@@ -114,9 +114,7 @@ async def watch(url: str, count: int) -> None:
 
 def _python(*args: str, stdin: Any = None) -> subprocess.Popen[str]:
     command = [str(servers.FLOWRPC_PYTHON), "-m", "bench.watch", *args]
-    return subprocess.Popen(
-        command, cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, text=True
-    )
+    return subprocess.Popen(command, cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, text=True)
 
 
 def _write_phase(
