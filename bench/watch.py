@@ -212,6 +212,24 @@ async def _create_runs(url: str, count: int) -> list[str]:
     return [response.flow_run.id for response in made]
 
 
+def summary(result: dict) -> str:
+    """The watch figures as a few lines of Markdown."""
+    return "\n".join(
+        [
+            "| watchers | changes/s (target) | delivered | latency p50 / p99 ms |"
+            " writes/s alone / watched | server CPU ms per change alone / watched |",
+            "|---|---|---|---|---|---|",
+            f"| {result['watchers']} | {result['paced_changes_per_s']:,.0f}"
+            f" ({result['target_rate']:,.0f}) |"
+            f" {result['deliveries']:,} of {result['expected_deliveries']:,} |"
+            f" {result['latency_p50_ms']:.1f} / {result['latency_p99_ms']:.1f} |"
+            f" {result['writes_per_s_alone']:,.0f} / {result['writes_per_s_watched']:,.0f} |"
+            f" {result['server_cpu_ms_per_change_alone']:.2f} /"
+            f" {result['server_cpu_ms_per_change_watched']:.2f} |",
+        ]
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase")
     parser.add_argument("--rate", type=float, default=1000.0, help="changes/s while watched")
@@ -242,7 +260,9 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(prog="python -m bench.watch")
     add_arguments(parser)
-    print(json.dumps(measure(parser.parse_args()), indent=2))
+    result = measure(parser.parse_args())
+    print(json.dumps(result, indent=2))
+    print(summary(result))
 
 
 if __name__ == "__main__":
