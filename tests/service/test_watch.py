@@ -9,7 +9,7 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -188,6 +188,50 @@ async def test_filters_see_the_run_as_it_was_right_after_each_change(flowrpc_ser
         assert states_of(watcher.events) == [(str(tagged.id), "Failed")] * 2
         assert watcher.changes()[0].flow_run.state.name == "Failed"
         assert "snapshot" not in {event.type for event in watcher.events}
+
+
+async def test_filters_on_the_flow_and_the_work_pool_of_the_run(flowrpc_server):
+    from flowrpc.schemas.actions import WorkPoolCreate
+    from flowrpc.schemas.filters import FlowFilter, WorkPoolFilter
+
+    async with get_client(api_url=flowrpc_server) as client:
+        await client.create_work_pool(WorkPoolCreate(name="gpu"))
+        pooled = FlowRunFilter()  # placeholder: the pool filter below selects
+        in_pool = WorkPoolFilter(name={"any_": ["gpu"]})
+        of_flow = FlowFilter(name={"any_": ["other"]})
+        async with (
+            watching(client, work_pool_filter=in_pool, flow_run_filter=pooled) as by_pool,
+            watching(client, flow_filter=of_flow, snapshot=False) as by_flow,
+        ):
+            await by_pool.until(has("marker"))
+            await by_flow.until(has("marker"))
+            on_gpu = await client.create_flow_run(FLOW, state=Pending(), work_pool_name="gpu")
+            other = await client.create_flow_run(SimpleNamespace(name="other"), state=Pending())
+            await client.create_flow_run(FLOW, state=Pending())  # neither
+            await client.set_flow_run_state(on_gpu.id, Running())
+            await client.set_flow_run_state(other.id, Running())
+            await by_pool.until(changed(2))
+            await by_flow.until(changed(2))
+        assert states_of(by_pool.events) == [
+            (str(on_gpu.id), "Pending"),
+            (str(on_gpu.id), "Running"),
+        ]
+        assert by_pool.changes()[0].flow_run.work_pool_name == "gpu"
+        assert states_of(by_flow.events) == [(str(other.id), "Pending"), (str(other.id), "Running")]
+
+
+async def test_a_stopping_server_ends_its_watches_with_a_cursor_to_resume(database):
+    stack = ExitStack()
+    address = stack.enter_context(server(database))
+    async with get_client(api_url=address) as client:
+        watcher = Watcher(client.watch_flow_runs(snapshot=False))
+        await watcher.until(has("marker"))
+        await asyncio.to_thread(stack.close)  # stops the server (grace 1 s)
+        # The stream ended with the server's own status, not by the grace running out.
+        with pytest.raises(FlowRPCError) as raised:
+            await asyncio.wait_for(watcher.task, WITHIN)
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.reason == "SERVER_STOPPING"
 
 
 async def test_snapshot_holds_only_the_runs_the_filter_selects(flowrpc_server):

@@ -258,6 +258,8 @@ class Watches:
         async with self._lock:
             if not self._subscriptions:  # the hub was idle: its position may be old
                 self.position = await self.db.read(changes.head)
+            if self._closing:  # close() has told the subscribers already: not this one
+                raise _stopping()
             subscription = _Subscription(
                 key, criteria, self.position, self.settings.watch_buffer, covered=self.position
             )
