@@ -393,6 +393,38 @@ async def test_raw_messages_follow_the_contract(stubs):
     assert change.cursor != marker.marker.cursor
 
 
+async def watch_under_concurrent_writers(addresses: list[str]) -> None:
+    """16 clients (spread over `addresses`) move 40 runs through Pending, Running, Completed
+    while one watcher watches through the first address and another resumes, afterwards, from
+    the same marker through the last: each sees every state written exactly once, in the order
+    of each run's history, and both see the same sequence (positions are global)."""
+    async with get_client(api_url=addresses[0]) as a, get_client(api_url=addresses[-1]) as b:
+        runs = [(await a.create_flow_run(FLOW, state=Scheduled())).id for _ in range(40)]
+        async with watching(a, snapshot=False) as live:
+            marker = (await live.until(has("marker")))[-1].cursor
+
+            async def writer(number: int) -> None:
+                async with get_client(api_url=addresses[number % len(addresses)]) as c:
+                    for new_state in (Pending, Running, Completed):
+                        for run_id in runs[number::16]:
+                            await c.set_flow_run_state(run_id, new_state())
+
+            await asyncio.gather(*(writer(n) for n in range(16)))
+            await live.until(changed(120))
+        async with watching(b, since=marker) as resumed:
+            await resumed.until(changed(120))
+        histories = {str(r): [str(s.id) for s in await a.read_flow_run_states(r)] for r in runs}
+    seen = [(str(e.flow_run.id), str(e.state.id)) for e in live.changes()]
+    assert seen == [(str(e.flow_run.id), str(e.state.id)) for e in resumed.changes()][:120]
+    assert len(seen) == len(set(seen)) == 120
+    for run_id, history in histories.items():
+        assert [state for run, state in seen if run == run_id] == history[1:]
+
+
+async def test_concurrent_writers_lose_nothing(flowrpc_server):
+    await watch_under_concurrent_writers([flowrpc_server])
+
+
 # ---- PostgreSQL: replicas, and the commit order of positions ----
 
 needs_postgres = pytest.mark.skipif(
@@ -420,6 +452,14 @@ async def test_a_watcher_on_one_replica_sees_transitions_made_through_the_other(
                 async with watching(b, since=marker) as again:
                     await again.until(changed(10))
                 assert states_of(again.events) == expected
+
+
+@needs_postgres
+async def test_concurrent_writers_on_two_replicas_lose_nothing():
+    with postgres_schema(POSTGRES_URL) as url:
+        settings = Settings(database_url=url, port=0)
+        with server(settings) as first, server(settings) as second:
+            await watch_under_concurrent_writers([first, second])
 
 
 @needs_postgres
