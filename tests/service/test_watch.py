@@ -462,11 +462,22 @@ async def test_concurrent_writers_on_two_replicas_lose_nothing():
             await watch_under_concurrent_writers([first, second])
 
 
+def logged(conn: Any, after: int, upto: int) -> list[str]:
+    """The run ids of the change log's rows numbered after `after` up to `upto`, in order."""
+    position = changes.change.c.position
+    query = (
+        sa.select(changes.change.c.flow_run_id)
+        .where(position > after, position <= upto)
+        .order_by(position)
+    )
+    return list(conn.execute(query).scalars())
+
+
 @needs_postgres
-def test_positions_follow_commit_order_across_transactions():
-    """The race a sequence or a timestamp alone loses: a transaction that writes its change
-    first but commits last. Here the second writer waits for the first's commit before it
-    draws a position, and no reader ever sees the later position without the earlier one."""
+def test_a_change_that_commits_last_is_numbered_last():
+    """The race an id, a sequence or a timestamp alone loses: a transaction that writes its change
+    first but commits last. A reader that has read past the later transaction's change still
+    gets the earlier one, numbered after it; a second numbering meanwhile does not wait."""
     with postgres_schema(POSTGRES_URL) as url:
         db = Database(url)
         db.migrate()
@@ -474,31 +485,25 @@ def test_positions_follow_commit_order_across_transactions():
         engine = sa.create_engine(url, poolclass=sa.NullPool)
         first, second = engine.connect(), engine.connect()
         try:
-            first.begin()
+            first.begin()  # writes first (the lower id), commits last
             changes.note(first, [("run-a", "state-a")])
-            changes.flush(first, 1)  # written, not committed
-            drew = threading.Event()
-
-            def later_writer() -> None:
-                with second.begin():
-                    changes.note(second, [("run-b", "state-b")])
-                    changes.flush(second, 2)
-                    drew.set()
-
-            thread = threading.Thread(target=later_writer)
-            thread.start()
-            assert not drew.wait(0.5)  # waits for the first transaction's lock
+            changes.flush(first, 1)
+            with second.begin():
+                changes.note(second, [("run-b", "state-b")])
+                changes.flush(second, 2)
+            with engine.begin() as conn:
+                assert changes.sequence(conn) == 1  # only what is committed
+                with engine.begin() as other:  # another replica's numbering does not wait
+                    assert changes.sequence(other) == 0
             with engine.connect() as reader:
-                assert changes.head(reader) == 0
+                cursor = changes.head(reader)
+                seen = logged(reader, 0, cursor)
             first.commit()
-            thread.join(WITHIN)
+            with engine.begin() as conn:
+                assert changes.sequence(conn) == 1
             with engine.connect() as reader:
-                rows = reader.execute(
-                    sa.select(changes.change.c.position, changes.change.c.flow_run_id).order_by(
-                        changes.change.c.position
-                    )
-                ).all()
-            assert [run_id for _, run_id in rows] == ["run-a", "run-b"]
+                later = logged(reader, cursor, changes.head(reader))
+            assert seen == ["run-b"] and later == ["run-a"]
         finally:
             first.close()
             second.close()

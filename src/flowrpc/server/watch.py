@@ -4,7 +4,8 @@ from a cursor, reads the change log itself (storage/changes.py says why it is ga
 
 Writers never wait for watchers: they only wake the hub (SQLite: a callback from the writer after
 commit; PostgreSQL: NOTIFY, which reaches the hub of every replica through a LISTEN connection,
-and the same callback for changes made on this replica). The hub never waits for a watcher
+and the same callback for changes made on this replica). On PostgreSQL the hub first numbers the
+changes committed since (storage.changes.sequence), then reads. The hub never waits for a watcher
 either: each has a buffer of `watch_buffer` changes; once a watcher is that far behind, the hub
 drops it and the watcher reads the changes it missed from the change log at its own pace, then
 joins the hub again.
@@ -229,6 +230,8 @@ class Watches:
         async with self._lock:
             if not self._subscriptions:
                 return False
+            if self.db.dialect == "postgresql":  # number what was committed (changes.py)
+                await self.db.write(changes.sequence)
             groups = {s.key: s.criteria for s in self._subscriptions}
             upto, found = await self.db.read(self._read_stretch, self.position, groups)
             if upto <= self.position:
@@ -264,6 +267,7 @@ class Watches:
                 key, criteria, self.position, self.settings.watch_buffer, covered=self.position
             )
             self._subscriptions.add(subscription)
+            self._wake.set()  # PostgreSQL: changes may wait to be numbered
             return subscription
 
     def _listen(self, wake: Callable[[], None]) -> None:
@@ -313,6 +317,8 @@ class Watches:
                 cursor = decode_cursor(since)
                 await self.db.read(_check_cursor, cursor)
             else:
+                if self.db.dialect == "postgresql":  # what committed before the watch: numbered
+                    await self.db.write(changes.sequence, True)
                 cursor = await self.db.read(changes.head)
                 if not skip_snapshot:
                     async for message in self._snapshot(filters):

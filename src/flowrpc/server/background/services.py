@@ -95,6 +95,8 @@ def start_services(
     prune = _in_batches(db, name, PRUNE_BATCH, changes.prune, retention)
 
     async def prune_pass() -> int:
+        if db.dialect == "postgresql":  # changes no watcher's hub has numbered yet
+            await db.write(changes.sequence)
         if not await db.read(changes.prune_due, now_micros() - retention):
             return 0
         return await prune()

@@ -1,31 +1,32 @@
-"""The flow-run change log: one row per flow-run state written, numbered in commit order, which
-WatchFlowRuns reads after a cursor (a position).
+"""The flow-run change log: one row per flow-run state written, numbered (`position`) in commit
+order, which WatchFlowRuns reads after a cursor (a position).
 
-Why a reader that has read every change up to position P never misses one later (the positions
-must be commit-ordered: a change that becomes visible later must have a larger position; UUIDv7
-ids and timestamps are minted before commit, so they are not):
+The numbering must be commit-ordered: a reader that has read every change up to position P must
+never later find a change numbered P or lower. Ids, UUIDv7s and timestamps are minted before
+commit, so they are not: a transaction that writes first may commit last. Here:
 
 * The transitions note each state they write (`note`, in transitions.py: the one place state rows
-  are written); the writer (database.py) writes the notes at the end of each call (`flush`),
-  in the call's own transaction, just before it commits.
-* SQLite: one writer thread commits one group after the other, so positions (AUTOINCREMENT, never
-  reused) are assigned in commit order, and a rolled-back call takes its rows with it.
-* PostgreSQL (several replicas): `flush` takes a transaction-level advisory lock, then draws the
-  positions from a sequence; the lock is held until the transaction ends. PostgreSQL makes a
-  transaction visible before it releases its locks, so the next transaction to draw a position
-  does so after the previous one is visible: if a reader sees position P, it sees every position
-  below P. Only these last statements and the commit take turns; the rest of each transaction
-  (locking the run, orchestration, its writes) runs concurrently. The lock is taken last so no
-  transaction holds it while waiting for a run's row lock (no deadlock with the batches of the
-  background services).
-* A reader asks for the head (the highest visible position) and reads up to it, never past it.
+  are written); the writer (database.py) writes the notes at the end of each call (`flush`), in
+  the call's own transaction.
+* SQLite: one writer thread commits one group after the other, so `flush` numbers the rows as it
+  writes them (position = the AUTOINCREMENT id, never reused): commit order. A rolled-back call
+  takes its rows with it.
+* PostgreSQL (several replicas): `flush` writes the rows unnumbered and sends NOTIFY (delivered at
+  commit). Rows are numbered after their commit, by `sequence`: one transaction at a time (an
+  advisory lock held to its commit, tried, not waited for) numbers every committed, unnumbered
+  row after the highest position. A statement sees only committed rows, and a numbering
+  transaction is visible before its lock is released, so each numbering starts after the last,
+  and a row committed later gets a later position: no reader that has seen position P ever finds
+  a new row at or below P. Writers never take turns (numbering under a lock at their commit made
+  16 concurrent writers 3-10 times slower); a change waits for the next numbering, which any
+  replica's hub runs when woken (and the leader's prune pass, so rows never wait long).
+* A reader asks for the head (the highest position) and reads up to it, never past it.
 
 Wake-ups: SQLite's writer calls back after a commit that wrote changes (in-process). On PostgreSQL
-`flush` also sends NOTIFY (delivered at commit) on CHANNEL with the schema as payload, so every
-replica's listener wakes its watchers.
+every replica's hub LISTENs on CHANNEL, where writers and numberings NOTIFY their schema.
 
-Retention: `prune` deletes changes older than the retention window, always keeping the newest
-row; a cursor below the oldest row kept is expired (`expired`).
+Retention: `prune` deletes numbered changes older than the retention window, always keeping the
+newest; a cursor below the oldest row kept is expired (`expired`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.rows import plain
 
 PENDING = "flowrpc.pending_changes"  # conn.info key: the notes of the call in progress
-CHANGE_LOCK = 0x63686E67  # advisory lock key ("chng"), with the schema's hash
+SEQUENCE_LOCK = 0x63686E67  # advisory lock key ("chng"), with the schema's hash
+SEQUENCE_BATCH = 50_000  # rows numbered by one statement at most
 CHANNEL = "flowrpc_changes"
 STATE_COLUMNS = {
     "state_id": "id",
@@ -53,8 +55,22 @@ run = t.flow_run
 state = t.flow_run_state
 
 SQLITE_INSERT = "INSERT INTO flow_run_change (flow_run_id, state_id, created) VALUES (?, ?, ?)"
-PG_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))")
+# The single writer's rows are numbered as written: their ids are in commit order.
+SQLITE_NUMBER = "UPDATE flow_run_change SET position = id WHERE position IS NULL"
 PG_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', current_schema())")
+PG_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))")
+PG_TRY_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key, hashtext(current_schema()))")
+PG_NUMBER = sa.text(
+    """
+    UPDATE flow_run_change AS c SET position = numbered.position
+    FROM (
+        SELECT id, (SELECT coalesce(max(position), 0) FROM flow_run_change)
+                   + row_number() OVER (ORDER BY id) AS position
+        FROM flow_run_change WHERE position IS NULL ORDER BY id LIMIT :limit
+    ) AS numbered
+    WHERE c.id = numbered.id
+    """
+)
 
 
 # ---- writing ----
@@ -71,16 +87,17 @@ def forget(conn: Connection) -> None:
 
 
 def flush(conn: Connection, now: int) -> bool:
-    """Writes the call's notes as change rows; True if there were any. Called by the writer as
-    the last statements of a call's transaction (see the module docstring)."""
+    """Writes the call's notes as change rows; True if there were any. Called by the writer at
+    the end of each call, in its transaction (see the module docstring)."""
     pending = conn.info.pop(PENDING, None)
     if not pending:
         return False
     rows = [(run_id, state_id, now) for run_id, state_id in pending]
     if conn.dialect.name == "sqlite":
-        conn.connection.driver_connection.executemany(SQLITE_INSERT, rows)
+        driver = conn.connection.driver_connection
+        driver.executemany(SQLITE_INSERT, rows)
+        driver.execute(SQLITE_NUMBER)
         return True
-    conn.execute(PG_LOCK, {"key": CHANGE_LOCK})
     conn.execute(
         sa.insert(change),
         [{"flow_run_id": r, "state_id": s, "created": now} for r, s, now in rows],
@@ -89,30 +106,55 @@ def flush(conn: Connection, now: int) -> bool:
     return True
 
 
+def sequence(conn: Connection, wait: bool = False) -> int:
+    """PostgreSQL: numbers the committed, unnumbered changes after the highest position; returns
+    how many. When another transaction is numbering, returns 0 at once (it numbers them), or
+    with `wait` waits for it and numbers what is left. Run it in a transaction of its own: the
+    lock is held until it commits."""
+    if conn.dialect.name == "sqlite":
+        return 0
+    if wait:
+        conn.execute(PG_LOCK, {"key": SEQUENCE_LOCK})
+    elif not conn.execute(PG_TRY_LOCK, {"key": SEQUENCE_LOCK}).scalar():
+        return 0
+    numbered = conn.execute(PG_NUMBER, {"limit": SEQUENCE_BATCH}).rowcount
+    if numbered:
+        conn.execute(PG_NOTIFY)
+    return numbered
+
+
 def prune(conn: Connection, limit: int, now: int, skip: frozenset[str], retention: int) -> int:
-    """Deletes up to `limit` changes older than `retention` microseconds, oldest first, but never
-    the newest (it tells which cursors are expired); returns how many. (`skip`: the background
-    batches' signature; a change row cannot fail.)"""
+    """Deletes up to `limit` numbered changes older than `retention` microseconds, oldest first,
+    but never the newest (it tells which cursors are expired); returns how many. (`skip`: the
+    background batches' signature; a change row cannot fail.)"""
     newest = sa.select(sa.func.max(change.c.position)).scalar_subquery()
     oldest = (
-        sa.select(change.c.position)
-        .where(change.c.created < now - retention, change.c.position < newest)
+        sa.select(change.c.id)
+        .where(
+            change.c.position.is_not(None),
+            change.c.created < now - retention,
+            change.c.position < newest,
+        )
         .order_by(change.c.position)
         .limit(limit)
     )
     doomed = list(conn.execute(oldest).scalars())
     if doomed:
-        conn.execute(sa.delete(change).where(change.c.position.in_(doomed)))
+        conn.execute(sa.delete(change).where(change.c.id.in_(doomed)))
     return len(doomed)
 
 
 def prune_due(conn: Connection, cutoff: int) -> bool:
-    """Whether `prune` has anything to do: the oldest change is older than `cutoff` and is not
-    the newest. A read, so an idle server's passes write nothing."""
-    oldest = conn.execute(
-        sa.select(change.c.created).order_by(change.c.position).limit(2)
-    ).scalars()
-    created = list(oldest)
+    """Whether `prune` has anything to do: the oldest numbered change is older than `cutoff` and
+    is not the newest. A read, so an idle server's passes write nothing."""
+    created = list(
+        conn.execute(
+            sa.select(change.c.created)
+            .where(change.c.position.is_not(None))
+            .order_by(change.c.position)
+            .limit(2)
+        ).scalars()
+    )
     return len(created) == 2 and created[0] < cutoff
 
 
@@ -126,6 +168,7 @@ def head(conn: Connection) -> int:
 
 def expired(conn: Connection, cursor: int) -> bool:
     """Whether changes after `cursor` may have been pruned."""
+    # min() over the unique index skips NULLs (unnumbered rows).
     oldest = conn.execute(sa.select(sa.func.min(change.c.position))).scalar()
     return oldest is not None and cursor < oldest - 1
 

@@ -233,20 +233,25 @@ class FlowRunHistoryGranule(SQLModel, table=True):
 
 
 class FlowRunChange(SQLModel, table=True):
-    """The change log WatchFlowRuns reads: one row per flow-run state written, numbered in commit
-    order (storage/changes.py says why the numbering is commit-ordered). No foreign key: a run's
-    changes stay until pruned (a watcher skips those of runs deleted since)."""
+    """The change log WatchFlowRuns reads: one row per flow-run state written. `position` numbers
+    the rows in commit order (storage/changes.py says how); NULL until the row is numbered, which
+    on PostgreSQL happens after its commit. No foreign key: a run's changes stay until pruned (a
+    watcher skips those of runs deleted since)."""
 
     __tablename__ = "flow_run_change"
-    # AUTOINCREMENT: SQLite never reuses a number, even once the newest rows are gone.
-    __table_args__ = {"sqlite_autoincrement": True}
+    # AUTOINCREMENT: SQLite never reuses an id, even once the newest rows are gone.
+    __table_args__ = (
+        Index("ix_flow_run_change_position", "position", unique=True),
+        {"sqlite_autoincrement": True},
+    )
     # INTEGER on SQLite, the rowid itself (BIGINT would not be); BIGSERIAL on PostgreSQL.
-    position: int | None = Field(
+    id: int | None = Field(
         default=None,
         sa_column=Column(
             BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
         ),
     )
+    position: int | None = Field(default=None, sa_type=BigInteger)
     flow_run_id: str = Field(max_length=36)
     state_id: str = Field(max_length=36)
     created: int = Field(sa_type=BigInteger)  # when it was written, for pruning
