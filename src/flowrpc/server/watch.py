@@ -2,10 +2,12 @@
 filter and hands it to every watcher with that filter; a watcher that falls behind, or resumes
 from a cursor, reads the change log itself (storage/changes.py says why it is gap-free).
 
-Writers never wait for watchers: they only wake the hub (SQLite: a callback from the writer after
-commit; PostgreSQL: NOTIFY, which reaches the hub of every replica through a LISTEN connection,
-and the same callback for changes made on this replica). On PostgreSQL the hub first numbers the
-changes committed since (storage.changes.sequence), then reads. The hub never waits for a watcher
+Writers never wait for watchers: they only wake their own server's hub, by a callback from the
+writer after commit. On PostgreSQL the hub then numbers the changes committed since
+(storage.changes.sequence), at most every SEQUENCE_SECONDS, and the numbering sends a NOTIFY that
+reaches the hub of every replica through its LISTEN connection. (A NOTIFY from every write would
+make every committing writer take turns: PostgreSQL serializes the commits of transactions that
+notify.) The hub never waits for a watcher
 either: each has a buffer of `watch_buffer` changes; once a watcher is that far behind, the hub
 drops it and the watcher reads the changes it missed from the change log at its own pace, then
 joins the hub again.
@@ -60,6 +62,8 @@ POLL_SECONDS = 1.0  # the hub looks for changes this often even without a wake-u
 # latency with 100 watchers, 2 ms with 10.
 GATHER_PER_WATCHER = 0.0002
 GATHER_MAX = 0.05
+# PostgreSQL: the hub numbers changes (a write transaction) at most this often.
+SEQUENCE_SECONDS = 0.01
 CURSOR_PREFIX = "wc1:"
 CHANGES_TAG = b"\x1a"  # WatchFlowRunsResponse.changes: field 3, length-delimited
 OVERFLOW, CLOSING = "overflow", "closing"  # what a watcher's queue may hold besides changes
@@ -178,6 +182,7 @@ class Watches:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._unnumbered = False  # PostgreSQL: this server committed changes not numbered yet
         self._stop_listening = threading.Event()
         self._listener: threading.Thread | None = None
 
@@ -186,13 +191,18 @@ class Watches:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         wake: Callable[[], None] = lambda: loop.call_soon_threadsafe(self._wake.set)  # noqa: E731
-        self.db.on_changes(wake)
+        self.db.on_changes(lambda: loop.call_soon_threadsafe(self._written))
         if self.db.dialect == "postgresql":
             self._listener = threading.Thread(
                 target=self._listen, args=(wake,), name="flowrpc-listen", daemon=True
             )
             self._listener.start()
         self._task = asyncio.create_task(self._run())
+
+    def _written(self) -> None:
+        """This server committed changes: wake the hub (on PostgreSQL, to number them)."""
+        self._unnumbered = True
+        self._wake.set()
 
     async def close(self) -> None:
         """Ends every stream (UNAVAILABLE: reconnect with the cursor) and stops the hub."""
@@ -214,11 +224,14 @@ class Watches:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
             gather = min(GATHER_MAX, GATHER_PER_WATCHER * len(self._subscriptions))
+            if self.db.dialect == "postgresql":
+                gather = max(gather, SEQUENCE_SECONDS)
             if (wait := last + gather - loop.time()) > 0:
                 await asyncio.sleep(wait)
             last = loop.time()
             self._wake.clear()
             try:
+                await self._sequence()
                 while await self._deliver_stretch():
                     pass
             except Exception:  # the next wake-up or poll tries again
@@ -230,8 +243,6 @@ class Watches:
         async with self._lock:
             if not self._subscriptions:
                 return False
-            if self.db.dialect == "postgresql":  # number what was committed (changes.py)
-                await self.db.write(changes.sequence)
             groups = {s.key: s.criteria for s in self._subscriptions}
             upto, found = await self.db.read(self._read_stretch, self.position, groups)
             if upto <= self.position:
@@ -241,6 +252,13 @@ class Watches:
             full = upto - self.position >= STRETCH
             self.position = upto
             return full
+
+    async def _sequence(self) -> None:
+        """PostgreSQL: numbers the committed changes (storage.changes.sequence), when this
+        server wrote some or has watchers; the numbering's NOTIFY wakes the other replicas."""
+        if self.db.dialect == "postgresql" and (self._unnumbered or self._subscriptions):
+            self._unnumbered = False
+            await self.db.write(changes.sequence)
 
     @staticmethod
     def _read_stretch(

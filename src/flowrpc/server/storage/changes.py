@@ -11,19 +11,21 @@ commit, so they are not: a transaction that writes first may commit last. Here:
 * SQLite: one writer thread commits one group after the other, so `flush` numbers the rows as it
   writes them (position = the AUTOINCREMENT id, never reused): commit order. A rolled-back call
   takes its rows with it.
-* PostgreSQL (several replicas): `flush` writes the rows unnumbered and sends NOTIFY (delivered at
-  commit). Rows are numbered after their commit, by `sequence`: one transaction at a time (an
-  advisory lock held to its commit, tried, not waited for) numbers every committed, unnumbered
-  row after the highest position. A statement sees only committed rows, and a numbering
-  transaction is visible before its lock is released, so each numbering starts after the last,
-  and a row committed later gets a later position: no reader that has seen position P ever finds
-  a new row at or below P. Writers never take turns (numbering under a lock at their commit made
-  16 concurrent writers 3-10 times slower); a change waits for the next numbering, which any
-  replica's hub runs when woken (and the leader's prune pass, so rows never wait long).
+* PostgreSQL (several replicas): `flush` writes the rows unnumbered. They are numbered after
+  their commit, by `sequence`: one transaction at a time (an advisory lock held to its commit,
+  tried, not waited for) numbers every committed, unnumbered row after the highest position. A
+  statement sees only committed rows, and a numbering transaction is visible before its lock is
+  released, so each numbering starts after the last, and a row committed later gets a later
+  position: no reader that has seen position P ever finds a new row at or below P. Writers
+  never take turns (numbering under a lock at their commit made 16 concurrent writers 3-10
+  times slower); a change waits for the next numbering, which the hub of the replica that wrote
+  it runs within milliseconds (and any hub with watchers, and the leader's prune pass).
 * A reader asks for the head (the highest position) and reads up to it, never past it.
 
-Wake-ups: SQLite's writer calls back after a commit that wrote changes (in-process). On PostgreSQL
-every replica's hub LISTENs on CHANNEL, where writers and numberings NOTIFY their schema.
+Wake-ups: the writer calls back after a commit that wrote changes (in-process); on PostgreSQL
+that hub then numbers them, and the numbering NOTIFYs CHANNEL with the schema, on which every
+replica's hub LISTENs. Writers do not NOTIFY: PostgreSQL serializes the commits of transactions
+that do (it made 16 writers a third slower).
 
 Retention: `prune` deletes numbered changes older than the retention window, always keeping the
 newest; a cursor below the oldest row kept is expired (`expired`).
@@ -102,7 +104,6 @@ def flush(conn: Connection, now: int) -> bool:
         sa.insert(change),
         [{"flow_run_id": r, "state_id": s, "created": now} for r, s, now in rows],
     )
-    conn.execute(PG_NOTIFY)
     return True
 
 
