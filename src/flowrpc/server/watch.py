@@ -4,7 +4,7 @@ from a cursor, reads the change log itself (storage/changes.py says why it is ga
 
 Writers never wait for watchers: they only wake their own server's hub, by a callback from the
 writer after commit. On PostgreSQL the hub then numbers the changes committed since
-(storage.changes.sequence), at most every SEQUENCE_SECONDS, and the numbering sends a NOTIFY that
+(storage.changes.sequence), at most every GATHER_MIN, and the numbering sends a NOTIFY that
 reaches the hub of every replica through its LISTEN connection. (A NOTIFY from every write would
 make every committing writer take turns: PostgreSQL serializes the commits of transactions that
 notify.) The hub never waits for a watcher
@@ -54,16 +54,16 @@ log = logging.getLogger(__name__)
 STRETCH = 1000  # positions read at a time, by the hub and by a watcher catching up
 SNAPSHOT_PAGE = 200  # runs per snapshot read
 POLL_SECONDS = 1.0  # the hub looks for changes this often even without a wake-up
-# The hub reads at most once per GATHER_PER_WATCHER seconds times the number of watchers (at
-# most GATHER_MAX): under load each read, and each watcher's message, then carries the changes
-# of many commits. Sending a message costs the server about 20 us per watcher (a message to each
-# of 100 watchers per commit tripled the server's CPU per change), so this bounds the messages
-# to 5,000/s whatever the number of watchers and the rate of changes, for at most 20 ms more
-# latency with 100 watchers, 2 ms with 10.
+# The hub reads at most once per GATHER_PER_WATCHER seconds times the number of watchers,
+# within [GATHER_MIN, GATHER_MAX]: under load each read, and each watcher's message, then carries
+# the changes of many commits. A read costs the server a few hundred microseconds whatever it
+# holds, and competes with the writer thread for the interpreter (a read after every SQLite
+# group commit cut the write rate several times, even for one watcher); a message costs about
+# 50-100 us per watcher. So reads are at most 100/s and messages at most 5,000/s, whatever the
+# rate of changes and the number of watchers, for 10 ms more latency (20 ms with 100 watchers).
 GATHER_PER_WATCHER = 0.0002
+GATHER_MIN = 0.01
 GATHER_MAX = 0.05
-# PostgreSQL: the hub numbers changes (a write transaction) at most this often.
-SEQUENCE_SECONDS = 0.01
 CURSOR_PREFIX = "wc1:"
 CHANGES_TAG = b"\x1a"  # WatchFlowRunsResponse.changes: field 3, length-delimited
 OVERFLOW, CLOSING = "overflow", "closing"  # what a watcher's queue may hold besides changes
@@ -223,9 +223,8 @@ class Watches:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            gather = min(GATHER_MAX, GATHER_PER_WATCHER * len(self._subscriptions))
-            if self.db.dialect == "postgresql":
-                gather = max(gather, SEQUENCE_SECONDS)
+            gather = GATHER_PER_WATCHER * len(self._subscriptions)
+            gather = min(GATHER_MAX, max(GATHER_MIN, gather))
             if (wait := last + gather - loop.time()) > 0:
                 await asyncio.sleep(wait)
             last = loop.time()
