@@ -211,8 +211,7 @@ class Watches:
             subscription.queue.put_nowait(CLOSING)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=POLL_SECONDS * 2)
         self._stop_listening.set()
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join, 5)
@@ -220,9 +219,10 @@ class Watches:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         last = loop.time()
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            _still_cancelled()
             gather = GATHER_PER_WATCHER * len(self._subscriptions)
             gather = min(GATHER_MAX, max(GATHER_MIN, gather))
             if (wait := last + gather - loop.time()) > 0:
@@ -366,6 +366,9 @@ class Watches:
                 async with asyncio.timeout(self.settings.watch_progress_seconds):
                     items = [await subscription.queue.get()]
             except TimeoutError:
+                _still_cancelled()
+                if self._closing:
+                    raise _stopping() from None
                 if subscription.queue.empty() and subscription.covered > at.position:
                     at.position = subscription.covered
                     progress = pb.WatchProgress(cursor=encode_cursor(at.position))
@@ -427,6 +430,15 @@ def _check_cursor(conn: Connection, cursor: int) -> None:
             "This cursor is past the last change this database has (a cursor of another "
             "database?): watch again without `since`.",
         )
+
+
+def _still_cancelled() -> None:
+    """Re-raises a cancellation that a timeout expiring at the same moment turned into its own
+    TimeoutError or a result (Python 3.11's wait_for and timeout can lose it): a stream or hub
+    that went on would keep the server from stopping."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _stopping() -> Unavailable:
