@@ -8,7 +8,7 @@ it (in the snapshot or an earlier change), or unknown ("-", null) for a run it h
 from __future__ import annotations
 
 import json
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -23,6 +23,7 @@ from flowrpc.cli.flow import flow_names
 
 COLUMNS = ("TIME (UTC)", "FLOW", "NAME", "ID", "CHANGE")
 ROWS_AT_LEAST = 5
+RUNS_REMEMBERED = 100_000  # old states kept for the runs seen last; older ones show as unknown
 
 
 class Watch:
@@ -31,7 +32,7 @@ class Watch:
     def __init__(self, client: Any, json_output: bool) -> None:
         self.client = client
         self.json_output = json_output
-        self.states: dict[UUID, tuple[str, str]] = {}  # run id: (state type, state name)
+        self.states: OrderedDict[UUID, tuple[str, str]] = OrderedDict()  # id: (type, name)
         self.flows: dict[UUID, str] = {}
         self.out = console()
 
@@ -64,6 +65,9 @@ class Watch:
         run = event.flow_run
         if run is not None and run.state_type is not None:
             self.states[run.id] = (run.state_type.value, run.state_name or "")
+            self.states.move_to_end(run.id)
+            if len(self.states) > RUNS_REMEMBERED:
+                self.states.popitem(last=False)
 
     def _row(self, event: Any) -> list[Text]:
         """The change's cells: time, flow, run name, run id, old -> new state."""
