@@ -27,8 +27,9 @@ import { FlowService } from "./gen/flowrpc/v1/flow_service_pb.js";
 import { LogService } from "./gen/flowrpc/v1/log_service_pb.js";
 import { TaskRunService } from "./gen/flowrpc/v1/task_run_service_pb.js";
 import { WorkPoolService } from "./gen/flowrpc/v1/work_pool_service_pb.js";
+import { createMessages, createResult, type FlowRunCreateResult, type FlowRunSpec } from "./bulk.js";
 import { withFlowrpcErrors } from "./errors.js";
-import { flatten, pages } from "./streams.js";
+import { collect, flatten, pages } from "./streams.js";
 
 export const DEFAULT_API_URL = "127.0.0.1:4250";
 /** The deadline of a unary call unless the call or the client says otherwise (streams: none). */
@@ -138,6 +139,33 @@ export class FlowrpcClient {
     options?: CallOptions,
   ): AsyncIterable<string> {
     return flatten(this.flowRuns.bulkDeleteFlowRuns(request, options), (batch) => batch.deletedFlowRunIds);
+  }
+
+  /**
+   * Creates many runs in one call, each as its single create would (CreateFlowRun for a spec
+   * with `flowId`, CreateFlowRunFromDeployment for one with `deploymentId` alone): its initial
+   * state orchestrated the same way, a used idempotency key giving the existing run back
+   * (`created` false). Yields one result per run, in the order of `runs`, as the server answers
+   * them: a run that fails is a result with `error` (its code, reason, message and field
+   * violations), never thrown, and the others are created. The runs are sent in messages of at
+   * most 1,000 (read from `runs` as the stream takes them, so an async iterable of any length
+   * works); a failure of the call itself (unreachable, UNAUTHENTICATED, aborted) throws a
+   * FlowrpcError, after the results of the messages answered before it.
+   */
+  createFlowRuns(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CallOptions,
+  ): AsyncIterable<FlowRunCreateResult> {
+    const responses = this.flowRuns.createFlowRuns(createMessages(runs), options);
+    return flatten(responses, (message) => message.results.map(createResult));
+  }
+
+  /** createFlowRuns, its results collected into an array (in the order of `runs`). */
+  createFlowRunsAll(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CallOptions,
+  ): Promise<FlowRunCreateResult[]> {
+    return collect(this.createFlowRuns(runs, options));
   }
 
   /** Closes the connection; calls in flight fail with CANCELED. */
