@@ -2,8 +2,9 @@
 the other in one invocation, plus a bare gRPC echo ceiling; prints one table and writes JSON.
 
     python -m bench [--runs 5000] [--calls 200] [--repeat 3] [--scale 1000000] [--bulk 100000]
-                    [--bulk-create 100000] [--sections api,scale,postgres,bulk-create]
+                    [--bulk-create 100000] [--sections api,scale,postgres,bulk-create,watch]
                     [--skip-prefect]
+                    [--watch-seconds 10] [--watch-rate 1000] [--watch-watchers 100]
                     [--out bench/results/latest.json]
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import preload, servers
+from bench import watch as watch_section
 from bench.report import table
 
 ROOT = servers.ROOT
@@ -273,10 +275,15 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         type=lambda s: s.split(","),
-        default=["api", "scale", "postgres", "bulk-create"],
+        default=["api", "scale", "postgres", "bulk-create", "watch"],
         help="which parts to run: api (the phases), scale (preload, scale phases, bulk), "
-        "postgres, bulk-create (flowrpc only: one create_flow_runs call, SQLite and PostgreSQL)",
+        "postgres, bulk-create (flowrpc only: one create_flow_runs call, SQLite and PostgreSQL), "
+        "watch (WatchFlowRuns latency and its cost to writers; flowrpc only)",
     )
+    parser.add_argument("--watch-seconds", type=float, default=10.0, help="watch: per phase")
+    parser.add_argument("--watch-rate", type=float, default=1000.0, help="watch: changes/s")
+    parser.add_argument("--watch-watchers", type=int, default=100)
+    parser.add_argument("--watch-processes", type=int, default=4, help="watch: client processes")
     parser.add_argument("--skip-prefect", action="store_true")
     parser.add_argument(
         "--postgres-url",
@@ -305,15 +312,30 @@ def main() -> None:
         results += postgres(args)
     if "bulk-create" in args.sections:
         results += bulk_create(args)
+    watched = None
+    if "watch" in args.sections:
+        watched = watch_section.measure(
+            argparse.Namespace(
+                seconds=args.watch_seconds,
+                rate=args.watch_rate,
+                watchers=args.watch_watchers,
+                processes=args.watch_processes,
+                writers=16,
+                runs=500,
+            )
+        )
     report = {
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "settings": {k: str(v) for k, v in vars(args).items()},
         "preload": preload.__doc__.strip().splitlines()[0],
         "results": results,
+        "watch": watched,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(table(results))
+    if watched:
+        print("\n" + watch_section.summary(watched))
     print(f"\nJSON: {args.out}")
 
 

@@ -35,6 +35,14 @@ COMMON: tuple[tuple[str, str, str], ...] = (
     ("RESPONSE_TOO_LARGE", "RESOURCE_EXHAUSTED", "the answer would exceed 4 MiB; ask for less"),
 )
 
+# Reasons of one RPC alone, with their codes.
+WATCH = {
+    "WATCH_CURSOR_EXPIRED": "OUT_OF_RANGE",
+    "WATCH_CURSOR_UNKNOWN": "FAILED_PRECONDITION",
+    "TOO_MANY_WATCHERS": "RESOURCE_EXHAUSTED",
+    "SERVER_STOPPING": "UNAVAILABLE",
+}
+
 FLOW_RUN = ("FLOW_RUN_NOT_FOUND",)
 WORK_QUEUE = ("WORK_POOL_NOT_FOUND", "WORK_QUEUE_NOT_FOUND")
 
@@ -60,6 +68,7 @@ REASONS: dict[str, tuple[str, ...]] = {
     "FlowRunService/BulkSetFlowRunState": (),
     "FlowRunService/BulkDeleteFlowRuns": (),
     "FlowRunService/CreateFlowRuns": (),  # each run's failure is a result, not the call's status
+    "FlowRunService/WatchFlowRuns": tuple(WATCH),
     "FlowRunService/StartFlowRun": ("FLOW_NOT_FOUND", *WORK_QUEUE),
     "DeploymentService/CreateDeployment": ("FLOW_NOT_FOUND", *WORK_QUEUE),
     "DeploymentService/GetDeployment": ("DEPLOYMENT_NOT_FOUND",),
@@ -91,6 +100,8 @@ def code_of(reason: str) -> str:
     for suffix in ("NOT_FOUND", "ALREADY_EXISTS"):
         if reason.endswith("_" + suffix):
             return suffix
+    if reason in WATCH:
+        return WATCH[reason]
     return next(code for common, code, _ in COMMON if common == reason)
 
 

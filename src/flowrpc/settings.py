@@ -109,6 +109,31 @@ class Settings(BaseSettings):
     pause_expirations_loop_seconds: float = 5.0
     batch_size: int = Field(default=400, description="Runs per background write transaction.")
 
+    # WatchFlowRuns (server/watch.py, storage/changes.py).
+    watch_retention_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long state changes are kept for watchers resuming from a cursor; an "
+        "older cursor gets OUT_OF_RANGE (WATCH_CURSOR_EXPIRED).",
+    )
+    watch_prune_loop_seconds: float = Field(
+        default=60.0, gt=0, description="How often the leader prunes changes past retention."
+    )
+    watch_max_watchers: int = Field(
+        default=1000, ge=0, description="Most WatchFlowRuns streams one server serves at once."
+    )
+    watch_buffer: int = Field(
+        default=10_000,
+        ge=1,
+        description="Changes held for a watcher that reads slower than they come; past it the "
+        "watcher reads them from the change log at its own pace instead.",
+    )
+    watch_progress_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A watcher with no matching change this long gets a progress cursor.",
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

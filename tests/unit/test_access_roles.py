@@ -34,7 +34,7 @@ def test_reads_need_read_deletes_need_admin_the_rest_write():
         for name in methods:
             if name.startswith(("Delete", "BulkDelete")):
                 expected = Role.ADMIN
-            elif name.startswith(("Get", "List", "Count", "Read", "Stream")):
+            elif name.startswith(("Get", "List", "Count", "Read", "Stream", "Watch")):
                 expected = Role.READ
             else:
                 expected = Role.WRITE

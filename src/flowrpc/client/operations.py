@@ -42,6 +42,7 @@ from flowrpc.schemas.responses import (
     DependencyResult,
     FlowRunCreateError,
     FlowRunCreateResult,
+    FlowRunWatchEvent,
     HistoryResponse,
     OrchestrationResult,
 )
@@ -1130,3 +1131,52 @@ def bulk_delete_flow_runs(
         request,
         lambda message: [UUID(run_id) for run_id in message.deleted_flow_run_ids],
     )
+
+
+@iterator
+def watch_flow_runs(
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    work_pool_filter: WorkPoolFilter | None = None,
+    work_queue_filter: WorkQueueFilter | None = None,
+    since: str | None = None,
+    snapshot: bool = True,
+) -> Operation:
+    """A live stream of FlowRunWatchEvent: the runs the filters select ("snapshot" events; not
+    with since or snapshot=False), a "marker", then a "change" for every state change of a
+    selected run as it is committed, until the caller stops iterating. since=<an event's
+    cursor> resumes after it; a cursor older than the server's retention raises an RPC error
+    with reason WATCH_CURSOR_EXPIRED (watch again without since)."""
+    filters = filter_set(
+        flow_filter,
+        flow_run_filter,
+        task_run_filter,
+        deployment_filter,
+        work_pool_filter,
+        work_queue_filter,
+    )
+    request = to_message(
+        flow_runs_pb.WatchFlowRunsRequest,
+        {"filter": filters, "since": since or "", "skip_snapshot": not snapshot},
+    )
+    yield Stream(FLOW_RUNS, "WatchFlowRuns", request, _watch_events)
+
+
+def _watch_events(message: flow_runs_pb.WatchFlowRunsResponse) -> list[FlowRunWatchEvent]:
+    kind = message.WhichOneof("event")
+    if kind == "snapshot":
+        runs = FlowRun.from_protos(message.snapshot.flow_runs)
+        return [FlowRunWatchEvent(type="snapshot", flow_run=run) for run in runs]
+    if kind == "changes":
+        changes = message.changes.changes
+        runs = FlowRun.from_protos(change.flow_run for change in changes)
+        return [
+            FlowRunWatchEvent(type="change", flow_run=run, state=run.state, cursor=change.cursor)
+            for run, change in zip(runs, changes, strict=True)
+        ]
+    if kind in ("marker", "progress"):
+        return [FlowRunWatchEvent(type=kind, cursor=getattr(message, kind).cursor)]
+    return []  # a kind of message newer than this client

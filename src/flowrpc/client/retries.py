@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import Message
 
-_READS = ("Get", "List", "Count", "Read", "Stream")
+_READS = ("Get", "List", "Count", "Read", "Stream", "Watch")
 # Creates that return the existing object when it is there already: by name (flows; a
 # deployment is replaced by the same values), or by (flow run, task key, dynamic key).
 _FOUND_BY_KEY = {"CreateFlow", "CreateDeployment"}

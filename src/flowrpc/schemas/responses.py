@@ -24,6 +24,7 @@ __all__ = [
     "DependencyResult",
     "DeploymentResponse",
     "FlowRunResponse",
+    "FlowRunWatchEvent",
     "HistoryResponse",
     "HistoryResponseState",
     "OrchestrationResult",
@@ -151,3 +152,20 @@ class FlowRunCreateResult(FlowRPCBaseModel):
     flow_run: FlowRun | None = None
     created: bool = False
     error: FlowRunCreateError | None = None
+
+
+class FlowRunWatchEvent(FlowRPCBaseModel):
+    """One item of `watch_flow_runs`, by `type`:
+
+    * "snapshot": `flow_run` is a run the filters selected when the watch started;
+    * "marker": the snapshot is complete; `cursor` is where the changes start;
+    * "change": `flow_run` right after a committed state change, `state` its new state;
+    * "progress": no matching change for a while; `cursor` moves on.
+
+    Pass the last `cursor` seen as `since` to resume after it, nothing missed or repeated
+    (within the server's retention window)."""
+
+    type: Literal["snapshot", "marker", "change", "progress"]
+    flow_run: FlowRun | None = None
+    state: State | None = None
+    cursor: str | None = None

@@ -68,6 +68,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "BulkSetFlowRunState": W,
         "BulkDeleteFlowRuns": A,
         "CreateFlowRuns": W,
+        "WatchFlowRuns": R,
     },
     "flowrpc.v1.DeploymentService": {
         "CreateDeployment": W,

@@ -40,6 +40,7 @@ from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
 from flowrpc.server.storage.shared_secrets import server_secret
 from flowrpc.server.tracing import Tracing, TracingUnavailable, start_tracing
+from flowrpc.server.watch import Watches
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
     asset_service_pb2,
@@ -82,6 +83,7 @@ class Server:
     background: list[asyncio.Task[None]]
     leadership: Leadership
     keys: KeyRing
+    watches: Watches
     metrics: Metrics | None = None
     metrics_port: int | None = None  # the port /metrics is served on, when metrics are on
     tracing: Tracing | None = None
@@ -98,6 +100,7 @@ class Server:
     async def stop(self, grace: float) -> None:
         """Stops accepting, lets in-flight calls finish within `grace` seconds, closes storage."""
         await self.health.enter_graceful_shutdown()
+        await self.watches.close()  # watch streams never end by themselves
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -151,7 +154,8 @@ async def start_server(settings: Settings) -> Server:
     await keys.current()  # a database that cannot be read fails the start, not the first call
     # Page tokens are signed with a secret that every replica reads from the database.
     page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
-    needs = {FlowRunService: (page_tokens,), LogService: (page_tokens,)}
+    watches = Watches(db, settings)
+    needs = {FlowRunService: (page_tokens, watches), LogService: (page_tokens,)}
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessInterceptor(keys, settings.open_reflection),
         ErrorInterceptor(),
@@ -199,6 +203,7 @@ async def start_server(settings: Settings) -> Server:
             tracing.shutdown()
         raise
     await server.start()
+    await watches.start()
     leadership = Leadership(db.url)
     background = start_services(db, settings, leadership, metrics)
     return Server(
@@ -209,6 +214,7 @@ async def start_server(settings: Settings) -> Server:
         background,
         leadership,
         keys,
+        watches,
         metrics,
         metrics_port,
         tracing,

@@ -66,6 +66,10 @@ class ResourceExhausted(ServiceError):
     """A call hit a limit of the server's resources (time, memory); the setting is named."""
 
 
+class OutOfRange(ServiceError):
+    """A position past what the server keeps (an expired watch cursor)."""
+
+
 class InvalidArgument(ServiceError):
     """Malformed input; `violations` maps field paths to what is wrong with them."""
 

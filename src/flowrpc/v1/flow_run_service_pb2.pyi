@@ -1041,3 +1041,208 @@ class FlowRunCreateFieldViolation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FlowRunCreateFieldViolation: _TypeAlias = FlowRunCreateFieldViolation  # noqa: Y015
+
+@_typing.final
+class WatchFlowRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    SKIP_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    since: _builtins.str
+    """A cursor from an earlier watch (a change's or a marker's): continue after it, no snapshot.
+    Empty: start now, with the snapshot unless skip_snapshot.
+    """
+    skip_snapshot: _builtins.bool
+    """Start now without the snapshot: the marker comes first."""
+    @_builtins.property
+    def filter(self) -> _filter_pb2.FlowRunFilterSet:
+        """Which runs to watch: the filter ListFlowRuns takes. A change is sent when the run, as it was
+        right after the change (its new state; its other fields as they are when the change is read),
+        matches.
+        """
+
+    def __init__(
+        self,
+        *,
+        filter: _filter_pb2.FlowRunFilterSet | None = ...,
+        since: _builtins.str = ...,
+        skip_snapshot: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "since", b"since", "skip_snapshot", b"skip_snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchFlowRunsRequest: _TypeAlias = WatchFlowRunsRequest  # noqa: Y015
+
+@_typing.final
+class WatchFlowRunsResponse(_message.Message):
+    """One message of a watch: a page of the snapshot, the marker, a batch of changes, or progress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    MARKER_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> Global___WatchSnapshot:
+        """Runs the filter selected when the watch started, newest first."""
+
+    @_builtins.property
+    def marker(self) -> Global___WatchMarker:
+        """The snapshot is complete; changes after `cursor` follow. Sent once, before any change."""
+
+    @_builtins.property
+    def changes(self) -> Global___WatchChanges:
+        """State changes committed after the previous message's cursor, oldest first."""
+
+    @_builtins.property
+    def progress(self) -> Global___WatchProgress:
+        """No matching change for a while: resuming from this cursor skips what was looked at."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___WatchSnapshot | None = ...,
+        marker: Global___WatchMarker | None = ...,
+        changes: Global___WatchChanges | None = ...,
+        progress: Global___WatchProgress | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "event", b"event", "marker", b"marker", "progress", b"progress", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "event", b"event", "marker", b"marker", "progress", b"progress", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "marker", "changes", "progress"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchFlowRunsResponse: _TypeAlias = WatchFlowRunsResponse  # noqa: Y015
+
+@_typing.final
+class WatchSnapshot(_message.Message):
+    """A page of the snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flow_runs(self) -> _containers.RepeatedCompositeFieldContainer[_flow_run_pb2.FlowRun]: ...
+    def __init__(
+        self,
+        *,
+        flow_runs: _abc.Iterable[_flow_run_pb2.FlowRun] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_runs", b"flow_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSnapshot: _TypeAlias = WatchSnapshot  # noqa: Y015
+
+@_typing.final
+class WatchMarker(_message.Message):
+    """The end of the snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Changes committed after this cursor follow. The snapshot shows each run as it was at this
+    cursor or later: a change that follows may already show in it (apply them in order).
+    """
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchMarker: _TypeAlias = WatchMarker  # noqa: Y015
+
+@_typing.final
+class WatchChanges(_message.Message):
+    """A batch of state changes, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlowRunChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___FlowRunChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchChanges: _TypeAlias = WatchChanges  # noqa: Y015
+
+@_typing.final
+class FlowRunChange(_message.Message):
+    """One committed state change of one run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_RUN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Opaque; WatchFlowRunsRequest.since continues after this change."""
+    @_builtins.property
+    def flow_run(self) -> _flow_run_pb2.FlowRun:
+        """The run after the change: its state fields are the new state's; its other fields are as
+        they were when the change was read.
+        """
+
+    @_builtins.property
+    def state(self) -> _state_pb2.State:
+        """The new state."""
+
+    def __init__(
+        self,
+        *,
+        flow_run: _flow_run_pb2.FlowRun | None = ...,
+        state: _state_pb2.State | None = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "flow_run", b"flow_run", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowRunChange: _TypeAlias = FlowRunChange  # noqa: Y015
+
+@_typing.final
+class WatchProgress(_message.Message):
+    """Progress without a matching change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Opaque; WatchFlowRunsRequest.since continues from here."""
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchProgress: _TypeAlias = WatchProgress  # noqa: Y015

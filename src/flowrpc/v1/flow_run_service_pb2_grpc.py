@@ -118,6 +118,11 @@ class FlowRunServiceStub:
                 request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsRequest.SerializeToString,
                 response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsResponse.FromString,
                 _registered_method=True)
+        self.WatchFlowRuns = channel.unary_stream(
+                '/flowrpc.v1.FlowRunService/WatchFlowRuns',
+                request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsRequest.SerializeToString,
+                response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsResponse.FromString,
+                _registered_method=True)
 
 
 class FlowRunServiceServicer:
@@ -263,6 +268,21 @@ class FlowRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchFlowRuns(self, request, context):
+        """A live stream of state changes: the runs the filter selects (the snapshot, newest first, in
+        pages), one marker message, then every state change of a run the filter selects, in commit
+        order, as it is committed (changes in batches). Each change carries an opaque cursor; a call
+        with `since` set to a cursor skips the snapshot and continues with the changes committed after
+        it, none twice. The server keeps changes for a retention window (FLOWRPC_WATCH_RETENTION_SECONDS,
+        default 1 hour): an older cursor is OUT_OF_RANGE (reason WATCH_CURSOR_EXPIRED); watch again
+        without it. More watchers than FLOWRPC_WATCH_MAX_WATCHERS on one server: RESOURCE_EXHAUSTED
+        (reason TOO_MANY_WATCHERS). A slow reader never slows writers: once it is more than its buffer
+        behind, the server reads its changes from the change log instead, at the reader's own pace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FlowRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -345,6 +365,11 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.CreateFlowRuns,
                     request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsRequest.FromString,
                     response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsResponse.SerializeToString,
+            ),
+            'WatchFlowRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFlowRuns,
+                    request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsRequest.FromString,
+                    response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -783,6 +808,33 @@ class FlowRunService:
             '/flowrpc.v1.FlowRunService/CreateFlowRuns',
             flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsRequest.SerializeToString,
             flowrpc_dot_v1_dot_flow__run__service__pb2.CreateFlowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchFlowRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowrpc.v1.FlowRunService/WatchFlowRuns',
+            flowrpc_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsRequest.SerializeToString,
+            flowrpc_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

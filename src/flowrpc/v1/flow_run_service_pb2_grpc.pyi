@@ -102,6 +102,17 @@ class FlowRunServiceStub:
     LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
     stand. The runs of one message are committed together.
     """
+    WatchFlowRuns: _grpc.UnaryStreamMultiCallable[_flow_run_service_pb2.WatchFlowRunsRequest, _flow_run_service_pb2.WatchFlowRunsResponse]
+    """A live stream of state changes: the runs the filter selects (the snapshot, newest first, in
+    pages), one marker message, then every state change of a run the filter selects, in commit
+    order, as it is committed (changes in batches). Each change carries an opaque cursor; a call
+    with `since` set to a cursor skips the snapshot and continues with the changes committed after
+    it, none twice. The server keeps changes for a retention window (FLOWRPC_WATCH_RETENTION_SECONDS,
+    default 1 hour): an older cursor is OUT_OF_RANGE (reason WATCH_CURSOR_EXPIRED); watch again
+    without it. More watchers than FLOWRPC_WATCH_MAX_WATCHERS on one server: RESOURCE_EXHAUSTED
+    (reason TOO_MANY_WATCHERS). A slow reader never slows writers: once it is more than its buffer
+    behind, the server reads its changes from the change log instead, at the reader's own pace.
+    """
 
 @_typing.type_check_only
 class FlowRunServiceAsyncStub(FlowRunServiceStub):
@@ -176,6 +187,17 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
     LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
     stand. The runs of one message are committed together.
+    """
+    WatchFlowRuns: _aio.UnaryStreamMultiCallable[_flow_run_service_pb2.WatchFlowRunsRequest, _flow_run_service_pb2.WatchFlowRunsResponse]  # type: ignore[assignment]
+    """A live stream of state changes: the runs the filter selects (the snapshot, newest first, in
+    pages), one marker message, then every state change of a run the filter selects, in commit
+    order, as it is committed (changes in batches). Each change carries an opaque cursor; a call
+    with `since` set to a cursor skips the snapshot and continues with the changes committed after
+    it, none twice. The server keeps changes for a retention window (FLOWRPC_WATCH_RETENTION_SECONDS,
+    default 1 hour): an older cursor is OUT_OF_RANGE (reason WATCH_CURSOR_EXPIRED); watch again
+    without it. More watchers than FLOWRPC_WATCH_MAX_WATCHERS on one server: RESOURCE_EXHAUSTED
+    (reason TOO_MANY_WATCHERS). A slow reader never slows writers: once it is more than its buffer
+    behind, the server reads its changes from the change log instead, at the reader's own pace.
     """
 
 class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -344,6 +366,23 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
         LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
         stand. The runs of one message are committed together.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchFlowRuns(
+        self,
+        request: _flow_run_service_pb2.WatchFlowRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_flow_run_service_pb2.WatchFlowRunsResponse], _abc.AsyncIterator[_flow_run_service_pb2.WatchFlowRunsResponse]]:
+        """A live stream of state changes: the runs the filter selects (the snapshot, newest first, in
+        pages), one marker message, then every state change of a run the filter selects, in commit
+        order, as it is committed (changes in batches). Each change carries an opaque cursor; a call
+        with `since` set to a cursor skips the snapshot and continues with the changes committed after
+        it, none twice. The server keeps changes for a retention window (FLOWRPC_WATCH_RETENTION_SECONDS,
+        default 1 hour): an older cursor is OUT_OF_RANGE (reason WATCH_CURSOR_EXPIRED); watch again
+        without it. More watchers than FLOWRPC_WATCH_MAX_WATCHERS on one server: RESOURCE_EXHAUSTED
+        (reason TOO_MANY_WATCHERS). A slow reader never slows writers: once it is more than its buffer
+        behind, the server reads its changes from the change log instead, at the reader's own pace.
         """
 
 def add_FlowRunServiceServicer_to_server(servicer: FlowRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -57,6 +57,7 @@ BEYOND_PREFECT = {
     "iter_logs",
     "create_asset_materialization",
     "read_assets",
+    "watch_flow_runs",
 }
 
 

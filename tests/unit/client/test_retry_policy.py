@@ -24,6 +24,7 @@ SAFE = [
     ("CountFlowRuns", flow_runs.CountFlowRunsRequest()),
     ("ReadFlowRunHistory", flow_runs.ReadFlowRunHistoryRequest()),
     ("StreamFlowRunHistory", flow_runs.StreamFlowRunHistoryRequest()),
+    ("WatchFlowRuns", flow_runs.WatchFlowRunsRequest(since="c")),
     ("GetFlowRunGraph", flow_runs.GetFlowRunGraphRequest()),
     ("CreateFlow", flows.CreateFlowRequest(name="etl")),
     ("CreateFlowRun", flow_runs.CreateFlowRunRequest(idempotency_key="k")),

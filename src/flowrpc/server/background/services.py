@@ -10,7 +10,7 @@ from typing import Any
 
 from flowrpc.server.ids import now_micros
 from flowrpc.server.metrics import Metrics
-from flowrpc.server.storage import maintenance
+from flowrpc.server.storage import changes, maintenance
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
 from flowrpc.server.storage.maintenance import RunFailed
@@ -18,6 +18,7 @@ from flowrpc.settings import Settings
 
 log = logging.getLogger(__name__)
 Pass = Callable[[], Awaitable[int]]
+PRUNE_BATCH = 5000  # change rows deleted per write transaction
 
 
 def _in_batches(db: Database, name: str, batch: int, write: Callable[..., int], *args: Any) -> Pass:
@@ -88,4 +89,19 @@ def start_services(
         one_pass = _in_batches(db, name, settings.batch_size, maintenance.fail_expired_pauses)
         seconds = settings.pause_expirations_loop_seconds
         services.append(_every(seconds, name, one_pass, leadership, metrics))
+    # The change log WatchFlowRuns reads: always pruned (it grows with every state change).
+    name = "change log"
+    retention = int(settings.watch_retention_seconds * 1_000_000)
+    prune = _in_batches(db, name, PRUNE_BATCH, changes.prune, retention)
+
+    async def prune_pass() -> int:
+        if db.dialect == "postgresql":  # changes no watcher's hub has numbered yet
+            await db.write(changes.sequence)
+        if not await db.read(changes.prune_due, now_micros() - retention):
+            return 0
+        return await prune()
+
+    services.append(
+        _every(settings.watch_prune_loop_seconds, name, prune_pass, leadership, metrics)
+    )
     return [asyncio.create_task(service) for service in services]

@@ -26,6 +26,7 @@ from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage import run_creates
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.history import flow_run_history
+from flowrpc.server.watch import Watches
 from flowrpc.settings import Settings
 from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_run_pb2
 from flowrpc.v1 import flow_run_service_pb2 as pb
@@ -45,11 +46,14 @@ UPDATABLE = {
 
 
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
-    def __init__(self, db: Database, settings: Settings, page_tokens: PageTokens) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, page_tokens: PageTokens, watches: Watches
+    ) -> None:
         self.db = db
         self.settings = settings
         self.page_tokens = page_tokens
         self.limits = RequestLimits(settings)  # each run of CreateFlowRuns on its own
+        self.watches = watches
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()
@@ -304,6 +308,14 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             return deployment_run_create(run.from_deployment, now, budget)
         except ServiceError as error:
             return error
+
+    async def WatchFlowRuns(
+        self, request: pb.WatchFlowRunsRequest, context: Any
+    ) -> AsyncIterator[pb.WatchFlowRunsResponse | bytes]:
+        filters = c.filters(request.filter)
+        stream = self.watches.stream(filters, request.since, request.skip_snapshot)
+        async for message in stream:  # change batches come encoded already (server/watch.py)
+            yield message
 
     async def _chunks(self, request: Any) -> AsyncIterator[list[str]]:
         """The selected run ids, a chunk at a time, in id order (each chunk re-selected after the

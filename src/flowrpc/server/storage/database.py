@@ -32,6 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from flowrpc.server.errors import InvalidArgument, ResourceExhausted
+from flowrpc.server.ids import now_micros
+from flowrpc.server.storage import changes
 from flowrpc.server.storage.migrate import upgrade
 from flowrpc.server.storage.tables import SQLITE_JSON_CODEC
 
@@ -160,6 +162,11 @@ class Database:
         except sa.exc.DBAPIError as error:
             _translate(error, self.statement_timeout)
             raise
+
+    def on_changes(self, callback: Callable[[], None]) -> None:
+        """callback() is called (on a writer thread) after each commit that wrote flow-run
+        changes (storage/changes.py): WatchFlowRuns' in-process wake-up."""
+        self._writer.on_changes = callback
 
     def watch_writes(self, group_size: Callable[[int], None]) -> Callable[[], int]:
         """SQLite only: group_size(n) is called (on the writer thread) with each group's number
@@ -333,6 +340,8 @@ def _limit_statements(engine: Engine, seconds: float) -> None:
 
 
 class _Writer:
+    on_changes: Callable[[], None] | None = None  # after a commit that wrote flow-run changes
+
     def submit(self, fn: StorageFn[T], args: tuple[Any, ...]) -> asyncio.Future[T]:
         raise NotImplementedError
 
@@ -351,7 +360,12 @@ class _PoolWriter(_Writer):
 
     def _run(self, fn: StorageFn[T], args: tuple[Any, ...]) -> T:
         with self._engine.begin() as conn:
-            return fn(conn, *args)
+            changes.forget(conn)  # notes a failed call on this connection left
+            result = fn(conn, *args)
+            wrote = changes.flush(conn, now_micros())  # last: see storage/changes.py
+        if wrote and self.on_changes is not None:
+            self.on_changes()
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -362,6 +376,7 @@ class _GroupCommitWriter(_Writer):
         self._engine = engine
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.on_group: Callable[[int], None] | None = None  # metrics: each group's size
+        self.on_changes: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._loop, name="flowrpc-writer", daemon=True)
         self._thread.start()
 
@@ -415,14 +430,20 @@ class _GroupCommitWriter(_Writer):
         return batch
 
     def _commit(self, conn: Connection, batch: list[Any]) -> None:
-        outcomes = []
+        outcomes, wrote = [], False
         try:
             with conn.begin():
+                now = now_micros()
                 for fn, args, future, loop in batch:
-                    outcomes.append((future, loop, *_in_savepoint(conn, fn, args)))
+                    result, error, changed = _in_savepoint(conn, fn, args, now)
+                    outcomes.append((future, loop, result, error))
+                    wrote = wrote or changed
         except Exception as error:  # the commit itself failed: nothing of the batch was kept
             log.exception("group commit failed")
             outcomes = [(future, loop, None, error) for _, _, future, loop in batch]
+            wrote = False
+        if wrote and self.on_changes is not None:
+            self.on_changes()
         # One wake-up of each event loop per group, not one per call.
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for future, loop, result, error in outcomes:
@@ -434,20 +455,26 @@ class _GroupCommitWriter(_Writer):
 @contextlib.contextmanager
 def savepoint(conn: Connection, name: str = "flowrpc_part") -> Iterator[None]:
     """A savepoint for one part of a call: an exception rolls back that part alone and goes on.
-    On SQLite issued on the driver (see _in_savepoint), on PostgreSQL through SQLAlchemy."""
-    if conn.dialect.name != "sqlite":
-        with conn.begin_nested():
-            yield
-        return
-    driver = conn.connection.driver_connection
-    driver.execute(f"SAVEPOINT {name}")
+    On SQLite issued on the driver (see _in_savepoint), on PostgreSQL through SQLAlchemy. The
+    flow-run changes noted inside are dropped with it."""
+    noted = changes.mark(conn)
     try:
-        yield
-    except BaseException:
-        driver.execute(f"ROLLBACK TO {name}")
+        if conn.dialect.name != "sqlite":
+            with conn.begin_nested():
+                yield
+            return
+        driver = conn.connection.driver_connection
+        driver.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            driver.execute(f"ROLLBACK TO {name}")
+            driver.execute(f"RELEASE {name}")
+            raise
         driver.execute(f"RELEASE {name}")
+    except BaseException:
+        changes.rewind(conn, noted)
         raise
-    driver.execute(f"RELEASE {name}")
 
 
 def caller_error(error: sa.exc.DBAPIError) -> None:
@@ -455,20 +482,25 @@ def caller_error(error: sa.exc.DBAPIError) -> None:
     _refuse_nul(error)
 
 
-def _in_savepoint(conn: Connection, fn: StorageFn[T], args: tuple[Any, ...]) -> tuple[Any, Any]:
-    """Runs one call of a group in its own savepoint. The savepoint is issued on the sqlite3
+def _in_savepoint(
+    conn: Connection, fn: StorageFn[T], args: tuple[Any, ...], now: int
+) -> tuple[Any, Any, bool]:
+    """Runs one call of a group in its own savepoint, its flow-run changes written last;
+    returns (result, error, whether it wrote changes). The savepoint is issued on the sqlite3
     connection directly: SQLAlchemy names each savepoint anew, so it compiles both statements on
     every call (a fifth of the writer's time). Calls may still nest their own savepoints."""
     driver = conn.connection.driver_connection
     driver.execute("SAVEPOINT flowrpc_call")
     try:
         result = fn(conn, *args)
+        wrote = changes.flush(conn, now)
     except Exception as error:
+        changes.forget(conn)
         driver.execute("ROLLBACK TO flowrpc_call")
         driver.execute("RELEASE flowrpc_call")
-        return None, error
+        return None, error, False
     driver.execute("RELEASE flowrpc_call")
-    return result, None
+    return result, None, wrote
 
 
 def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

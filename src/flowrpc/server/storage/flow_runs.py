@@ -19,6 +19,7 @@ from flowrpc.server.orchestration import FlowPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage import task_runs
+from flowrpc.server.storage.database import savepoint
 from flowrpc.server.storage.filters import (
     REMEMBERED_FILTERS,
     Filter,
@@ -198,7 +199,7 @@ def insert_new_run(
     # A used idempotency key is the one conflict to recover from, so only then a savepoint.
     keyed = values.get("idempotency_key") is not None
     try:
-        with conn.begin_nested() if keyed else contextlib.nullcontext():
+        with savepoint(conn, "flowrpc_keyed") if keyed else contextlib.nullcontext():
             columns, first = insert_flow_run(conn, values, state, now)
     except sa.exc.IntegrityError:
         existing = _by_idempotency_key(conn, values)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from flowrpc.server.errors import ServiceError, not_found
 from flowrpc.server.orchestration.records import State
-from flowrpc.server.storage import deployments, flow_runs
+from flowrpc.server.storage import changes, deployments, flow_runs
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.database import caller_error, savepoint
 from flowrpc.server.storage.transitions import (
@@ -138,6 +138,7 @@ def _fast(
     for same_columns in runs.values():  # columns left out get their defaults, as one by one
         INSERT[t.flow_run].execute(conn, same_columns)
     INSERT[t.flow_run_state].execute(conn, states)
+    changes.note(conn, [(state["flow_run_id"], state["id"]) for state in states])
     for parent_task_run_id, decision, now in parents:
         update_parent_task(conn, parent_task_run_id, decision, now)
     return outcomes  # type: ignore[return-value]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -232,6 +233,31 @@ class FlowRunHistoryGranule(SQLModel, table=True):
     unstarted_offset: int = Field(sa_type=BigInteger)  # and their expected - start
 
 
+class FlowRunChange(SQLModel, table=True):
+    """The change log WatchFlowRuns reads: one row per flow-run state written. `position` numbers
+    the rows in commit order (storage/changes.py says how); NULL until the row is numbered, which
+    on PostgreSQL happens after its commit. No foreign key: a run's changes stay until pruned (a
+    watcher skips those of runs deleted since)."""
+
+    __tablename__ = "flow_run_change"
+    # AUTOINCREMENT: SQLite never reuses an id, even once the newest rows are gone.
+    __table_args__ = (
+        Index("ix_flow_run_change_position", "position", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+    # INTEGER on SQLite, the rowid itself (BIGINT would not be); BIGSERIAL on PostgreSQL.
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    position: int | None = Field(default=None, sa_type=BigInteger)
+    flow_run_id: str = Field(max_length=36)
+    state_id: str = Field(max_length=36)
+    created: int = Field(sa_type=BigInteger)  # when it was written, for pruning
+
+
 class TaskRun(SQLModel, table=True):
     __tablename__ = "task_run"
     __table_args__ = (
@@ -374,6 +400,7 @@ deployment = Deployment.__table__
 flow_run = FlowRun.__table__
 flow_run_state = FlowRunState.__table__
 flow_run_history_granule = FlowRunHistoryGranule.__table__
+flow_run_change = FlowRunChange.__table__
 task_run = TaskRun.__table__
 task_run_state = TaskRunState.__table__
 task_run_state_cache = TaskRunStateCache.__table__

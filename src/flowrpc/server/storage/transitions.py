@@ -26,6 +26,7 @@ from flowrpc.server.orchestration.records import (
     StateType,
     TaskRunRecord,
 )
+from flowrpc.server.storage import changes
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.prepared import Prepared
 from flowrpc.server.storage.rows import (
@@ -120,6 +121,8 @@ class _Writes:
 
     def flush(self, conn: Connection) -> None:
         INSERT[STATES[self.runs]].execute(conn, self.states)
+        if self.runs is t.flow_run and self.states:  # WatchFlowRuns' change log
+            changes.note(conn, [(s["flow_run_id"], s["id"]) for s in self.states])
         for same_columns in self.changes.values():
             UPDATE[self.runs].execute(conn, same_columns)
 
@@ -186,6 +189,7 @@ def insert_flow_run(
     INSERT[t.flow_run].execute(conn, columns)
     if decision.state is not None:
         INSERT[t.flow_run_state].execute(conn, first_state_row(columns, decision))
+        changes.note(conn, [(columns["id"], decision.state.id)])
     update_parent_task(conn, columns["parent_task_run_id"], decision, now)
     return columns, decision.state
 

@@ -26,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file flowrpc/v1/flow_run_service.proto.
  */
 export const file_flowrpc_v1_flow_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFmbG93cnBjL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEi4QQKFENyZWF0ZUZsb3dSdW5SZXF1ZXN0Eg8KB2Zsb3dfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIgCgVzdGF0ZRgDIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSGQoMZmxvd192ZXJzaW9uGAQgASgJSACIAQESKwoKcGFyYW1ldGVycxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoScGFyZW50X3Rhc2tfcnVuX2lkGAcgASgJEiIKGmluZnJhc3RydWN0dXJlX2RvY3VtZW50X2lkGAggASgJEjMKEGVtcGlyaWNhbF9wb2xpY3kYCSABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5Qb2xpY3kSDAoEdGFncxgKIAMoCRInCgZsYWJlbHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhwKD2lkZW1wb3RlbmN5X2tleRgMIAEoCUgBiAEBEhsKDndvcmtfcG9vbF9uYW1lGA0gASgJSAKIAQESHAoPd29ya19xdWV1ZV9uYW1lGA4gASgJSAOIAQESLgoNam9iX3ZhcmlhYmxlcxgPIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZGVwbG95bWVudF9pZBgQIAEoCUIPCg1fZmxvd192ZXJzaW9uQhIKEF9pZGVtcG90ZW5jeV9rZXlCEQoPX3dvcmtfcG9vbF9uYW1lQhIKEF93b3JrX3F1ZXVlX25hbWUiTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiHwoRR2V0Rmxvd1J1blJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuIqwBChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBIlCgRzb3J0GAIgASgOMhcuZmxvd3JwYy52MS5GbG93UnVuU29ydBISCgVsaW1pdBgDIAEoBUgAiAEBEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQggKBl9saW1pdCJXChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKFENvdW50Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLmZsb3dycGMudjEuRmxvd1J1biIiChREZWxldGVGbG93UnVuUmVxdWVzdBIKCgJpZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UiXgoWU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlcKFFJlc3VtZUZsb3dSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEioKCXJ1bl9pbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSAoVUmVzdW1lRmxvd1J1blJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCIvChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiPgoZTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5mbG93cnBjLnYxLlN0YXRlIi0KFkdldEZsb3dSdW5HcmFwaFJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiRgoXR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5HcmFwaE5vZGUi5AEKG1N0cmVhbUZsb3dSdW5IaXN0b3J5UmVxdWVzdBIxCg1oaXN0b3J5X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtoaXN0b3J5X2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoQaGlzdG9yeV9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgZmaWx0ZXIYBCABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQitQEKHFN0cmVhbUZsb3dSdW5IaXN0b3J5UmVzcG9uc2USMgoOaW50ZXJ2YWxfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGludGVydmFsX2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGc3RhdGVzGAMgAygLMh8uZmxvd3JwYy52MS5IaXN0b3J5U3RhdGVTdW1tYXJ5IuIBChlSZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKBmZpbHRlchgEIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCJMChpSZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRIuCglpbnRlcnZhbHMYASADKAsyGy5mbG93cnBjLnYxLkhpc3RvcnlJbnRlcnZhbCKZAQoaQnVsa1NldEZsb3dSdW5TdGF0ZVJlcXVlc3QSLAoGZmlsdGVyGAEgASgLMhwuZmxvd3JwYy52MS5GbG93UnVuRmlsdGVyU2V0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBISCgVsaW1pdBgEIAEoBUgAiAEBQggKBl9saW1pdCJVChtCdWxrU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3VsdCJhChlCdWxrU2V0Rmxvd1J1blN0YXRlUmVzdWx0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEi8KBnJlc3VsdBgCIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJnChlCdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBISCgVsaW1pdBgCIAEoBUgAiAEBQggKBl9saW1pdCI6ChpCdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZRIcChRkZWxldGVkX2Zsb3dfcnVuX2lkcxgBIAMoCSJrChNTdGFydEZsb3dSdW5SZXF1ZXN0EjIKCGZsb3dfcnVuGAEgASgLMiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUifwoUU3RhcnRGbG93UnVuUmVzcG9uc2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SDwoHY3JlYXRlZBgCIAEoCBIvCgZyZXN1bHQYAyABKAsyHy5mbG93cnBjLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQiQAoVQ3JlYXRlRmxvd1J1bnNSZXF1ZXN0EicKBHJ1bnMYASADKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGUimgEKDUZsb3dSdW5DcmVhdGUSNAoIZmxvd19ydW4YASABKAsyIC5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXF1ZXN0SAASSQoPZnJvbV9kZXBsb3ltZW50GAIgASgLMi4uZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuRnJvbURlcGxveW1lbnRSZXF1ZXN0SABCCAoGc291cmNlIksKFkNyZWF0ZUZsb3dSdW5zUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXN1bHQimwEKFENyZWF0ZUZsb3dSdW5zUmVzdWx0Eg0KBWluZGV4GAEgASgDEicKCGZsb3dfcnVuGAIgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuSAASLwoFZXJyb3IYAyABKAsyHi5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGVFcnJvckgAEg8KB2NyZWF0ZWQYBCABKAhCCQoHb3V0Y29tZSKGAQoSRmxvd1J1bkNyZWF0ZUVycm9yEgwKBGNvZGUYASABKAUSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSQQoQZmllbGRfdmlvbGF0aW9ucxgEIAMoCzInLmZsb3dycGMudjEuRmxvd1J1bkNyZWF0ZUZpZWxkVmlvbGF0aW9uIkEKG0Zsb3dSdW5DcmVhdGVGaWVsZFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCTLLCwoORmxvd1J1blNlcnZpY2USVAoNQ3JlYXRlRmxvd1J1bhIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXNwb25zZRJLCgpHZXRGbG93UnVuEh0uZmxvd3JwYy52MS5HZXRGbG93UnVuUmVxdWVzdBoeLmZsb3dycGMudjEuR2V0Rmxvd1J1blJlc3BvbnNlElEKDExpc3RGbG93UnVucxIfLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVxdWVzdBogLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVzcG9uc2USVAoNQ291bnRGbG93UnVucxIgLmZsb3dycGMudjEuQ291bnRGbG93UnVuc1JlcXVlc3QaIS5mbG93cnBjLnYxLkNvdW50Rmxvd1J1bnNSZXNwb25zZRJUCg1VcGRhdGVGbG93UnVuEiAuZmxvd3JwYy52MS5VcGRhdGVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuVXBkYXRlRmxvd1J1blJlc3BvbnNlElQKDURlbGV0ZUZsb3dSdW4SIC5mbG93cnBjLnYxLkRlbGV0ZUZsb3dSdW5SZXF1ZXN0GiEuZmxvd3JwYy52MS5EZWxldGVGbG93UnVuUmVzcG9uc2USWgoPU2V0Rmxvd1J1blN0YXRlEiIuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXF1ZXN0GiMuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXNwb25zZRJUCg1SZXN1bWVGbG93UnVuEiAuZmxvd3JwYy52MS5SZXN1bWVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuUmVzdW1lRmxvd1J1blJlc3BvbnNlEmAKEUxpc3RGbG93UnVuU3RhdGVzEiQuZmxvd3JwYy52MS5MaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QaJS5mbG93cnBjLnYxLkxpc3RGbG93UnVuU3RhdGVzUmVzcG9uc2USWgoPR2V0Rmxvd1J1bkdyYXBoEiIuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXF1ZXN0GiMuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXNwb25zZRJrChRTdHJlYW1GbG93UnVuSGlzdG9yeRInLmZsb3dycGMudjEuU3RyZWFtRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiguZmxvd3JwYy52MS5TdHJlYW1GbG93UnVuSGlzdG9yeVJlc3BvbnNlMAESYwoSUmVhZEZsb3dSdW5IaXN0b3J5EiUuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiYuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRJoChNCdWxrU2V0Rmxvd1J1blN0YXRlEiYuZmxvd3JwYy52MS5CdWxrU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBonLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3BvbnNlMAESZQoSQnVsa0RlbGV0ZUZsb3dSdW5zEiUuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0GiYuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZTABElEKDFN0YXJ0Rmxvd1J1bhIfLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVxdWVzdBogLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVzcG9uc2USWwoOQ3JlYXRlRmxvd1J1bnMSIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5zUmVxdWVzdBoiLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXNwb25zZSgBMAFiBnByb3RvMw", [file_flowrpc_v1_deployment_service, file_flowrpc_v1_filter, file_flowrpc_v1_flow_run, file_flowrpc_v1_graph, file_flowrpc_v1_history, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiFmbG93cnBjL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEi4QQKFENyZWF0ZUZsb3dSdW5SZXF1ZXN0Eg8KB2Zsb3dfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIgCgVzdGF0ZRgDIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSGQoMZmxvd192ZXJzaW9uGAQgASgJSACIAQESKwoKcGFyYW1ldGVycxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoScGFyZW50X3Rhc2tfcnVuX2lkGAcgASgJEiIKGmluZnJhc3RydWN0dXJlX2RvY3VtZW50X2lkGAggASgJEjMKEGVtcGlyaWNhbF9wb2xpY3kYCSABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5Qb2xpY3kSDAoEdGFncxgKIAMoCRInCgZsYWJlbHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhwKD2lkZW1wb3RlbmN5X2tleRgMIAEoCUgBiAEBEhsKDndvcmtfcG9vbF9uYW1lGA0gASgJSAKIAQESHAoPd29ya19xdWV1ZV9uYW1lGA4gASgJSAOIAQESLgoNam9iX3ZhcmlhYmxlcxgPIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZGVwbG95bWVudF9pZBgQIAEoCUIPCg1fZmxvd192ZXJzaW9uQhIKEF9pZGVtcG90ZW5jeV9rZXlCEQoPX3dvcmtfcG9vbF9uYW1lQhIKEF93b3JrX3F1ZXVlX25hbWUiTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiHwoRR2V0Rmxvd1J1blJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuIqwBChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBIlCgRzb3J0GAIgASgOMhcuZmxvd3JwYy52MS5GbG93UnVuU29ydBISCgVsaW1pdBgDIAEoBUgAiAEBEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQggKBl9saW1pdCJXChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKFENvdW50Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLmZsb3dycGMudjEuRmxvd1J1biIiChREZWxldGVGbG93UnVuUmVxdWVzdBIKCgJpZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UiXgoWU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlcKFFJlc3VtZUZsb3dSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEioKCXJ1bl9pbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSAoVUmVzdW1lRmxvd1J1blJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCIvChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiPgoZTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRIhCgZzdGF0ZXMYASADKAsyES5mbG93cnBjLnYxLlN0YXRlIi0KFkdldEZsb3dSdW5HcmFwaFJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiRgoXR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5HcmFwaE5vZGUi5AEKG1N0cmVhbUZsb3dSdW5IaXN0b3J5UmVxdWVzdBIxCg1oaXN0b3J5X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtoaXN0b3J5X2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoQaGlzdG9yeV9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgZmaWx0ZXIYBCABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQitQEKHFN0cmVhbUZsb3dSdW5IaXN0b3J5UmVzcG9uc2USMgoOaW50ZXJ2YWxfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGludGVydmFsX2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGc3RhdGVzGAMgAygLMh8uZmxvd3JwYy52MS5IaXN0b3J5U3RhdGVTdW1tYXJ5IuIBChlSZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKBmZpbHRlchgEIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCJMChpSZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRIuCglpbnRlcnZhbHMYASADKAsyGy5mbG93cnBjLnYxLkhpc3RvcnlJbnRlcnZhbCKZAQoaQnVsa1NldEZsb3dSdW5TdGF0ZVJlcXVlc3QSLAoGZmlsdGVyGAEgASgLMhwuZmxvd3JwYy52MS5GbG93UnVuRmlsdGVyU2V0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBISCgVsaW1pdBgEIAEoBUgAiAEBQggKBl9saW1pdCJVChtCdWxrU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3VsdCJhChlCdWxrU2V0Rmxvd1J1blN0YXRlUmVzdWx0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEi8KBnJlc3VsdBgCIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJnChlCdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBISCgVsaW1pdBgCIAEoBUgAiAEBQggKBl9saW1pdCI6ChpCdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZRIcChRkZWxldGVkX2Zsb3dfcnVuX2lkcxgBIAMoCSJrChNTdGFydEZsb3dSdW5SZXF1ZXN0EjIKCGZsb3dfcnVuGAEgASgLMiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUifwoUU3RhcnRGbG93UnVuUmVzcG9uc2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SDwoHY3JlYXRlZBgCIAEoCBIvCgZyZXN1bHQYAyABKAsyHy5mbG93cnBjLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQiQAoVQ3JlYXRlRmxvd1J1bnNSZXF1ZXN0EicKBHJ1bnMYASADKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGUimgEKDUZsb3dSdW5DcmVhdGUSNAoIZmxvd19ydW4YASABKAsyIC5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXF1ZXN0SAASSQoPZnJvbV9kZXBsb3ltZW50GAIgASgLMi4uZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuRnJvbURlcGxveW1lbnRSZXF1ZXN0SABCCAoGc291cmNlIksKFkNyZWF0ZUZsb3dSdW5zUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXN1bHQimwEKFENyZWF0ZUZsb3dSdW5zUmVzdWx0Eg0KBWluZGV4GAEgASgDEicKCGZsb3dfcnVuGAIgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuSAASLwoFZXJyb3IYAyABKAsyHi5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGVFcnJvckgAEg8KB2NyZWF0ZWQYBCABKAhCCQoHb3V0Y29tZSKGAQoSRmxvd1J1bkNyZWF0ZUVycm9yEgwKBGNvZGUYASABKAUSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSQQoQZmllbGRfdmlvbGF0aW9ucxgEIAMoCzInLmZsb3dycGMudjEuRmxvd1J1bkNyZWF0ZUZpZWxkVmlvbGF0aW9uIkEKG0Zsb3dSdW5DcmVhdGVGaWVsZFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJqChRXYXRjaEZsb3dSdW5zUmVxdWVzdBIsCgZmaWx0ZXIYASABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQSDQoFc2luY2UYAiABKAkSFQoNc2tpcF9zbmFwc2hvdBgDIAEoCCLWAQoVV2F0Y2hGbG93UnVuc1Jlc3BvbnNlEi0KCHNuYXBzaG90GAEgASgLMhkuZmxvd3JwYy52MS5XYXRjaFNuYXBzaG90SAASKQoGbWFya2VyGAIgASgLMhcuZmxvd3JwYy52MS5XYXRjaE1hcmtlckgAEisKB2NoYW5nZXMYAyABKAsyGC5mbG93cnBjLnYxLldhdGNoQ2hhbmdlc0gAEi0KCHByb2dyZXNzGAQgASgLMhkuZmxvd3JwYy52MS5XYXRjaFByb2dyZXNzSABCBwoFZXZlbnQiNwoNV2F0Y2hTbmFwc2hvdBImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4iHQoLV2F0Y2hNYXJrZXISDgoGY3Vyc29yGAEgASgJIjoKDFdhdGNoQ2hhbmdlcxIqCgdjaGFuZ2VzGAEgAygLMhkuZmxvd3JwYy52MS5GbG93UnVuQ2hhbmdlImgKDUZsb3dSdW5DaGFuZ2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SIAoFc3RhdGUYAiABKAsyES5mbG93cnBjLnYxLlN0YXRlEg4KBmN1cnNvchgDIAEoCSIfCg1XYXRjaFByb2dyZXNzEg4KBmN1cnNvchgBIAEoCTKjDAoORmxvd1J1blNlcnZpY2USVAoNQ3JlYXRlRmxvd1J1bhIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXNwb25zZRJLCgpHZXRGbG93UnVuEh0uZmxvd3JwYy52MS5HZXRGbG93UnVuUmVxdWVzdBoeLmZsb3dycGMudjEuR2V0Rmxvd1J1blJlc3BvbnNlElEKDExpc3RGbG93UnVucxIfLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVxdWVzdBogLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVzcG9uc2USVAoNQ291bnRGbG93UnVucxIgLmZsb3dycGMudjEuQ291bnRGbG93UnVuc1JlcXVlc3QaIS5mbG93cnBjLnYxLkNvdW50Rmxvd1J1bnNSZXNwb25zZRJUCg1VcGRhdGVGbG93UnVuEiAuZmxvd3JwYy52MS5VcGRhdGVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuVXBkYXRlRmxvd1J1blJlc3BvbnNlElQKDURlbGV0ZUZsb3dSdW4SIC5mbG93cnBjLnYxLkRlbGV0ZUZsb3dSdW5SZXF1ZXN0GiEuZmxvd3JwYy52MS5EZWxldGVGbG93UnVuUmVzcG9uc2USWgoPU2V0Rmxvd1J1blN0YXRlEiIuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXF1ZXN0GiMuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXNwb25zZRJUCg1SZXN1bWVGbG93UnVuEiAuZmxvd3JwYy52MS5SZXN1bWVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuUmVzdW1lRmxvd1J1blJlc3BvbnNlEmAKEUxpc3RGbG93UnVuU3RhdGVzEiQuZmxvd3JwYy52MS5MaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QaJS5mbG93cnBjLnYxLkxpc3RGbG93UnVuU3RhdGVzUmVzcG9uc2USWgoPR2V0Rmxvd1J1bkdyYXBoEiIuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXF1ZXN0GiMuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXNwb25zZRJrChRTdHJlYW1GbG93UnVuSGlzdG9yeRInLmZsb3dycGMudjEuU3RyZWFtRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiguZmxvd3JwYy52MS5TdHJlYW1GbG93UnVuSGlzdG9yeVJlc3BvbnNlMAESYwoSUmVhZEZsb3dSdW5IaXN0b3J5EiUuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiYuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRJoChNCdWxrU2V0Rmxvd1J1blN0YXRlEiYuZmxvd3JwYy52MS5CdWxrU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBonLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3BvbnNlMAESZQoSQnVsa0RlbGV0ZUZsb3dSdW5zEiUuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0GiYuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZTABElEKDFN0YXJ0Rmxvd1J1bhIfLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVxdWVzdBogLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVzcG9uc2USWwoOQ3JlYXRlRmxvd1J1bnMSIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5zUmVxdWVzdBoiLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXNwb25zZSgBMAESVgoNV2F0Y2hGbG93UnVucxIgLmZsb3dycGMudjEuV2F0Y2hGbG93UnVuc1JlcXVlc3QaIS5mbG93cnBjLnYxLldhdGNoRmxvd1J1bnNSZXNwb25zZTABYgZwcm90bzM", [file_flowrpc_v1_deployment_service, file_flowrpc_v1_filter, file_flowrpc_v1_flow_run, file_flowrpc_v1_graph, file_flowrpc_v1_history, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message flowrpc.v1.CreateFlowRunRequest
@@ -1011,6 +1011,210 @@ export const FlowRunCreateFieldViolationSchema: GenMessage<FlowRunCreateFieldVio
   messageDesc(file_flowrpc_v1_flow_run_service, 36);
 
 /**
+ * @generated from message flowrpc.v1.WatchFlowRunsRequest
+ */
+export type WatchFlowRunsRequest = Message<"flowrpc.v1.WatchFlowRunsRequest"> & {
+  /**
+   * Which runs to watch: the filter ListFlowRuns takes. A change is sent when the run, as it was
+   * right after the change (its new state; its other fields as they are when the change is read),
+   * matches.
+   *
+   * @generated from field: flowrpc.v1.FlowRunFilterSet filter = 1;
+   */
+  filter?: FlowRunFilterSet | undefined;
+
+  /**
+   * A cursor from an earlier watch (a change's or a marker's): continue after it, no snapshot.
+   * Empty: start now, with the snapshot unless skip_snapshot.
+   *
+   * @generated from field: string since = 2;
+   */
+  since: string;
+
+  /**
+   * Start now without the snapshot: the marker comes first.
+   *
+   * @generated from field: bool skip_snapshot = 3;
+   */
+  skipSnapshot: boolean;
+};
+
+/**
+ * Describes the message flowrpc.v1.WatchFlowRunsRequest.
+ * Use `create(WatchFlowRunsRequestSchema)` to create a new message.
+ */
+export const WatchFlowRunsRequestSchema: GenMessage<WatchFlowRunsRequest> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 37);
+
+/**
+ * One message of a watch: a page of the snapshot, the marker, a batch of changes, or progress.
+ *
+ * @generated from message flowrpc.v1.WatchFlowRunsResponse
+ */
+export type WatchFlowRunsResponse = Message<"flowrpc.v1.WatchFlowRunsResponse"> & {
+  /**
+   * @generated from oneof flowrpc.v1.WatchFlowRunsResponse.event
+   */
+  event: {
+    /**
+     * Runs the filter selected when the watch started, newest first.
+     *
+     * @generated from field: flowrpc.v1.WatchSnapshot snapshot = 1;
+     */
+    value: WatchSnapshot;
+    case: "snapshot";
+  } | {
+    /**
+     * The snapshot is complete; changes after `cursor` follow. Sent once, before any change.
+     *
+     * @generated from field: flowrpc.v1.WatchMarker marker = 2;
+     */
+    value: WatchMarker;
+    case: "marker";
+  } | {
+    /**
+     * State changes committed after the previous message's cursor, oldest first.
+     *
+     * @generated from field: flowrpc.v1.WatchChanges changes = 3;
+     */
+    value: WatchChanges;
+    case: "changes";
+  } | {
+    /**
+     * No matching change for a while: resuming from this cursor skips what was looked at.
+     *
+     * @generated from field: flowrpc.v1.WatchProgress progress = 4;
+     */
+    value: WatchProgress;
+    case: "progress";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message flowrpc.v1.WatchFlowRunsResponse.
+ * Use `create(WatchFlowRunsResponseSchema)` to create a new message.
+ */
+export const WatchFlowRunsResponseSchema: GenMessage<WatchFlowRunsResponse> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 38);
+
+/**
+ * A page of the snapshot.
+ *
+ * @generated from message flowrpc.v1.WatchSnapshot
+ */
+export type WatchSnapshot = Message<"flowrpc.v1.WatchSnapshot"> & {
+  /**
+   * @generated from field: repeated flowrpc.v1.FlowRun flow_runs = 1;
+   */
+  flowRuns: FlowRun[];
+};
+
+/**
+ * Describes the message flowrpc.v1.WatchSnapshot.
+ * Use `create(WatchSnapshotSchema)` to create a new message.
+ */
+export const WatchSnapshotSchema: GenMessage<WatchSnapshot> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 39);
+
+/**
+ * The end of the snapshot.
+ *
+ * @generated from message flowrpc.v1.WatchMarker
+ */
+export type WatchMarker = Message<"flowrpc.v1.WatchMarker"> & {
+  /**
+   * Changes committed after this cursor follow. The snapshot shows each run as it was at this
+   * cursor or later: a change that follows may already show in it (apply them in order).
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message flowrpc.v1.WatchMarker.
+ * Use `create(WatchMarkerSchema)` to create a new message.
+ */
+export const WatchMarkerSchema: GenMessage<WatchMarker> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 40);
+
+/**
+ * A batch of state changes, oldest first.
+ *
+ * @generated from message flowrpc.v1.WatchChanges
+ */
+export type WatchChanges = Message<"flowrpc.v1.WatchChanges"> & {
+  /**
+   * @generated from field: repeated flowrpc.v1.FlowRunChange changes = 1;
+   */
+  changes: FlowRunChange[];
+};
+
+/**
+ * Describes the message flowrpc.v1.WatchChanges.
+ * Use `create(WatchChangesSchema)` to create a new message.
+ */
+export const WatchChangesSchema: GenMessage<WatchChanges> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 41);
+
+/**
+ * One committed state change of one run.
+ *
+ * @generated from message flowrpc.v1.FlowRunChange
+ */
+export type FlowRunChange = Message<"flowrpc.v1.FlowRunChange"> & {
+  /**
+   * The run after the change: its state fields are the new state's; its other fields are as
+   * they were when the change was read.
+   *
+   * @generated from field: flowrpc.v1.FlowRun flow_run = 1;
+   */
+  flowRun?: FlowRun | undefined;
+
+  /**
+   * The new state.
+   *
+   * @generated from field: flowrpc.v1.State state = 2;
+   */
+  state?: State | undefined;
+
+  /**
+   * Opaque; WatchFlowRunsRequest.since continues after this change.
+   *
+   * @generated from field: string cursor = 3;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message flowrpc.v1.FlowRunChange.
+ * Use `create(FlowRunChangeSchema)` to create a new message.
+ */
+export const FlowRunChangeSchema: GenMessage<FlowRunChange> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 42);
+
+/**
+ * Progress without a matching change.
+ *
+ * @generated from message flowrpc.v1.WatchProgress
+ */
+export type WatchProgress = Message<"flowrpc.v1.WatchProgress"> & {
+  /**
+   * Opaque; WatchFlowRunsRequest.since continues from here.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message flowrpc.v1.WatchProgress.
+ * Use `create(WatchProgressSchema)` to create a new message.
+ */
+export const WatchProgressSchema: GenMessage<WatchProgress> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 43);
+
+/**
  * Creates, queries, steers and deletes flow runs. Every state change is orchestrated with
  * Prefect's rules; orchestration outcomes (REJECT, WAIT, ABORT) are normal responses.
  * Errors: NOT_FOUND for a missing object, INVALID_ARGUMENT (with field violations) for malformed
@@ -1202,6 +1406,24 @@ export const FlowRunService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof CreateFlowRunsRequestSchema;
     output: typeof CreateFlowRunsResponseSchema;
+  },
+  /**
+   * A live stream of state changes: the runs the filter selects (the snapshot, newest first, in
+   * pages), one marker message, then every state change of a run the filter selects, in commit
+   * order, as it is committed (changes in batches). Each change carries an opaque cursor; a call
+   * with `since` set to a cursor skips the snapshot and continues with the changes committed after
+   * it, none twice. The server keeps changes for a retention window (FLOWRPC_WATCH_RETENTION_SECONDS,
+   * default 1 hour): an older cursor is OUT_OF_RANGE (reason WATCH_CURSOR_EXPIRED); watch again
+   * without it. More watchers than FLOWRPC_WATCH_MAX_WATCHERS on one server: RESOURCE_EXHAUSTED
+   * (reason TOO_MANY_WATCHERS). A slow reader never slows writers: once it is more than its buffer
+   * behind, the server reads its changes from the change log instead, at the reader's own pace.
+   *
+   * @generated from rpc flowrpc.v1.FlowRunService.WatchFlowRuns
+   */
+  watchFlowRuns: {
+    methodKind: "server_streaming";
+    input: typeof WatchFlowRunsRequestSchema;
+    output: typeof WatchFlowRunsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_flowrpc_v1_flow_run_service, 0);
