@@ -159,7 +159,9 @@ export class FlowrpcClient {
    * violations), never thrown, and the others are created. The runs are sent in messages of at
    * most 1,000 (read from `runs` as the stream takes them, so an async iterable of any length
    * works); a failure of the call itself (unreachable, UNAUTHENTICATED, aborted) throws a
-   * FlowrpcError, after the results of the messages answered before it.
+   * FlowrpcError, after the results of the messages answered before it (those runs exist; runs
+   * of messages not answered may or may not). An error thrown by `runs` ends the call the same
+   * way, as the FlowrpcError's `cause`.
    */
   createFlowRuns(
     runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,

@@ -205,6 +205,19 @@ describe("createFlowRuns", () => {
     assert.equal(received.length, 1000);
   });
 
+  test("runs that fail to arrive end the call: the source's error is the cause", { timeout: 20_000 }, async () => {
+    const flowId = await newFlow("bulk-broken-source");
+    const broken = new Error("the source broke");
+    async function* specs(): AsyncIterable<FlowRunSpec> {
+      for (let i = 0; i < 10; i++) yield { flowId };
+      throw broken;
+    }
+    const error = await client.createFlowRunsAll(specs()).catch((thrown: unknown) => thrown);
+    assert.ok(error instanceof FlowrpcError, String(error));
+    assert.equal(error.cause, broken);
+    assert.match(error.message, /the source broke/);
+  });
+
   test("an empty call answers nothing", async () => {
     assert.deepEqual(await client.createFlowRunsAll([]), []);
   });
