@@ -6,10 +6,11 @@ import type { State } from "./gen/flowrpc/v1/state_pb.js";
 
 /**
  * One event of a watch. "snapshot": a run the filter selected when the watch started (newest
- * first; none when resuming from a cursor). "marker": the snapshot is complete. "change": a
- * committed state change of a selected run (`flowRun` as it was right after it, `state` the new
- * state), in commit order. "progress": no matching change for a while. Every event but a
- * snapshot carries a cursor: watching again with it continues right after that event.
+ * first). "marker": the snapshot is complete (sent once; neither is sent when resuming from a
+ * cursor). "change": a committed state change of a selected run (`flowRun` as it was right
+ * after it, `state` the new state), in commit order. "progress": no matching change for a
+ * while. Every event but a snapshot carries a cursor: watching again with it continues right
+ * after that event.
  */
 export type FlowRunWatchEvent =
   | { readonly type: "snapshot"; readonly flowRun: FlowRun }
