@@ -27,8 +27,10 @@ import { FlowService } from "./gen/flowrpc/v1/flow_service_pb.js";
 import { LogService } from "./gen/flowrpc/v1/log_service_pb.js";
 import { TaskRunService } from "./gen/flowrpc/v1/task_run_service_pb.js";
 import { WorkPoolService } from "./gen/flowrpc/v1/work_pool_service_pb.js";
+import { createMessages, createResult, type FlowRunCreateResult, type FlowRunSpec } from "./bulk.js";
 import { withFlowrpcErrors } from "./errors.js";
-import { flatten, pages } from "./streams.js";
+import { collect, flatten, pages } from "./streams.js";
+import { watchEvents, type FlowRunWatchEvent } from "./watch.js";
 
 export const DEFAULT_API_URL = "127.0.0.1:4250";
 /** The deadline of a unary call unless the call or the client says otherwise (streams: none). */
@@ -73,6 +75,14 @@ export interface FlowRunQuery {
   sort?: FlowRunSort;
   /** Runs fetched per call, 1 to 200; default 200. */
   pageSize?: number;
+}
+
+/** Where a watch starts, and Connect's call options (`signal` ends it). */
+export interface WatchOptions extends CallOptions {
+  /** An event's cursor from an earlier watch: continue right after it (no snapshot). */
+  cursor?: string;
+  /** Start with the runs the filter selects now (default true; never with a cursor). */
+  snapshot?: boolean;
 }
 
 /**
@@ -138,6 +148,57 @@ export class FlowrpcClient {
     options?: CallOptions,
   ): AsyncIterable<string> {
     return flatten(this.flowRuns.bulkDeleteFlowRuns(request, options), (batch) => batch.deletedFlowRunIds);
+  }
+
+  /**
+   * Creates many runs in one call, each as its single create would (CreateFlowRun for a spec
+   * with `flowId`, CreateFlowRunFromDeployment for one with `deploymentId` alone): its initial
+   * state orchestrated the same way, a used idempotency key giving the existing run back
+   * (`created` false). Yields one result per run, in the order of `runs`, as the server answers
+   * them: a run that fails is a result with `error` (its code, reason, message and field
+   * violations), never thrown, and the others are created. The runs are sent in messages of at
+   * most 1,000 (read from `runs` as the stream takes them, so an async iterable of any length
+   * works); a failure of the call itself (unreachable, UNAUTHENTICATED, aborted) throws a
+   * FlowrpcError, after the results of the messages answered before it (those runs exist; runs
+   * of messages not answered may or may not). An error thrown by `runs` ends the call the same
+   * way, as the FlowrpcError's `cause`.
+   */
+  createFlowRuns(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CallOptions,
+  ): AsyncIterable<FlowRunCreateResult> {
+    const responses = this.flowRuns.createFlowRuns(createMessages(runs), options);
+    return flatten(responses, (message) => message.results.map(createResult));
+  }
+
+  /** createFlowRuns, its results collected into an array (in the order of `runs`). */
+  createFlowRunsAll(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CallOptions,
+  ): Promise<FlowRunCreateResult[]> {
+    return collect(this.createFlowRuns(runs, options));
+  }
+
+  /**
+   * A live stream of the runs `filter` selects (every run when unset): their snapshot, a
+   * marker, then every state change of a selected run as it is committed, until `signal`
+   * aborts (the iteration then ends without an error) or the loop breaks. `cursor` (a marker's,
+   * change's or progress event's) resumes after that event: the changes committed meanwhile
+   * follow, none missed, none twice. A cursor older than the server's retention throws a
+   * FlowrpcError with reason WATCH_CURSOR_EXPIRED: watch again without one. No deadline unless
+   * `timeoutMs` is given.
+   */
+  async *watchFlowRuns(
+    filter?: MessageInitShape<typeof FlowRunFilterSetSchema>,
+    options: WatchOptions = {},
+  ): AsyncIterable<FlowRunWatchEvent> {
+    const { cursor = "", snapshot = true, ...callOptions } = options;
+    const request = { filter, since: cursor, skipSnapshot: !snapshot };
+    try {
+      for await (const message of this.flowRuns.watchFlowRuns(request, callOptions)) yield* watchEvents(message);
+    } catch (error) {
+      if (!callOptions.signal?.aborted) throw error; // an abort is how a watch is meant to end
+    }
   }
 
   /** Closes the connection; calls in flight fail with CANCELED. */

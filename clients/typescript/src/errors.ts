@@ -45,9 +45,9 @@ export class FlowrpcError extends ConnectError {
   }
 }
 
-/** The canonical gRPC name of a Connect code (Code.NotFound -> "NOT_FOUND"). */
+/** The canonical gRPC name of a Connect code (Code.NotFound -> "NOT_FOUND"; unknown: "UNKNOWN"). */
 export function grpcCodeName(code: Code): string {
-  return Code[code].replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase();
+  return (Code[code] ?? "Unknown").replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase();
 }
 
 /** Any thrown value as a FlowrpcError (an abort, a network failure, a bug: code UNKNOWN). */

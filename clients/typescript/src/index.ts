@@ -1,13 +1,16 @@
 // flowrpc's TypeScript client: the generated messages and services (the types), and a thin
 // layer over them (connection options, errors, filters, streams).
 export { FlowrpcClient, createFlowrpcClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS } from "./client.js";
-export type { ClientOptions, FlowRunQuery, TlsOptions } from "./client.js";
+export type { ClientOptions, FlowRunQuery, TlsOptions, WatchOptions } from "./client.js";
+export { CREATE_BATCH_BYTES, CREATE_BATCH_RUNS } from "./bulk.js";
+export type { FlowRunCreateFailure, FlowRunCreateResult, FlowRunSpec } from "./bulk.js";
 export { FlowrpcError, grpcCodeName, toFlowrpcError, withFlowrpcErrors } from "./errors.js";
 export type { FieldViolation } from "./errors.js";
 export { FlowRunFilterBuilder, flowRunFilter } from "./filters.js";
 export type { Instant, TimeRange } from "./filters.js";
-export { flatten, pages } from "./streams.js";
+export { collect, flatten, pages } from "./streams.js";
 export type { Page } from "./streams.js";
+export type { FlowRunWatchEvent } from "./watch.js";
 export { Code } from "@connectrpc/connect";
 export { create } from "@bufbuild/protobuf";
 export { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";

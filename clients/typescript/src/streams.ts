@@ -26,3 +26,10 @@ export async function* pages<T>(fetch: (pageToken: string) => Promise<Page<T>>):
     token = page.nextPageToken;
   } while (token);
 }
+
+/** Every item of an async iterable, in an array (Array.fromAsync, which Node 20 lacks). */
+export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const all: T[] = [];
+  for await (const item of items) all.push(item);
+  return all;
+}
