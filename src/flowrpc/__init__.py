@@ -1,5 +1,10 @@
-"""flowrpc: a flow-run orchestration service with a gRPC API."""
+"""flowrpc: a flow-run orchestration service with a gRPC API, and a workflow SDK whose names
+follow Prefect's (`from flowrpc import flow, task`)."""
 
 from flowrpc.client import get_client
+from flowrpc.flows import Flow, flow
+from flowrpc.futures import PrefectFuture
+from flowrpc.tasks import Task, task
+from flowrpc.utilities.annotations import unmapped
 
-__all__ = ["get_client"]
+__all__ = ["Flow", "PrefectFuture", "Task", "flow", "get_client", "task", "unmapped"]

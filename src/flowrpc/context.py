@@ -8,9 +8,12 @@ context (as the task runners do) see the run that started them.
 
 from __future__ import annotations
 
+import itertools
+import threading
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
+from uuid import UUID
 
 from flowrpc.schemas.objects import FlowRun, TaskRun
 
@@ -51,6 +54,24 @@ class FlowRunContext(RunContext):
     flow_run: FlowRun
     parameters: dict[str, Any] = field(default_factory=dict)
     log_prints: bool = False
+    task_runner: Any = None
+    # Result defaults the flow passes to its tasks (None: decided by each task).
+    persist_result: bool | None = None
+    result_serializer: Any = None
+    result_storage: Any = None
+    # Which task run produced an object passed on to another task (by id()), for graph edges.
+    task_run_results: dict[int, UUID] = field(default_factory=dict, repr=False)
+    _counters: dict[str, itertools.count[int]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def next_dynamic_key(self, task_key: str) -> str:
+        """ "0", "1", ... per task key: one task run per call of the same task in this attempt
+        (a rerun of the flow finds the same task runs again)."""
+        counter = self._counters.get(task_key)
+        if counter is None:
+            with self._lock:
+                counter = self._counters.setdefault(task_key, itertools.count())
+        return str(next(counter))
 
 
 @dataclass(eq=False)
@@ -61,6 +82,7 @@ class TaskRunContext(RunContext):
     task_run: TaskRun
     parameters: dict[str, Any] = field(default_factory=dict)
     log_prints: bool = False
+    retries: int = 0  # the attempt number - 1 within this run's own retries
 
 
 def get_run_context() -> FlowRunContext | TaskRunContext:

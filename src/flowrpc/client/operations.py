@@ -265,12 +265,15 @@ def create_flow_run(
     job_variables: dict[str, Any] | None = None,
     *,
     idempotency_key: str | None = None,
+    flow_id: IdLike | None = None,
 ) -> Operation:
     """Creates a run of `flow` (any object with .name; .version, .retries and
     .retry_delay_seconds are used when present), creating the flow first if needed.
     The initial state defaults to Pending. With an idempotency_key, a repeat returns the run
-    the key made (and the call is retried on UNAVAILABLE)."""
-    flow_id = yield from create_flow(flow)
+    the key made (and the call is retried on UNAVAILABLE). flow_id: the flow's id when the
+    caller knows it (saves the CreateFlow call)."""
+    if flow_id is None:
+        flow_id = yield from create_flow(flow)
     request = to_message(
         flow_runs_pb.CreateFlowRunRequest,
         {
@@ -477,6 +480,37 @@ def read_flow_run_graph(flow_run_id: IdLike) -> Operation:
 # ---- task runs ----
 
 
+def _task_run_request(
+    task: Any,
+    flow_run_id: IdLike | None,
+    dynamic_key: str,
+    name: str | None,
+    extra_tags: Iterable[str] | None,
+    state: State | None,
+    task_inputs: dict[str, list[TaskRunInput | dict[str, Any]]] | None,
+) -> dict[str, Any]:
+    retry_delay = getattr(task, "retry_delay_seconds", None)
+    if isinstance(retry_delay, list):
+        retry_delay = [int(delay) for delay in retry_delay]
+    elif retry_delay is not None:
+        retry_delay = int(retry_delay)
+    return {
+        "flow_run_id": flow_run_id,
+        "name": name or f"{task.name}-{dynamic_key}",
+        "task_key": getattr(task, "task_key", None) or task.name,
+        "dynamic_key": str(dynamic_key),
+        "task_version": getattr(task, "version", None),
+        "tags": sorted(set(getattr(task, "tags", None) or ()).union(extra_tags or ())),
+        "empirical_policy": {
+            "retries": getattr(task, "retries", None),
+            "retry_delay": retry_delay,
+            "retry_jitter_factor": getattr(task, "retry_jitter_factor", None),
+        },
+        "state": _proposal(state or Pending()),
+        "task_inputs": task_inputs or {},
+    }
+
+
 @unary
 def create_task_run(
     task: Any,
@@ -489,28 +523,9 @@ def create_task_run(
 ) -> Operation:
     """Creates a task run of `task` (any object with .name; .task_key, .version, .tags,
     .retries, .retry_delay_seconds and .retry_jitter_factor are used when present)."""
-    retry_delay = getattr(task, "retry_delay_seconds", None)
-    if isinstance(retry_delay, list):
-        retry_delay = [int(delay) for delay in retry_delay]
-    elif retry_delay is not None:
-        retry_delay = int(retry_delay)
     request = to_message(
         task_runs_pb.CreateTaskRunRequest,
-        {
-            "flow_run_id": flow_run_id,
-            "name": name or f"{task.name}-{dynamic_key}",
-            "task_key": getattr(task, "task_key", None) or task.name,
-            "dynamic_key": str(dynamic_key),
-            "task_version": getattr(task, "version", None),
-            "tags": sorted(set(getattr(task, "tags", None) or ()).union(extra_tags or ())),
-            "empirical_policy": {
-                "retries": getattr(task, "retries", None),
-                "retry_delay": retry_delay,
-                "retry_jitter_factor": getattr(task, "retry_jitter_factor", None),
-            },
-            "state": _proposal(state or Pending()),
-            "task_inputs": task_inputs or {},
-        },
+        _task_run_request(task, flow_run_id, dynamic_key, name, extra_tags, state, task_inputs),
     )
     response = yield Call(TASK_RUNS, "CreateTaskRun", request)
     return TaskRun.from_proto(response.task_run)
@@ -564,6 +579,36 @@ def set_task_run_state(task_run_id: IdLike, state: State, force: bool = False) -
     )
     response = yield Call(TASK_RUNS, "SetTaskRunState", request)
     return OrchestrationResult.from_proto(response.result)
+
+
+# ---- beyond Prefect ----
+
+
+@unary
+def start_task_run(
+    task: Any,
+    flow_run_id: IdLike | None,
+    dynamic_key: str,
+    running: State,
+    name: str | None = None,
+    extra_tags: Iterable[str] | None = None,
+    state: State | None = None,
+    task_inputs: dict[str, list[TaskRunInput | dict[str, Any]]] | None = None,
+) -> Operation:
+    """create_task_run (or find the run with this dynamic key), then propose `running` (a
+    Running state, with its cache key) in the same call; returns (task run after the proposal,
+    OrchestrationResult)."""
+    request = to_message(
+        task_runs_pb.StartTaskRunRequest,
+        {
+            "task_run": _task_run_request(
+                task, flow_run_id, dynamic_key, name, extra_tags, state, task_inputs
+            ),
+            "state": _proposal(running),
+        },
+    )
+    response = yield Call(TASK_RUNS, "StartTaskRun", request)
+    return TaskRun.from_proto(response.task_run), OrchestrationResult.from_proto(response.result)
 
 
 # ---- beyond Prefect: streams and paging ----

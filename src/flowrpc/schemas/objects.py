@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from flowrpc.schemas._base import DateTime, FlowRPCBaseModel, ProtoEnum, now
 
@@ -92,6 +92,12 @@ class State(FlowRPCBaseModel):
     data: Any = None
     state_details: StateDetails = Field(default_factory=StateDetails)
 
+    # What the run that made this state holds in memory (the workflow SDK): its return value or
+    # its exception, which state.result() gives back without reading the persisted record.
+    _has_value: bool = PrivateAttr(default=False)
+    _value: Any = PrivateAttr(default=None)
+    _exception: BaseException | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _defaults_from_type(self) -> State:
         # Prefect: the name defaults to the type in title case, and a SCHEDULED state always has
@@ -131,6 +137,14 @@ class State(FlowRPCBaseModel):
 
     def is_final(self) -> bool:
         return self.type in TERMINAL_STATES
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The run's return value (Completed), or its exception (raised unless
+        raise_on_failure=False) for a Failed, Crashed or Cancelled state. A persisted result
+        (flowrpc.results) is loaded from its record."""
+        from flowrpc.results import state_result  # the SDK's module; schemas stay light
+
+        return state_result(self, raise_on_failure)
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> State:
         """A copy that could be proposed again: like Prefect's, it gets a fresh timestamp."""

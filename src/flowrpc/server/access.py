@@ -88,6 +88,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "GetTaskRun": R,
         "ListTaskRuns": R,
         "SetTaskRunState": W,
+        "StartTaskRun": W,
     },
 }
 HEALTH = "/grpc.health.v1.Health/"  # probes never need a key

@@ -283,3 +283,65 @@ class SetTaskRunStateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTaskRunStateResponse: _TypeAlias = SetTaskRunStateResponse  # noqa: Y015
+
+@_typing.final
+class StartTaskRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task_run(self) -> Global___CreateTaskRunRequest:
+        """The task run to create (or find), as CreateTaskRun takes it."""
+
+    @_builtins.property
+    def state(self) -> _state_pb2.State:
+        """The state proposed once the run exists, through the task-run rules (not forced); its id and
+        timestamp are assigned by the server. Must be RUNNING.
+        """
+
+    def __init__(
+        self,
+        *,
+        task_run: Global___CreateTaskRunRequest | None = ...,
+        state: _state_pb2.State | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "task_run", b"task_run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "task_run", b"task_run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTaskRunRequest: _TypeAlias = StartTaskRunRequest  # noqa: Y015
+
+@_typing.final
+class StartTaskRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False when an existing task run was found."""
+    @_builtins.property
+    def task_run(self) -> _task_run_pb2.TaskRun:
+        """The task run after the proposal."""
+
+    @_builtins.property
+    def result(self) -> _orchestration_pb2.OrchestrationResult:
+        """The decision on the proposed state."""
+
+    def __init__(
+        self,
+        *,
+        task_run: _task_run_pb2.TaskRun | None = ...,
+        created: _builtins.bool = ...,
+        result: _orchestration_pb2.OrchestrationResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "task_run", b"task_run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "result", b"result", "task_run", b"task_run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTaskRunResponse: _TypeAlias = StartTaskRunResponse  # noqa: Y015

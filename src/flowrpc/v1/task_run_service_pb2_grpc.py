@@ -55,6 +55,11 @@ class TaskRunServiceStub:
                 request_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
                 response_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
                 _registered_method=True)
+        self.StartTaskRun = channel.unary_unary(
+                '/flowrpc.v1.TaskRunService/StartTaskRun',
+                request_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunRequest.SerializeToString,
+                response_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunResponse.FromString,
+                _registered_method=True)
 
 
 class TaskRunServiceServicer:
@@ -90,6 +95,17 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartTaskRun(self, request, context):
+        """CreateTaskRun, then a proposal (Running, with its cache key) through the task-run rules, in
+        one call and one transaction: what a workflow engine does before running a task's code.
+        Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
+        only the proposal is made. The result says whether to run (ACCEPT), use the state the
+        server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +128,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.SetTaskRunState,
                     request_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.FromString,
                     response_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.SerializeToString,
+            ),
+            'StartTaskRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTaskRun,
+                    request_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunRequest.FromString,
+                    response_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +244,33 @@ class TaskRunService:
             '/flowrpc.v1.TaskRunService/SetTaskRunState',
             flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
             flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTaskRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowrpc.v1.TaskRunService/StartTaskRun',
+            flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunRequest.SerializeToString,
+            flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,13 @@ class TaskRunServiceStub:
     """Lists task runs matching the filters, newest first."""
     SetTaskRunState: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStateRequest, _task_run_service_pb2.SetTaskRunStateResponse]
     """Proposes a new state; force=true skips the rules that would refuse it."""
+    StartTaskRun: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.StartTaskRunRequest, _task_run_service_pb2.StartTaskRunResponse]
+    """CreateTaskRun, then a proposal (Running, with its cache key) through the task-run rules, in
+    one call and one transaction: what a workflow engine does before running a task's code.
+    Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
+    only the proposal is made. The result says whether to run (ACCEPT), use the state the
+    server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+    """
 
 @_typing.type_check_only
 class TaskRunServiceAsyncStub(TaskRunServiceStub):
@@ -59,6 +66,13 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     """Lists task runs matching the filters, newest first."""
     SetTaskRunState: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStateRequest, _task_run_service_pb2.SetTaskRunStateResponse]  # type: ignore[assignment]
     """Proposes a new state; force=true skips the rules that would refuse it."""
+    StartTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.StartTaskRunRequest, _task_run_service_pb2.StartTaskRunResponse]  # type: ignore[assignment]
+    """CreateTaskRun, then a proposal (Running, with its cache key) through the task-run rules, in
+    one call and one transaction: what a workflow engine does before running a task's code.
+    Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
+    only the proposal is made. The result says whether to run (ACCEPT), use the state the
+    server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+    """
 
 class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Task runs inside flow runs, orchestrated with Prefect's task rules."""
@@ -96,5 +110,18 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_run_service_pb2.SetTaskRunStateResponse, _abc.Awaitable[_task_run_service_pb2.SetTaskRunStateResponse]]:
         """Proposes a new state; force=true skips the rules that would refuse it."""
+
+    @_abc_1.abstractmethod
+    def StartTaskRun(
+        self,
+        request: _task_run_service_pb2.StartTaskRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.StartTaskRunResponse, _abc.Awaitable[_task_run_service_pb2.StartTaskRunResponse]]:
+        """CreateTaskRun, then a proposal (Running, with its cache key) through the task-run rules, in
+        one call and one transaction: what a workflow engine does before running a task's code.
+        Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
+        only the proposal is made. The result says whether to run (ACCEPT), use the state the
+        server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+        """
 
 def add_TaskRunServiceServicer_to_server(servicer: TaskRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import check_run_size, run_budget, run_size
 from flowrpc.server.orchestration.records import StateType
@@ -23,6 +24,32 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
 
     async def CreateTaskRun(self, request: pb.CreateTaskRunRequest, context: Any) -> Any:
         now = now_micros()
+        values = self._create_values(request)
+        state = initial_state(request, now, StateType.PENDING)
+        row, created = await self.db.write(storage.create_task_run, values, state, now)
+        return pb.CreateTaskRunResponse(task_run=c.task_run_to_proto(row, now), created=created)
+
+    async def StartTaskRun(self, request: pb.StartTaskRunRequest, context: Any) -> Any:
+        now = now_micros()
+        values = self._create_values(request.task_run)
+        initial = initial_state(request.task_run, now, StateType.PENDING)
+        # One microsecond later, so the two states keep their order in the history.
+        proposed = c.proposed_state(request.state, now + 1)
+        if proposed.type is not StateType.RUNNING:
+            raise InvalidArgument(
+                {"state.type": "must be RUNNING (other proposals go through SetTaskRunState)"}
+            )
+        row, created, outcome = await self.db.write(
+            storage.start_task_run, values, initial, proposed, now
+        )
+        return pb.StartTaskRunResponse(
+            task_run=c.task_run_to_proto(row, now),
+            created=created,
+            result=c.result_to_proto(outcome.decision, outcome.state),
+        )
+
+    def _create_values(self, request: pb.CreateTaskRunRequest) -> dict[str, Any]:
+        """A create request's columns, its size checked against the run budget."""
         values = {
             "flow_run_id": c.optional_id(request.flow_run_id, "flow_run_id"),
             "name": request.name,
@@ -37,9 +64,7 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
             "task_inputs": c.task_inputs(request.task_inputs),
         }
         check_run_size(run_size(request), run_budget(self.settings))
-        state = initial_state(request, now, StateType.PENDING)
-        row, created = await self.db.write(storage.create_task_run, values, state, now)
-        return pb.CreateTaskRunResponse(task_run=c.task_run_to_proto(row, now), created=created)
+        return values
 
     async def GetTaskRun(self, request: pb.GetTaskRunRequest, context: Any) -> Any:
         row = await self.db.read(storage.get_task_run, c.require_id(request.id, "id"))

@@ -63,6 +63,15 @@ def create_task_run(
     return get_task_run(conn, task_run_id), True
 
 
+def start_task_run(
+    conn: Connection, values: dict[str, Any], initial: State, proposed: State, now: int
+) -> tuple[Row[Any], bool, Outcome]:
+    """create_task_run, then `proposed` through the core task policy, in one transaction."""
+    row, created = create_task_run(conn, values, initial, now)
+    outcome = set_state(conn, row.id, proposed, False, now)
+    return get_task_run(conn, row.id), created, outcome
+
+
 def _by_key(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
     return conn.execute(
         READ.where(

@@ -1,0 +1,49 @@
+"""The one client the SDK uses in a process: blocking, shared by every thread.
+
+A sync client keeps state changes to one blocking call each (no event loop hop); async flows and
+tasks call it too, so the state logic exists once. Where it points is decided by `api_url()`,
+the single place to change when the SDK should talk to another server (an embedded one).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+
+from flowrpc.client import SyncFlowRPCClient, get_client
+
+_lock = threading.Lock()
+_client: SyncFlowRPCClient | None = None
+_client_pid: int | None = None
+
+
+def api_url() -> str | None:
+    """The server the SDK reports to: FLOWRPC_API_URL, else the client's default address."""
+    return os.environ.get("FLOWRPC_API_URL") or None
+
+
+def sdk_client() -> SyncFlowRPCClient:
+    """The process's open sync client (opened on first use, again after a fork)."""
+    global _client, _client_pid
+    client = _client
+    if client is not None and _client_pid == os.getpid():
+        return client
+    with _lock:
+        if _client is None or _client_pid != os.getpid():
+            client = get_client(sync_client=True, api_url=api_url())
+            client.__enter__()
+            _client, _client_pid = client, os.getpid()
+        return _client
+
+
+def reset_sdk_client() -> None:
+    """Closes the shared client; the next sdk_client() opens one for the current address."""
+    global _client
+    with _lock:
+        client, _client = _client, None
+        if client is not None and _client_pid == os.getpid():
+            client.__exit__(None, None, None)
+
+
+atexit.register(reset_sdk_client)

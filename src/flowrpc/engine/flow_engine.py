@@ -1,0 +1,158 @@
+"""The engine of one flow call: a flow run (and, inside another flow, the parent task run that
+links it as a subflow), its parameters validated, then attempts until a final state. Retries are
+the server's decision (AwaitingRetry)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from types import SimpleNamespace
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from flowrpc import results
+from flowrpc.client.errors import ObjectNotFound
+from flowrpc.context import FlowRunContext
+from flowrpc.engine.base import RunEngine
+from flowrpc.engine.client import sdk_client
+from flowrpc.engine.task_engine import untrackable
+from flowrpc.exceptions import ParameterTypeError
+from flowrpc.futures import PrefectFuture, resolve_futures
+from flowrpc.schemas.objects import State, TaskRunResult
+from flowrpc.schemas.responses import OrchestrationResult
+from flowrpc.states import Completed, Failed, Pending
+
+# Flow ids by (server, flow name): a flow's second call skips creating the flow.
+_flow_ids: dict[tuple[str, str], Any] = {}
+
+# Parameters are recorded as JSON; one larger than this is recorded as a placeholder.
+MAX_RECORDED_PARAMETER_BYTES = 64 * 1024
+
+
+def jsonable_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the server records them: JSON, with a short stand-in for values JSON
+    cannot say or that are too large to record."""
+    recorded = {}
+    for name, value in parameters.items():
+        try:
+            encoded = to_jsonable_python(value, fallback=lambda v: f"<{type(v).__name__}>")
+        except Exception:
+            encoded = f"<{type(value).__name__}>"
+        if len(repr(encoded)) > MAX_RECORDED_PARAMETER_BYTES:
+            encoded = f"<{type(value).__name__}: too large to record>"
+        recorded[name] = encoded
+    return recorded
+
+
+class FlowRunEngine(RunEngine):
+    kind = "Flow run"
+
+    def __init__(self, flow: Any, bound: inspect.BoundArguments) -> None:
+        super().__init__()
+        self.flow = flow
+        self.bound = bound
+        self.parent = FlowRunContext.get()
+        self.client = sdk_client()
+        self.timeout_seconds = flow.timeout_seconds
+        self.flow_run: Any = None
+        self.parent_task_run_id: Any = None
+
+    def setup(self) -> None:
+        """Validates the parameters and creates the flow run (Pending). A bad parameter ends
+        the run Failed before its body starts."""
+        validation_error = None
+        try:
+            self.flow.validate(self.bound)
+        except ParameterTypeError as error:
+            validation_error = error
+        parameters = self.flow.parameters_of(self.bound)
+        if self.parent is not None:
+            self.parent_task_run_id = self._parent_task_run(parameters)
+        self.flow_run = self._create_flow_run(parameters)
+        self.run_id, self.state = self.flow_run.id, self.flow_run.state
+        if validation_error is not None:
+            result = self.set_state(Failed(message=str(validation_error)[:10_000]))
+            self.state, self.error = result.state, validation_error
+
+    def _create_flow_run(self, parameters: dict[str, Any]) -> Any:
+        key = (self.client.api_url, self.flow.name)
+        create = functools.partial(
+            self.client.create_flow_run,
+            self.flow,
+            name=self.flow.run_name(parameters),
+            parameters=jsonable_parameters(parameters),
+            parent_task_run_id=self.parent_task_run_id,
+            state=Pending(),
+        )
+        if (flow_id := _flow_ids.get(key)) is not None:
+            try:
+                return create(flow_id=flow_id)
+            except ObjectNotFound:  # the flow was deleted since: create it again
+                _flow_ids.pop(key, None)
+        flow_run = create()
+        _flow_ids[key] = flow_run.flow_id
+        return flow_run
+
+    def _parent_task_run(self, parameters: dict[str, Any]) -> Any:
+        """The task run in the parent flow run that stands for this subflow."""
+        parent = self.parent
+        known = parent.task_run_results
+        inputs = {
+            name: [TaskRunResult(id=known[id(value)])]
+            if not untrackable(value) and id(value) in known
+            else []
+            for name, value in parameters.items()
+        }
+        stand_in = SimpleNamespace(name=self.flow.name, task_key=self.flow.name, tags=())
+        stand_in.version = self.flow.version
+        task_run = self.client.create_task_run(
+            stand_in,
+            parent.flow_run.id,
+            parent.next_dynamic_key(self.flow.name),
+            state=Pending(),
+            task_inputs=inputs,
+        )
+        return task_run.id
+
+    def set_state(self, state: State, force: bool = False) -> OrchestrationResult:
+        return self.client.set_flow_run_state(self.run_id, state, force=force)
+
+    def completed_state(self, value: Any) -> State:
+        state = Completed()
+        if self.flow.persist_result:
+            state.data = results.persist(
+                value,
+                results.resolve_serializer(self.flow.result_serializer),
+                results.storage_path(self.flow.result_storage),
+            )
+        return state
+
+    def resolve_return(self, value: Any) -> Any:
+        """A flow that returns futures returns their results (a failed one fails the flow);
+        a returned State stands for its result."""
+        value = resolve_futures(value, lambda f: f.result())
+        if isinstance(value, State):
+            return value.result()
+        return value
+
+    def succeed(self, value: Any) -> None:
+        super().succeed(value)
+        if self.parent is not None and not untrackable(value):
+            self.parent.task_run_results[id(value)] = self.parent_task_run_id
+
+    def run_context(self, parameters: dict[str, Any]) -> FlowRunContext:
+        runner = self.flow.task_runner.duplicate()
+        return FlowRunContext(
+            flow=self.flow,
+            flow_run=self.flow_run,
+            parameters=parameters,
+            log_prints=bool(self.flow.log_prints),
+            task_runner=runner,
+            persist_result=self.flow.persist_result,
+            result_serializer=self.flow.result_serializer,
+            result_storage=self.flow.result_storage,
+        )
+
+
+__all__ = ["FlowRunEngine", "PrefectFuture"]

@@ -1,0 +1,119 @@
+"""The drivers: the attempt loop around a body, once for sync bodies and once for async ones.
+All state logic lives in the engines; a driver only calls the body, sleeps and enters contexts."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID
+
+from flowrpc.engine.flow_engine import FlowRunEngine
+from flowrpc.engine.task_engine import TaskRunEngine
+from flowrpc.engine.timeouts import async_timeout, sync_timeout
+
+
+def run_task(
+    task: Any,
+    parameters: dict[str, Any],
+    wait_for: Iterable[Any] | None = None,
+    return_type: str = "result",
+    on_task_run_id: Callable[[UUID | None], None] | None = None,
+) -> Any:
+    """Runs one task call as a task run; returns its result (or its final state with
+    return_type="state"). For an async task this returns a coroutine."""
+    if inspect.iscoroutinefunction(task.fn):
+        return _run_task_async(task, parameters, wait_for, return_type, on_task_run_id)
+    engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id)
+    engine.setup()
+    while not engine.done:
+        step = engine.begin_attempt()
+        if step is True:
+            with engine.run_context() as context:
+                _attempt_sync(engine, task.fn, (), engine.parameters, context)
+        elif step:
+            time.sleep(step)
+    return engine.outcome(return_type == "state")
+
+
+async def _run_task_async(
+    task: Any,
+    parameters: dict[str, Any],
+    wait_for: Iterable[Any] | None,
+    return_type: str,
+    on_task_run_id: Callable[[UUID | None], None] | None,
+) -> Any:
+    engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id)
+    engine.setup()
+    while not engine.done:
+        step = engine.begin_attempt()
+        if step is True:
+            with engine.run_context():
+                await _attempt_async(engine, task.fn, (), engine.parameters)
+        elif step:
+            await asyncio.sleep(step)
+    return engine.outcome(return_type == "state")
+
+
+def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "result") -> Any:
+    """Runs one flow call as a flow run; returns its result (or its final state with
+    return_type="state"). For an async flow this returns a coroutine."""
+    if inspect.iscoroutinefunction(flow.fn):
+        return _run_flow_async(flow, bound, return_type)
+    engine = FlowRunEngine(flow, bound)
+    engine.setup()
+    while not engine.done:
+        step = engine.begin_attempt()
+        if step is True:
+            parameters = flow.parameters_of(bound)
+            with engine.run_context(parameters) as context, context.task_runner:
+                _attempt_sync(engine, flow.fn, bound.args, bound.kwargs, context)
+        elif step:
+            time.sleep(step)
+    return engine.outcome(return_type == "state")
+
+
+async def _run_flow_async(flow: Any, bound: inspect.BoundArguments, return_type: str) -> Any:
+    engine = FlowRunEngine(flow, bound)
+    engine.setup()
+    while not engine.done:
+        step = engine.begin_attempt()
+        if step is True:
+            parameters = flow.parameters_of(bound)
+            with engine.run_context(parameters) as context, context.task_runner:
+                await _attempt_async(engine, flow.fn, bound.args, bound.kwargs)
+        elif step:
+            await asyncio.sleep(step)
+    return engine.outcome(return_type == "state")
+
+
+def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any, _: Any) -> None:
+    try:
+        with sync_timeout(engine.timeout_seconds):
+            value = fn(*args, **kwargs)
+            if isinstance(engine, FlowRunEngine):
+                value = engine.resolve_return(value)
+    except Exception as error:
+        engine.fail(error)
+    except BaseException as error:
+        engine.crash(error)
+        raise
+    else:
+        engine.succeed(value)
+
+
+async def _attempt_async(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    try:
+        async with async_timeout(engine.timeout_seconds):
+            value = await fn(*args, **kwargs)
+            if isinstance(engine, FlowRunEngine):
+                value = engine.resolve_return(value)
+    except Exception as error:
+        engine.fail(error)
+    except BaseException as error:
+        engine.crash(error)
+        raise
+    else:
+        engine.succeed(value)

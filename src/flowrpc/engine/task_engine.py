@@ -1,0 +1,237 @@
+"""The engine of one task call: a task run created in the enclosing flow run, its upstream
+futures resolved (they become task_inputs, the graph's edges), then attempts until a final
+state. Cache hits, retries and their delays are the server's decisions."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+from uuid import UUID, uuid4
+
+from flowrpc import results
+from flowrpc.cache_policies import KeyContext
+from flowrpc.context import FlowRunContext, TaskRunContext
+from flowrpc.engine.base import RunEngine, cache_expiration_time
+from flowrpc.engine.client import sdk_client
+from flowrpc.exceptions import UpstreamTaskError
+from flowrpc.futures import PrefectFuture, resolve_futures
+from flowrpc.schemas.objects import State, TaskRunResult
+from flowrpc.schemas.responses import OrchestrationResult
+from flowrpc.states import Completed, Pending, Running
+
+
+class CreateArguments(NamedTuple):
+    """The arguments of a task run's create call (create_task_run or start_task_run)."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def untrackable(value: Any) -> bool:
+    """Values whose id() says nothing about where they came from (shared singletons)."""
+    return (
+        value is None or isinstance(value, bool) or (isinstance(value, int) and -5 <= value <= 256)
+    )
+
+
+class TaskRunEngine(RunEngine):
+    kind = "Task run"
+
+    def __init__(
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        wait_for: Iterable[Any] | None = None,
+        on_task_run_id: Callable[[UUID | None], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.raw_parameters = parameters
+        self.wait_for = list(wait_for or ())
+        self.on_task_run_id = on_task_run_id
+        self.flow_context = FlowRunContext.get()
+        self.client = sdk_client()
+        self.timeout_seconds = task.timeout_seconds
+        self.parameters: dict[str, Any] = {}
+        self.cache_key: str | None = None
+        self.task_run: Any = None
+        self._start: CreateArguments | None = None  # a create left to StartTaskRun
+
+    # ---- setup ----
+
+    def setup(self) -> None:
+        """Creates the task run (Pending) with its inputs, waits for its upstream futures and
+        works out its cache key. An upstream that did not complete ends this run NotReady.
+
+        A run with nothing to wait for is created by its first Running proposal instead
+        (StartTaskRun: one round trip for both)."""
+        inputs, futures = self._task_inputs()
+        flow_run = self.flow_context.flow_run if self.flow_context else None
+        task_key = self.task.task_key
+        dynamic_key = (
+            self.flow_context.next_dynamic_key(task_key) if self.flow_context else uuid4().hex
+        )
+        create = CreateArguments(
+            (self.task, flow_run.id if flow_run else None, dynamic_key),
+            {"name": self._run_name(), "state": Pending(), "task_inputs": inputs},
+        )
+        if not futures and self.task.cache_key_fn is None:
+            self._start = create
+            self.parameters = self.raw_parameters
+            self.cache_key = self._cache_key()
+            return
+        self._created(self.client.create_task_run, create)
+        upstream_error = self._wait_upstream(futures)
+        if upstream_error is not None:
+            result = self.set_state(Pending(name="NotReady", message=str(upstream_error)))
+            self.state, self.error = result.state, upstream_error
+            return
+        self.parameters = resolve_futures(self.raw_parameters, lambda f: f.result())
+        self.cache_key = self._cache_key()
+
+    def _created(self, call: Callable[..., Any], create: CreateArguments) -> Any:
+        """Makes the create call with `create`'s arguments; the run's id goes to on_task_run_id
+        (None when the call failed), so futures learn it."""
+        output = None
+        try:
+            output = call(*create.args, **create.kwargs)
+        finally:
+            if self.on_task_run_id is not None:
+                task_run = output[0] if isinstance(output, tuple) else output
+                self.on_task_run_id(task_run.id if task_run is not None else None)
+        self.task_run = output[0] if isinstance(output, tuple) else output
+        self.run_id, self.state = self.task_run.id, self.task_run.state
+        return output
+
+    def _task_inputs(self) -> tuple[dict[str, list[TaskRunResult]], list[PrefectFuture]]:
+        """Each argument's upstream task runs (futures, or results of earlier task runs)."""
+        known = self.flow_context.task_run_results if self.flow_context else {}
+        futures: list[PrefectFuture] = []
+
+        def collect(value: Any, ids: list[UUID]) -> None:
+            if isinstance(value, PrefectFuture):
+                futures.append(value)
+                if (task_run_id := value.task_run_id) is not None:
+                    ids.append(task_run_id)
+            elif isinstance(value, list | tuple | set) and not isinstance(value, str):
+                for item in value:
+                    collect(item, ids)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    collect(item, ids)
+            if not untrackable(value) and (upstream := known.get(id(value))) is not None:
+                ids.append(upstream)
+
+        inputs: dict[str, list[TaskRunResult]] = {}
+        for name, value in self.raw_parameters.items():
+            ids: list[UUID] = []
+            collect(value, ids)
+            inputs[name] = [TaskRunResult(id=i) for i in dict.fromkeys(ids)]
+        if self.wait_for:
+            ids = []
+            collect(self.wait_for, ids)
+            inputs["wait_for"] = [TaskRunResult(id=i) for i in dict.fromkeys(ids)]
+        return inputs, futures + [f for f in self.wait_for if isinstance(f, PrefectFuture)]
+
+    def _wait_upstream(self, futures: list[PrefectFuture]) -> UpstreamTaskError | None:
+        for future in futures:
+            future.wait()
+            state = future.state
+            if state is None or not state.is_completed():
+                name = state.name if state is not None else "no state"
+                return UpstreamTaskError(
+                    f"Upstream task run '{future.task_run_id}' did not reach a 'COMPLETED' "
+                    f"state (it is {name})."
+                )
+        return None
+
+    def _run_name(self) -> str:
+        template = self.task.task_run_name
+        if template is None:
+            return f"{self.task.name}-{uuid4().hex[:3]}"
+        if callable(template):
+            return str(template())
+        return template.format(**self.raw_parameters)
+
+    def _cache_key(self) -> str | None:
+        if not self.task.should_persist(self.flow_context) or self.task.cache_policy is None:
+            return None
+        flow_run = self.flow_context.flow_run if self.flow_context else None
+        context = KeyContext(
+            task=self.task,
+            inputs=self.parameters,
+            flow_run_id=flow_run.id if flow_run else None,
+            flow_parameters=self.flow_context.parameters if self.flow_context else {},
+            task_run_context=self.run_context(),
+        )
+        return self.task.cache_policy.compute_key(context)
+
+    # ---- states ----
+
+    def set_state(self, state: State, force: bool = False) -> OrchestrationResult:
+        return self.client.set_task_run_state(self.run_id, state, force=force)
+
+    def propose_running(self) -> OrchestrationResult:
+        if self._start is None:
+            return super().propose_running()
+        create, self._start = self._start, None
+        start = functools.partial(self.client.start_task_run, running=self.running_state())
+        _, result = self._created(start, create)
+        return result
+
+    def running_state(self) -> State:
+        state = Running()
+        if self.cache_key:
+            state.state_details.cache_key = self.cache_key
+            state.state_details.refresh_cache = bool(self.task.refresh_cache) or None
+        return state
+
+    def completed_state(self, value: Any) -> State:
+        state = Completed()
+        if self.task.should_persist(self.flow_context):
+            state.data = results.persist(
+                value,
+                self.task.serializer(self.flow_context),
+                self.task.storage(self.flow_context),
+                key=self.cache_key,
+            )
+        if self.cache_key:
+            state.state_details.cache_key = self.cache_key
+            state.state_details.cache_expiration = cache_expiration_time(self.task.cache_expiration)
+        return state
+
+    def retry_condition(self, error: BaseException, proposed: State) -> bool | None:
+        condition = self.task.retry_condition_fn
+        if condition is None or not self.task.retries:
+            return None
+        return bool(condition(self.task, self.task_run, proposed))
+
+    def begin_attempt(self) -> bool | float:
+        step = super().begin_attempt()
+        if step is False and self.state is not None and self.state.is_completed():
+            self._remember(self.state)  # Cached, or completed by an earlier attempt of the flow
+        return step
+
+    def succeed(self, value: Any) -> None:
+        super().succeed(value)
+        if self.flow_context is not None and not untrackable(value):
+            self.flow_context.task_run_results[id(value)] = self.run_id
+
+    def _remember(self, state: State) -> None:
+        if results.is_record(state.data):
+            value = results.load(state.data)
+            state._has_value, state._value = True, value
+            if self.flow_context is not None and not untrackable(value):
+                self.flow_context.task_run_results[id(value)] = self.run_id
+
+    def run_context(self) -> TaskRunContext:
+        log_prints = self.task.log_prints
+        if log_prints is None:
+            log_prints = bool(self.flow_context and self.flow_context.log_prints)
+        return TaskRunContext(
+            task=self.task,
+            task_run=self.task_run,
+            parameters=self.parameters,
+            log_prints=log_prints,
+        )

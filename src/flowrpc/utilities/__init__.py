@@ -1,0 +1,1 @@
+"""Small helpers of the workflow SDK (Prefect's `prefect.utilities`)."""
