@@ -33,7 +33,7 @@ def table(results: list[dict]) -> str:
             )
             continue
         rate = "runs_per_s" if section == "bulk" else "ops_per_s"
-        ratio = f[rate] / p[rate] if (p and f and p.get(rate)) else None
+        ratio = f[rate] / p[rate] if (p and f and p.get(rate) and f.get(rate)) else None
         beside_echo = section != "bulk" and not section.startswith("sdk")
         near = f[rate] / ceiling[c] if (f and c in ceiling and beside_echo) else None
         lines.append(
@@ -58,8 +58,9 @@ def records_table(results: list[dict]) -> list[str]:
     lines = [
         "",
         "| section | SDK | flow runs (completed) / expected | task runs (completed) / expected |"
-        " flow / task run states | settled after s | 'database is locked' |",
-        "|" + "---|" * 7,
+        " flow / task run states | settled after s | 'database is locked' / HTTP 503 |"
+        " failed phases |",
+        "|" + "---|" * 8,
     ]
     for r in rows:
         lines.append(
@@ -67,7 +68,8 @@ def records_table(results: list[dict]) -> list[str]:
             f" {r['flow_runs']:,} ({r['flow_runs_completed']:,}) / {r['expected_flow_runs']} |"
             f" {r['task_runs']:,} ({r['task_runs_completed']:,}) / {r['expected_task_runs']} |"
             f" {r['flow_run_states']:,} / {r['task_run_states']:,} | {r['settled_after_s']} |"
-            f" {r['database_is_locked']} |"
+            f" {r['database_is_locked']} / {r.get('http_503', 0)} |"
+            f" {', '.join(r.get('failed_phases', [])) or '-'} |"
         )
     return lines
 

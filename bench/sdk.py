@@ -110,7 +110,12 @@ def run_mode(
             flush=True,
         )
     locked = stderr.count("database is locked")
-    records.update(database_is_locked=locked, stderr_tail=stderr[-2000:] if locked else "")
+    records.update(
+        database_is_locked=locked,
+        http_503=stderr.count("503 Service Unavailable"),
+        failed_phases=[line["phase"] for line in lines if "error" in line],
+        stderr_tail=stderr[-2000:] if locked else "",
+    )
     results.append({"section": section, "target": target, "phase": "records", **records})
     print(f"  {section} {target} records: {_describe(records)}", flush=True)
     return results
@@ -162,6 +167,9 @@ def _follow(
             if line["phase"] == "expected":
                 expected = line
                 continue
+            if "error" in line:
+                print(f"  {line['phase']} failed: {line['error']}", flush=True)
+                line.update(ops_per_s=None, p50_ms=None, p99_ms=None, client_peak_rss_mb=None)
             if process:
                 now = process.cpu_seconds()
                 line.update(cpu_s=now - cpu, peak_rss_mb=process.peak_rss_mb())
@@ -281,7 +289,8 @@ def _describe(records: dict) -> str:
         f" ({records['task_runs_completed']:,} completed) of {records['expected_task_runs']},"
         f" {records['flow_run_states']:,} + {records['task_run_states']:,} states,"
         f" settled {records['settled_after_s']} s after the workload;"
-        f" 'database is locked' {records['database_is_locked']} times"
+        f" 'database is locked' {records['database_is_locked']} times,"
+        f" HTTP 503 {records['http_503']} times; failed phases: {records['failed_phases'] or 0}"
     )
 
 
