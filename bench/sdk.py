@@ -56,10 +56,19 @@ def sdk_section(args: argparse.Namespace, targets: list[str]) -> list[dict]:
         results += embedded_start()
     if args.sdk_large_map:
         with tempfile.TemporaryDirectory(prefix="bench-sdk-map-") as home:
-            results += run_mode(
+            large = run_mode(
                 "flowrpc", "server", Path(home), args, phases=["mapped-tasks"], n=args.sdk_large_map
             )
-        results[-1]["section"] = "sdk-large"
+        for result in large:
+            result["section"] = "sdk-large"
+        mapped = large[0]
+        client_mb, server_mb = mapped.get("client_peak_rss_mb"), mapped.get("peak_rss_mb")
+        print(
+            f"  sdk-large map over {args.sdk_large_map:,}: client peak RSS {client_mb} MB,"
+            f" server peak RSS {server_mb} MB",
+            flush=True,
+        )
+        results += large
     _print_ratios(results)
     return results
 
