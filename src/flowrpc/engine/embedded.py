@@ -6,7 +6,8 @@ on its own event loop in a daemon thread, over the default SQLite file under FLO
 (FLOWRPC_DATABASE_URL, when set, names another database). At interpreter exit it stops
 gracefully: calls in flight finish and the writer commits what it holds, so nothing recorded is
 lost. Several processes may embed a server on the same file at once; a server started later on
-that FLOWRPC_HOME (`flowrpc server start`) shows all their runs.
+that FLOWRPC_HOME (`flowrpc server start`) shows all their runs. API keys apply as on any server:
+once the database holds keys, FLOWRPC_API_KEY must name one (the client sends it).
 
 Background services (Late runs, expired pauses) do not run in an embedded server: it lives only
 as long as its script, the runs its SDK creates are never Scheduled (they start at once), and
