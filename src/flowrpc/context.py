@@ -59,10 +59,23 @@ class FlowRunContext(RunContext):
     persist_result: bool | None = None
     result_serializer: Any = None
     result_storage: Any = None
-    # Which task run produced an object passed on to another task (by id()), for graph edges.
-    task_run_results: dict[int, UUID] = field(default_factory=dict, repr=False)
+    # Which task run produced an object passed on to another task, for graph edges. Keyed by
+    # id(); the object is kept (as Prefect keeps result states) so its id is not reused.
+    task_run_results: dict[int, tuple[Any, UUID]] = field(default_factory=dict, repr=False)
+    # The assets each asset task run of this flow run materialized (lineage for later ones).
+    task_run_assets: dict[UUID, list[Any]] = field(default_factory=dict, repr=False)
     _counters: dict[str, itertools.count[int]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_result(self, value: Any, task_run_id: UUID) -> None:
+        """Remembers that `value` came from `task_run_id` (shared singletons are skipped)."""
+        if not _untrackable(value):
+            self.task_run_results[id(value)] = (value, task_run_id)
+
+    def producer_of(self, value: Any) -> UUID | None:
+        """The task run that returned this very object, if one did in this flow run."""
+        entry = self.task_run_results.get(id(value))
+        return entry[1] if entry is not None and entry[0] is value else None
 
     def next_dynamic_key(self, task_key: str) -> str:
         """ "0", "1", ... per task key: one task run per call of the same task in this attempt
@@ -72,6 +85,13 @@ class FlowRunContext(RunContext):
             with self._lock:
                 counter = self._counters.setdefault(task_key, itertools.count())
         return str(next(counter))
+
+
+def _untrackable(value: Any) -> bool:
+    """Values whose identity says nothing about where they came from (shared singletons)."""
+    return (
+        value is None or isinstance(value, bool) or (isinstance(value, int) and -5 <= value <= 256)
+    )
 
 
 @dataclass(eq=False)

@@ -101,7 +101,7 @@ def resolve_futures(value: Any, on_future: Callable[[PrefectFuture], Any], depth
     on_future(future)."""
     if isinstance(value, PrefectFuture):
         return on_future(value)
-    if depth > 8:
+    if depth >= 8:  # deeper (or self-containing) collections are passed as they are
         return value
     if isinstance(value, list | tuple | set) and not isinstance(value, str):
         items = [resolve_futures(v, on_future, depth + 1) for v in value]

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowrpc.log_format import LogFormat
+
 
 class Settings(BaseSettings):
     # NaN or infinity in a span would stop a loop or a timer, not say what is wrong.
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
         "the last commits but never corrupts. FULL syncs every commit to disk as well.",
     )
     host: str = "127.0.0.1"
-    port: int = 4250
+    port: int = Field(default=4250, ge=0, le=65535, description="0: any free port.")
     api_key: str | None = Field(
         default=None,
         description="An admin key, besides those in the database (`flowrpc api-key create`).",
@@ -60,6 +62,9 @@ class Settings(BaseSettings):
     )
     metrics_host: str | None = Field(
         default=None, description="Address the metrics port binds; default: host."
+    )
+    log_format: LogFormat = Field(
+        default="text", description="The log: text lines for people, or one JSON object a line."
     )
     grace_seconds: float = Field(default=10.0, description="How long in-flight calls may finish.")
     drain_seconds: float = Field(

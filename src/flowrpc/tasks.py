@@ -136,6 +136,12 @@ class Task:
         bound.apply_defaults()
         return dict(bound.arguments)
 
+    def call_arguments(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(args, kwargs) that call the function with these parameters (*args and **kwargs
+        parameters spread again)."""
+        bound = inspect.BoundArguments(self._signature, dict(parameters))  # type: ignore[arg-type]
+        return bound.args, bound.kwargs
+
     def __call__(
         self,
         *args: Any,
@@ -195,7 +201,7 @@ class Task:
         if unknown:
             raise TypeError(f"with_options got unknown options: {sorted(unknown)}")
         clone = copy(self)
-        clone.__init__(self.fn, **{**current, **options})  # type: ignore[misc]
+        Task.__init__(clone, self.fn, **{**current, **options})  # subclasses add their own
         return clone
 
     def __repr__(self) -> str:

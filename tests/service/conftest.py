@@ -9,9 +9,11 @@ import grpc
 import pytest
 
 from flowrpc.v1 import (
+    asset_service_pb2_grpc,
     deployment_service_pb2_grpc,
     flow_run_service_pb2_grpc,
     flow_service_pb2_grpc,
+    log_service_pb2_grpc,
     task_run_service_pb2_grpc,
     work_pool_service_pb2_grpc,
 )
@@ -27,4 +29,6 @@ async def stubs(flowrpc_server: str) -> AsyncIterator[SimpleNamespace]:
             deployments=deployment_service_pb2_grpc.DeploymentServiceStub(channel),
             work_pools=work_pool_service_pb2_grpc.WorkPoolServiceStub(channel),
             task_runs=task_run_service_pb2_grpc.TaskRunServiceStub(channel),
+            logs=log_service_pb2_grpc.LogServiceStub(channel),
+            assets=asset_service_pb2_grpc.AssetServiceStub(channel),
         )

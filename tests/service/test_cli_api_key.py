@@ -65,7 +65,7 @@ def test_a_duplicate_or_unknown_name_fails_with_a_message(capsys, url: str):
     with pytest.raises(SystemExit) as failed:
         run(capsys, url, "revoke", "nobody")
     assert failed.value.code == "flowrpc: No API key is named 'nobody'."
-    # argparse refuses an unknown role or an empty name (exit status 2, usage on stderr).
+    # The command line refuses an unknown role or an empty name (exit status 2, usage on stderr).
     for bad in (["--name", "x", "--role", "root"], ["--name", "", "--role", "read"]):
         with pytest.raises(SystemExit) as failed:
             run(capsys, url, "create", *bad)

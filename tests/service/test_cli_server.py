@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -106,3 +108,33 @@ def test_a_second_signal_during_the_drain_stops_at_once(tmp_path: Path):
     text = log.read_text()
     assert "second signal: stopping now" in text
     assert text.splitlines()[-1].endswith("flowrpc stopped")
+
+
+def test_json_log_format_writes_one_object_a_line(tmp_path: Path):
+    log = tmp_path / "server.log"
+    with server_process(f"sqlite:///{tmp_path / 'flowrpc.db'}", log=log, log_format="json") as (
+        process,
+        address,
+    ):
+        with get_client(sync_client=True, api_url=address) as client:
+            client.count_flow_runs()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {entry["logger"] for entry in entries} >= {"flowrpc", "alembic.runtime.migration"}
+    messages = [entry["message"] for entry in entries if entry["logger"] == "flowrpc"]
+    assert messages[0].startswith(f"flowrpc serving on {address}")
+    assert messages[-1] == "flowrpc stopped"
+    assert all(entry["level"] == "INFO" and entry["time"].endswith("+00:00") for entry in entries)
+
+
+def test_an_unknown_log_format_is_a_usage_error(tmp_path: Path):
+    env = {**os.environ, "FLOWRPC_DATABASE_URL": f"sqlite:///{tmp_path / 'flowrpc.db'}"}
+    server = subprocess.run(
+        [sys.executable, "-m", "flowrpc.cli", "server", "start", "--log-format", "xml"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert server.returncode == 2
+    assert "xml" in server.stderr.decode()

@@ -46,12 +46,15 @@ from helpers import (
 )
 from hypothesis import HealthCheck, Phase, given, settings
 
+from flowrpc.v1 import asset_service_pb2 as asp
 from flowrpc.v1 import deployment_pb2 as dep
 from flowrpc.v1 import deployment_service_pb2 as ds
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import flow_run_pb2 as frm
 from flowrpc.v1 import flow_run_service_pb2 as fr
 from flowrpc.v1 import flow_service_pb2 as fl
+from flowrpc.v1 import log_pb2 as lg
+from flowrpc.v1 import log_service_pb2 as lsp
 from flowrpc.v1 import state_pb2 as sp
 from flowrpc.v1 import task_run_pb2 as trm
 from flowrpc.v1 import task_run_service_pb2 as tr
@@ -298,6 +301,24 @@ def seeds(t: Targets) -> dict[str, Message]:
         "DeleteWorkPool": wp.DeleteWorkPoolRequest(name=t.pool),
         "CreateWorkQueue": wp.CreateWorkQueueRequest(work_pool_name=t.pool, name="q", priority=2),
         "ListWorkQueues": wp.ListWorkQueuesRequest(work_pool_name=t.pool),
+        "CreateLogs": lsp.CreateLogsRequest(
+            logs=[
+                lg.LogCreate(flow_run_id=run, name="n", level=20, message="m", timestamp=ts(T0)),
+                lg.LogCreate(flow_run_id=run, task_run_id=t.task_run_id, level=40),
+            ]
+        ),
+        "ListLogs": lsp.ListLogsRequest(
+            logs=lg.LogFilter(
+                flow_run_id=lg.LogFilterFlowRunId(any_of=f.StringList(values=[run])),
+                level=lg.LogFilterLevel(ge=10),
+            ),
+            limit=5,
+            sort=lg.LOG_SORT_TIMESTAMP_DESC,
+        ),
+        "CreateAssetMaterialization": asp.CreateAssetMaterializationRequest(
+            asset_keys=["s3://b/k.csv"], task_run_id=t.task_run_id, upstream_keys=["s3://b/u"]
+        ),
+        "ListAssets": asp.ListAssetsRequest(limit=5, materializations=3),
     }
 
 

@@ -14,6 +14,8 @@ FLOWRPC_SERVICES = {
     "flowrpc.v1.DeploymentService",
     "flowrpc.v1.WorkPoolService",
     "flowrpc.v1.TaskRunService",
+    "flowrpc.v1.LogService",
+    "flowrpc.v1.AssetService",
 }
 
 

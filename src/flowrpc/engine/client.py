@@ -38,7 +38,11 @@ def sdk_client() -> SyncFlowRPCClient:
 
 
 def reset_sdk_client() -> None:
-    """Closes the shared client; the next sdk_client() opens one for the current address."""
+    """Closes the shared client (once the states reported in the background are sent); the
+    next sdk_client() opens one for the current address."""
+    from flowrpc.engine.reporter import flush_reported_states
+
+    flush_reported_states()
     global _client
     with _lock:
         client, _client = _client, None

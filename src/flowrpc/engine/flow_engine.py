@@ -16,12 +16,12 @@ from flowrpc.client.errors import ObjectNotFound
 from flowrpc.context import FlowRunContext
 from flowrpc.engine.base import RunEngine
 from flowrpc.engine.client import sdk_client
-from flowrpc.engine.task_engine import untrackable
+from flowrpc.engine.reporter import flush_reported_states
 from flowrpc.exceptions import ParameterTypeError
 from flowrpc.futures import PrefectFuture, resolve_futures
 from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
-from flowrpc.states import Completed, Failed, Pending
+from flowrpc.states import Completed, Failed, Pending, Running
 
 # Flow ids by (server, flow name): a flow's second call skips creating the flow.
 _flow_ids: dict[tuple[str, str], Any] = {}
@@ -57,10 +57,12 @@ class FlowRunEngine(RunEngine):
         self.timeout_seconds = flow.timeout_seconds
         self.flow_run: Any = None
         self.parent_task_run_id: Any = None
+        self._start: dict[str, Any] | None = None  # a create left to StartFlowRun
 
     def setup(self) -> None:
-        """Validates the parameters and creates the flow run (Pending). A bad parameter ends
-        the run Failed before its body starts."""
+        """Validates the parameters; a bad parameter creates the flow run (Pending) and ends it
+        Failed before its body starts. Otherwise the run is created by its first Running
+        proposal (StartFlowRun: one round trip for both)."""
         validation_error = None
         try:
             self.flow.validate(self.bound)
@@ -69,41 +71,52 @@ class FlowRunEngine(RunEngine):
         parameters = self.flow.parameters_of(self.bound)
         if self.parent is not None:
             self.parent_task_run_id = self._parent_task_run(parameters)
-        self.flow_run = self._create_flow_run(parameters)
-        self.run_id, self.state = self.flow_run.id, self.flow_run.state
-        if validation_error is not None:
-            result = self.set_state(Failed(message=str(validation_error)[:10_000]))
-            self.state, self.error = result.state, validation_error
+        fields = {
+            "name": self.flow.run_name(parameters),
+            "parameters": jsonable_parameters(parameters),
+            "parent_task_run_id": self.parent_task_run_id,
+            "state": Pending(),
+        }
+        if validation_error is None:
+            self._start = fields
+            return
+        self._created(self._with_flow_id(self.client.create_flow_run, fields))
+        result = self.set_state(Failed(message=str(validation_error)[:10_000]))
+        self.state, self.error = result.state, validation_error
 
-    def _create_flow_run(self, parameters: dict[str, Any]) -> Any:
+    def propose_running(self) -> OrchestrationResult:
+        if self._start is None:
+            return super().propose_running()
+        fields, self._start = self._start, None
+        start = functools.partial(self.client.start_flow_run, running=Running())
+        flow_run, result = self._with_flow_id(start, fields)
+        self._created(flow_run)
+        return result
+
+    def _created(self, flow_run: Any) -> None:
+        self.flow_run, self.run_id, self.state = flow_run, flow_run.id, flow_run.state
+
+    def _with_flow_id(self, create: Any, fields: dict[str, Any]) -> Any:
+        """create(flow, **fields) with the flow's id when this process knows it (which saves a
+        CreateFlow call), learning it otherwise."""
         key = (self.client.api_url, self.flow.name)
-        create = functools.partial(
-            self.client.create_flow_run,
-            self.flow,
-            name=self.flow.run_name(parameters),
-            parameters=jsonable_parameters(parameters),
-            parent_task_run_id=self.parent_task_run_id,
-            state=Pending(),
-        )
         if (flow_id := _flow_ids.get(key)) is not None:
             try:
-                return create(flow_id=flow_id)
+                return create(self.flow, **fields, flow_id=flow_id)
             except ObjectNotFound:  # the flow was deleted since: create it again
                 _flow_ids.pop(key, None)
-        flow_run = create()
+        output = create(self.flow, **fields)
+        flow_run = output[0] if isinstance(output, tuple) else output
         _flow_ids[key] = flow_run.flow_id
-        return flow_run
+        return output
 
     def _parent_task_run(self, parameters: dict[str, Any]) -> Any:
         """The task run in the parent flow run that stands for this subflow."""
         parent = self.parent
-        known = parent.task_run_results
-        inputs = {
-            name: [TaskRunResult(id=known[id(value)])]
-            if not untrackable(value) and id(value) in known
-            else []
-            for name, value in parameters.items()
-        }
+        inputs = {}
+        for name, value in parameters.items():
+            producer = parent.producer_of(value)
+            inputs[name] = [TaskRunResult(id=producer)] if producer is not None else []
         stand_in = SimpleNamespace(name=self.flow.name, task_key=self.flow.name, tags=())
         stand_in.version = self.flow.version
         task_run = self.client.create_task_run(
@@ -116,6 +129,8 @@ class FlowRunEngine(RunEngine):
         return task_run.id
 
     def set_state(self, state: State, force: bool = False) -> OrchestrationResult:
+        if state.is_final() or state.is_failed():
+            flush_reported_states()  # the run's task states land before its own final state
         return self.client.set_flow_run_state(self.run_id, state, force=force)
 
     def completed_state(self, value: Any) -> State:
@@ -138,8 +153,8 @@ class FlowRunEngine(RunEngine):
 
     def succeed(self, value: Any) -> None:
         super().succeed(value)
-        if self.parent is not None and not untrackable(value):
-            self.parent.task_run_results[id(value)] = self.parent_task_run_id
+        if self.parent is not None:
+            self.parent.record_result(value, self.parent_task_run_id)
 
     def run_context(self, parameters: dict[str, Any]) -> FlowRunContext:
         runner = self.flow.task_runner.duplicate()

@@ -13,6 +13,7 @@ from uuid import UUID
 from flowrpc.engine.flow_engine import FlowRunEngine
 from flowrpc.engine.task_engine import TaskRunEngine
 from flowrpc.engine.timeouts import async_timeout, sync_timeout
+from flowrpc.logging import run_logging
 
 
 def run_task(
@@ -26,13 +27,16 @@ def run_task(
     return_type="state"). For an async task this returns a coroutine."""
     if inspect.iscoroutinefunction(task.fn):
         return _run_task_async(task, parameters, wait_for, return_type, on_task_run_id)
-    engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id)
+    # Completed states go out in the background, except for a direct call that asked for the
+    # state (return_state=True), which gets the server's answer.
+    background = return_type == "result" or on_task_run_id is not None
+    engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id, background)
     engine.setup()
     while not engine.done:
         step = engine.begin_attempt()
         if step is True:
-            with engine.run_context() as context:
-                _attempt_sync(engine, task.fn, (), engine.parameters, context)
+            with engine.run_context() as context, run_logging(context):
+                _attempt_sync(engine, task.fn, *task.call_arguments(engine.parameters))
         elif step:
             time.sleep(step)
     return engine.outcome(return_type == "state")
@@ -46,12 +50,12 @@ async def _run_task_async(
     on_task_run_id: Callable[[UUID | None], None] | None,
 ) -> Any:
     engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id)
-    engine.setup()
+    await asyncio.to_thread(engine.setup)
     while not engine.done:
-        step = engine.begin_attempt()
+        step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
-            with engine.run_context():
-                await _attempt_async(engine, task.fn, (), engine.parameters)
+            with engine.run_context() as context, run_logging(context):
+                await _attempt_async(engine, task.fn, *task.call_arguments(engine.parameters))
         elif step:
             await asyncio.sleep(step)
     return engine.outcome(return_type == "state")
@@ -68,8 +72,13 @@ def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "resul
         step = engine.begin_attempt()
         if step is True:
             parameters = flow.parameters_of(bound)
-            with engine.run_context(parameters) as context, context.task_runner:
-                _attempt_sync(engine, flow.fn, bound.args, bound.kwargs, context)
+            # Leaving the runner waits for the tasks; then run_logging flushes the run's logs.
+            with (
+                engine.run_context(parameters) as context,
+                run_logging(context),
+                context.task_runner,
+            ):
+                _attempt_sync(engine, flow.fn, bound.args, bound.kwargs)
         elif step:
             time.sleep(step)
     return engine.outcome(return_type == "state")
@@ -77,19 +86,23 @@ def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "resul
 
 async def _run_flow_async(flow: Any, bound: inspect.BoundArguments, return_type: str) -> Any:
     engine = FlowRunEngine(flow, bound)
-    engine.setup()
+    await asyncio.to_thread(engine.setup)
     while not engine.done:
-        step = engine.begin_attempt()
+        step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
             parameters = flow.parameters_of(bound)
-            with engine.run_context(parameters) as context, context.task_runner:
+            with (
+                engine.run_context(parameters) as context,
+                run_logging(context),
+                context.task_runner,
+            ):
                 await _attempt_async(engine, flow.fn, bound.args, bound.kwargs)
         elif step:
             await asyncio.sleep(step)
     return engine.outcome(return_type == "state")
 
 
-def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any, _: Any) -> None:
+def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
     try:
         with sync_timeout(engine.timeout_seconds):
             value = fn(*args, **kwargs)
@@ -105,15 +118,16 @@ def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any, _
 
 
 async def _attempt_async(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    # The engine's calls block on the server: they run in a thread, so the loop goes on.
     try:
         async with async_timeout(engine.timeout_seconds):
             value = await fn(*args, **kwargs)
             if isinstance(engine, FlowRunEngine):
-                value = engine.resolve_return(value)
+                value = await asyncio.to_thread(engine.resolve_return, value)
     except Exception as error:
-        engine.fail(error)
+        await asyncio.to_thread(engine.fail, error)
     except BaseException as error:
         engine.crash(error)
         raise
     else:
-        engine.succeed(value)
+        await asyncio.to_thread(engine.succeed, value)

@@ -5,20 +5,27 @@ state. Cache hits, retries and their delays are the server's decisions."""
 from __future__ import annotations
 
 import functools
+import logging
+import random
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from flowrpc import results
+from flowrpc.assets import MaterializingTask, record_materialization
 from flowrpc.cache_policies import KeyContext
 from flowrpc.context import FlowRunContext, TaskRunContext
 from flowrpc.engine.base import RunEngine, cache_expiration_time
 from flowrpc.engine.client import sdk_client
+from flowrpc.engine.reporter import state_reporter
 from flowrpc.exceptions import UpstreamTaskError
 from flowrpc.futures import PrefectFuture, resolve_futures
 from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Pending, Running
+
+logger = logging.getLogger("flowrpc.engine")
+MAX_DEPTH = 8  # how deep in nested lists, tuples, sets and dicts futures are looked for
 
 
 class CreateArguments(NamedTuple):
@@ -26,13 +33,6 @@ class CreateArguments(NamedTuple):
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-
-
-def untrackable(value: Any) -> bool:
-    """Values whose id() says nothing about where they came from (shared singletons)."""
-    return (
-        value is None or isinstance(value, bool) or (isinstance(value, int) and -5 <= value <= 256)
-    )
 
 
 class TaskRunEngine(RunEngine):
@@ -44,8 +44,10 @@ class TaskRunEngine(RunEngine):
         parameters: dict[str, Any],
         wait_for: Iterable[Any] | None = None,
         on_task_run_id: Callable[[UUID | None], None] | None = None,
+        report_in_background: bool = False,
     ) -> None:
         super().__init__()
+        self.report_in_background = report_in_background
         self.task = task
         self.raw_parameters = parameters
         self.wait_for = list(wait_for or ())
@@ -57,6 +59,7 @@ class TaskRunEngine(RunEngine):
         self.cache_key: str | None = None
         self.task_run: Any = None
         self._start: CreateArguments | None = None  # a create left to StartTaskRun
+        self.upstream_ids: list[UUID] = []  # the task runs this one depends on
 
     # ---- setup ----
 
@@ -106,32 +109,36 @@ class TaskRunEngine(RunEngine):
 
     def _task_inputs(self) -> tuple[dict[str, list[TaskRunResult]], list[PrefectFuture]]:
         """Each argument's upstream task runs (futures, or results of earlier task runs)."""
-        known = self.flow_context.task_run_results if self.flow_context else {}
+        context = self.flow_context
         futures: list[PrefectFuture] = []
 
-        def collect(value: Any, ids: list[UUID]) -> None:
+        def collect(value: Any, ids: list[UUID], depth: int = 0) -> None:
             if isinstance(value, PrefectFuture):
                 futures.append(value)
                 if (task_run_id := value.task_run_id) is not None:
                     ids.append(task_run_id)
-            elif isinstance(value, list | tuple | set) and not isinstance(value, str):
+            elif depth >= MAX_DEPTH:
+                pass  # deeper (or self-containing) collections are passed as they are
+            elif isinstance(value, list | tuple | set):
                 for item in value:
-                    collect(item, ids)
+                    collect(item, ids, depth + 1)
             elif isinstance(value, dict):
                 for item in value.values():
-                    collect(item, ids)
-            if not untrackable(value) and (upstream := known.get(id(value))) is not None:
-                ids.append(upstream)
+                    collect(item, ids, depth + 1)
+            if context is not None and (producer := context.producer_of(value)) is not None:
+                ids.append(producer)
 
         inputs: dict[str, list[TaskRunResult]] = {}
         for name, value in self.raw_parameters.items():
             ids: list[UUID] = []
             collect(value, ids)
             inputs[name] = [TaskRunResult(id=i) for i in dict.fromkeys(ids)]
+            self.upstream_ids.extend(ids)
         if self.wait_for:
             ids = []
             collect(self.wait_for, ids)
             inputs["wait_for"] = [TaskRunResult(id=i) for i in dict.fromkeys(ids)]
+            self.upstream_ids.extend(ids)
         return inputs, futures + [f for f in self.wait_for if isinstance(f, PrefectFuture)]
 
     def _wait_upstream(self, futures: list[PrefectFuture]) -> UpstreamTaskError | None:
@@ -149,7 +156,8 @@ class TaskRunEngine(RunEngine):
     def _run_name(self) -> str:
         template = self.task.task_run_name
         if template is None:
-            return f"{self.task.name}-{uuid4().hex[:3]}"
+            # Three hex characters, as Prefect's names; the PRNG, since os.urandom can be slow.
+            return f"{self.task.name}-{random.getrandbits(12):03x}"
         if callable(template):
             return str(template())
         return template.format(**self.raw_parameters)
@@ -214,16 +222,46 @@ class TaskRunEngine(RunEngine):
         return step
 
     def succeed(self, value: Any) -> None:
-        super().succeed(value)
-        if self.flow_context is not None and not untrackable(value):
-            self.flow_context.task_run_results[id(value)] = self.run_id
+        if (
+            self.report_in_background
+            and not self.cache_key
+            and not self.task.should_persist(self.flow_context)
+        ):
+            # Nothing depends on the server's answer: report it off the critical path.
+            state = Completed()
+            state.state_details.task_run_id = self.run_id
+            state.state_details.flow_run_id = self.task_run.flow_run_id
+            state_reporter(self.client).report(self.run_id, state)
+            state._has_value, state._value = True, value
+            self.state = state
+        else:
+            super().succeed(value)
+        if self.flow_context is not None:
+            self.flow_context.record_result(value, self.run_id)
+        if isinstance(self.task, MaterializingTask) and self.state and self.state.is_completed():
+            self._materialize()
+
+    def _materialize(self) -> None:
+        """Records the assets this run materialized, from the assets of the asset tasks that
+        fed it and the declared ones."""
+        known = self.flow_context.task_run_assets if self.flow_context else {}
+        upstream = list(self.task.asset_deps)
+        for task_run_id in self.upstream_ids:
+            upstream.extend(known.get(task_run_id, ()))
+        try:
+            record_materialization(self.client, self.task.assets, self.task_run, upstream)
+        except Exception as error:  # the task's own work is done and recorded: do not fail it
+            logger.warning("task run %s: could not record its assets: %s", self.run_id, error)
+            return
+        if self.flow_context is not None:
+            known[self.run_id] = list(self.task.assets)
 
     def _remember(self, state: State) -> None:
         if results.is_record(state.data):
             value = results.load(state.data)
             state._has_value, state._value = True, value
-            if self.flow_context is not None and not untrackable(value):
-                self.flow_context.task_run_results[id(value)] = self.run_id
+            if self.flow_context is not None:
+                self.flow_context.record_result(value, self.run_id)
 
     def run_context(self) -> TaskRunContext:
         log_prints = self.task.log_prints

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowrpc.schemas import _proto
 from flowrpc.schemas._base import DateTime, ProtoEnum
 from flowrpc.schemas.objects import StateType
-from flowrpc.v1 import filter_pb2
+from flowrpc.v1 import filter_pb2, log_pb2
 
 
 class Operator(ProtoEnum):
@@ -327,6 +327,47 @@ class WorkQueueFilterName(PrefectFilterBaseModel):
 class WorkQueueFilter(PrefectOperatorFilterBaseModel):
     id: WorkQueueFilterId | None = None
     name: WorkQueueFilterName | None = None
+
+
+# ---- logs ----
+
+
+class LogFilterBaseModel(PrefectFilterBaseModel):
+    """Log filters live in log.proto."""
+
+    def to_proto(self) -> Message:
+        return _proto.to_message(getattr(log_pb2, type(self).__name__), self)
+
+
+class LogFilterLevel(LogFilterBaseModel):
+    """Levels within an inclusive range (Python's numbers: 20 is INFO)."""
+
+    ge_: int | None = None
+    le_: int | None = None
+
+
+class LogFilterTimestamp(LogFilterBaseModel):
+    before_: DateTime | None = None
+    after_: DateTime | None = None
+
+
+class LogFilterFlowRunId(LogFilterBaseModel):
+    any_: list[UUID] | None = None
+
+
+class LogFilterTaskRunId(LogFilterBaseModel):
+    any_: list[UUID] | None = None
+    is_null_: bool | None = None
+
+
+class LogFilter(LogFilterBaseModel):
+    """Prefect's LogFilter: `LogFilter(flow_run_id=dict(any_=[run_id]), level=dict(ge_=30))`."""
+
+    operator: Operator = Field(default=Operator.and_)
+    level: LogFilterLevel | None = None
+    timestamp: LogFilterTimestamp | None = None
+    flow_run_id: LogFilterFlowRunId | None = None
+    task_run_id: LogFilterTaskRunId | None = None
 
 
 def filter_set(

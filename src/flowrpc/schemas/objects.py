@@ -6,6 +6,7 @@ Each model mirrors a flowrpc.v1 message field for field; `Model.from_proto(messa
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
@@ -15,6 +16,8 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from flowrpc.schemas._base import DateTime, FlowRPCBaseModel, ProtoEnum, now
 
 __all__ = [
+    "Asset",
+    "AssetMaterialization",
     "Constant",
     "CreatedBy",
     "Deployment",
@@ -22,6 +25,7 @@ __all__ = [
     "FlowRun",
     "FlowRunPolicy",
     "FlowRunResult",
+    "Log",
     "Parameter",
     "State",
     "StateDetails",
@@ -77,6 +81,12 @@ class StateDetails(FlowRPCBaseModel):
     deployment_concurrency_lease_id: UUID | None = None
 
 
+def _local_id() -> UUID:
+    # A random version-4 UUID from Python's PRNG: a proposed state's id never leaves the process
+    # (the server assigns ids), and os.urandom costs ~50 us a call on some VMs.
+    return UUID(int=random.getrandbits(128), version=4)
+
+
 class State(FlowRPCBaseModel):
     """A state of a flow run or task run.
 
@@ -84,7 +94,7 @@ class State(FlowRPCBaseModel):
     them: the server assigns both.
     """
 
-    id: UUID = Field(default_factory=uuid4)
+    id: UUID = Field(default_factory=_local_id)
     type: StateType
     name: str | None = None
     timestamp: DateTime = Field(default_factory=now)
@@ -376,3 +386,43 @@ class TaskRun(FlowRPCBaseModel):
     estimated_run_time: timedelta = timedelta(0)
     estimated_start_time_delta: timedelta = timedelta(0)
     state: State | None = None
+
+
+class Log(FlowRPCBaseModel):
+    """A log record of a flow run or task run (Prefect's Log)."""
+
+    id: UUID
+    created: DateTime | None = None
+    updated: DateTime | None = None
+    name: str = ""
+    level: int = 0
+    message: str = ""
+    timestamp: DateTime
+    flow_run_id: UUID | None = None
+    task_run_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _updated_is_created(self) -> Log:
+        # Records never change: Prefect's `updated` is their creation time.
+        if self.updated is None:
+            self.updated = self.created
+        return self
+
+
+class AssetMaterialization(FlowRPCBaseModel):
+    """One time a task run made an asset."""
+
+    task_run_id: UUID
+    flow_run_id: UUID | None = None
+    timestamp: DateTime
+
+
+class Asset(FlowRPCBaseModel):
+    """An asset as the server knows it: its key, the keys it was made from, and its newest
+    materializations (newest first; `materialization_count` counts them all)."""
+
+    key: str
+    created: DateTime | None = None
+    upstream_keys: list[str] = Field(default_factory=list)
+    materializations: list[AssetMaterialization] = Field(default_factory=list)
+    materialization_count: int = 0

@@ -16,3 +16,10 @@ class FlowRunSort(ProtoEnum):
     NAME_DESC = "NAME_DESC"
     NEXT_SCHEDULED_START_TIME_ASC = "NEXT_SCHEDULED_START_TIME_ASC"
     END_TIME_DESC = "END_TIME_DESC"
+
+
+class LogSort(ProtoEnum):
+    """Orders log lists (default TIMESTAMP_ASC); ties break by id in the same direction."""
+
+    TIMESTAMP_ASC = "TIMESTAMP_ASC"
+    TIMESTAMP_DESC = "TIMESTAMP_DESC"

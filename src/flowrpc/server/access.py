@@ -53,6 +53,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
     },
     "flowrpc.v1.FlowRunService": {
         "CreateFlowRun": W,
+        "StartFlowRun": W,
         "GetFlowRun": R,
         "ListFlowRuns": R,
         "CountFlowRuns": R,
@@ -89,6 +90,15 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "ListTaskRuns": R,
         "SetTaskRunState": W,
         "StartTaskRun": W,
+        "SetTaskRunStates": W,
+    },
+    "flowrpc.v1.LogService": {
+        "CreateLogs": W,
+        "ListLogs": R,
+    },
+    "flowrpc.v1.AssetService": {
+        "CreateAssetMaterialization": W,
+        "ListAssets": R,
     },
 }
 HEALTH = "/grpc.health.v1.Health/"  # probes never need a key

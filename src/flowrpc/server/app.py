@@ -29,23 +29,30 @@ from flowrpc.server.interceptors import (
 )
 from flowrpc.server.limits import MAX_RESPONSE_BYTES, RequestLimits
 from flowrpc.server.metrics import Metrics
+from flowrpc.server.services.assets import AssetService
 from flowrpc.server.services.deployments import DeploymentService
 from flowrpc.server.services.flow_runs import FlowRunService
 from flowrpc.server.services.flows import FlowService
+from flowrpc.server.services.logs import LogService
 from flowrpc.server.services.pages import SECRET_NAME, PageTokens
 from flowrpc.server.services.task_runs import TaskRunService
 from flowrpc.server.services.work_pools import WorkPoolService
 from flowrpc.server.storage.database import Database
 from flowrpc.server.storage.leader import Leadership
 from flowrpc.server.storage.shared_secrets import server_secret
+from flowrpc.server.tracing import Tracing, TracingUnavailable, start_tracing
 from flowrpc.settings import Settings
 from flowrpc.v1 import (
+    asset_service_pb2,
+    asset_service_pb2_grpc,
     deployment_service_pb2,
     deployment_service_pb2_grpc,
     flow_run_service_pb2,
     flow_run_service_pb2_grpc,
     flow_service_pb2,
     flow_service_pb2_grpc,
+    log_service_pb2,
+    log_service_pb2_grpc,
     task_run_service_pb2,
     task_run_service_pb2_grpc,
     work_pool_service_pb2,
@@ -60,6 +67,8 @@ SERVICES = [
     (deployment_service_pb2, deployment_service_pb2_grpc, DeploymentService, "DeploymentService"),
     (work_pool_service_pb2, work_pool_service_pb2_grpc, WorkPoolService, "WorkPoolService"),
     (task_run_service_pb2, task_run_service_pb2_grpc, TaskRunService, "TaskRunService"),
+    (log_service_pb2, log_service_pb2_grpc, LogService, "LogService"),
+    (asset_service_pb2, asset_service_pb2_grpc, AssetService, "AssetService"),
 ]
 
 
@@ -76,6 +85,7 @@ class Server:
     keys: KeyRing
     metrics: Metrics | None = None
     metrics_port: int | None = None  # the port /metrics is served on, when metrics are on
+    tracing: Tracing | None = None
 
     async def drain(self, seconds: float, hurry: asyncio.Event) -> None:
         """Reports NOT_SERVING (every service) while still serving for `seconds`, or until
@@ -98,6 +108,8 @@ class Server:
         self.keys.close()
         if self.metrics:
             self.metrics.close()
+        if self.tracing:
+            self.tracing.shutdown()
 
 
 class StartupError(Exception):
@@ -125,6 +137,10 @@ def listen(
 
 async def start_server(settings: Settings) -> Server:
     credentials = server_credentials(settings)
+    try:
+        tracing = start_tracing()
+    except TracingUnavailable as error:
+        raise StartupError(str(error)) from error
     db = Database(
         settings.resolved_database_url(),
         pool_size=settings.database_pool_size,
@@ -136,7 +152,7 @@ async def start_server(settings: Settings) -> Server:
     await keys.current()  # a database that cannot be read fails the start, not the first call
     # Page tokens are signed with a secret that every replica reads from the database.
     page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
-    needs = {FlowRunService: (page_tokens,)}
+    needs = {FlowRunService: (page_tokens,), LogService: (page_tokens,)}
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessInterceptor(keys, settings.open_reflection),
         ErrorInterceptor(),
@@ -147,6 +163,8 @@ async def start_server(settings: Settings) -> Server:
     if metrics:
         interceptors.insert(0, MetricsInterceptor(metrics))  # first: sees every status
         metrics.watch_writer(db)
+    if tracing:
+        interceptors.insert(0, tracing.interceptor)  # outermost: the span covers the whole call
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -178,12 +196,23 @@ async def start_server(settings: Settings) -> Server:
     except PortUnavailable:
         db.close()
         keys.close()
+        if tracing:
+            tracing.shutdown()
         raise
     await server.start()
     leadership = Leadership(db.url)
     background = start_services(db, settings, leadership, metrics)
     return Server(
-        server, db, health_servicer, port, background, leadership, keys, metrics, metrics_port
+        server,
+        db,
+        health_servicer,
+        port,
+        background,
+        leadership,
+        keys,
+        metrics,
+        metrics_port,
+        tracing,
     )
 
 

@@ -791,3 +791,65 @@ class BulkDeleteFlowRunsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BulkDeleteFlowRunsResponse: _TypeAlias = BulkDeleteFlowRunsResponse  # noqa: Y015
+
+@_typing.final
+class StartFlowRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_RUN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flow_run(self) -> Global___CreateFlowRunRequest:
+        """The run to create (or find by its idempotency key), as CreateFlowRun takes it."""
+
+    @_builtins.property
+    def state(self) -> _state_pb2.State:
+        """The state proposed once the run exists, through the flow-run rules (not forced); its id and
+        timestamp are assigned by the server. Must be RUNNING.
+        """
+
+    def __init__(
+        self,
+        *,
+        flow_run: Global___CreateFlowRunRequest | None = ...,
+        state: _state_pb2.State | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartFlowRunRequest: _TypeAlias = StartFlowRunRequest  # noqa: Y015
+
+@_typing.final
+class StartFlowRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_RUN_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False when an existing run was found by the idempotency key."""
+    @_builtins.property
+    def flow_run(self) -> _flow_run_pb2.FlowRun:
+        """The run after the proposal."""
+
+    @_builtins.property
+    def result(self) -> _orchestration_pb2.OrchestrationResult:
+        """The decision on the proposed state."""
+
+    def __init__(
+        self,
+        *,
+        flow_run: _flow_run_pb2.FlowRun | None = ...,
+        created: _builtins.bool = ...,
+        result: _orchestration_pb2.OrchestrationResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "flow_run", b"flow_run", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartFlowRunResponse: _TypeAlias = StartFlowRunResponse  # noqa: Y015

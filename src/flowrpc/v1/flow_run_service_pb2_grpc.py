@@ -108,6 +108,11 @@ class FlowRunServiceStub:
                 request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.BulkDeleteFlowRunsRequest.SerializeToString,
                 response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.BulkDeleteFlowRunsResponse.FromString,
                 _registered_method=True)
+        self.StartFlowRun = channel.unary_unary(
+                '/flowrpc.v1.FlowRunService/StartFlowRun',
+                request_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunRequest.SerializeToString,
+                response_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunResponse.FromString,
+                _registered_method=True)
 
 
 class FlowRunServiceServicer:
@@ -154,7 +159,7 @@ class FlowRunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteFlowRun(self, request, context):
-        """Deletes a run with its states.
+        """Deletes a run with its states, task runs and logs, in one transaction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -215,7 +220,18 @@ class FlowRunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BulkDeleteFlowRuns(self, request, context):
-        """Deletes every run the filters select; deleted ids stream back in batches.
+        """Deletes every run the filters select, with their task runs and logs; deleted ids stream
+        back in batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartFlowRun(self, request, context):
+        """CreateFlowRun, then a proposal (Running) through the flow-run rules, in one call and one
+        transaction: what a workflow engine does before running a flow's code. For a run found by
+        its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
+        wait (WAIT), or not (REJECT, ABORT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,6 +309,11 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.BulkDeleteFlowRuns,
                     request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.BulkDeleteFlowRunsRequest.FromString,
                     response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.BulkDeleteFlowRunsResponse.SerializeToString,
+            ),
+            'StartFlowRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartFlowRun,
+                    request_deserializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunRequest.FromString,
+                    response_serializer=flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -677,6 +698,33 @@ class FlowRunService:
             '/flowrpc.v1.FlowRunService/BulkDeleteFlowRuns',
             flowrpc_dot_v1_dot_flow__run__service__pb2.BulkDeleteFlowRunsRequest.SerializeToString,
             flowrpc_dot_v1_dot_flow__run__service__pb2.BulkDeleteFlowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartFlowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowrpc.v1.FlowRunService/StartFlowRun',
+            flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunRequest.SerializeToString,
+            flowrpc_dot_v1_dot_flow__run__service__pb2.StartFlowRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

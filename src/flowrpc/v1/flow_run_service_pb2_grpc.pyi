@@ -50,7 +50,7 @@ class FlowRunServiceStub:
     UpdateFlowRun: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.UpdateFlowRunRequest, _flow_run_service_pb2.UpdateFlowRunResponse]
     """Changes the fields named in update_mask, and only those."""
     DeleteFlowRun: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.DeleteFlowRunRequest, _flow_run_service_pb2.DeleteFlowRunResponse]
-    """Deletes a run with its states."""
+    """Deletes a run with its states, task runs and logs, in one transaction."""
     SetFlowRunState: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.SetFlowRunStateRequest, _flow_run_service_pb2.SetFlowRunStateResponse]
     """Proposes a new state. force=true skips the orchestration rules that would refuse it (the
     bookkeeping still runs).
@@ -76,7 +76,15 @@ class FlowRunServiceStub:
     Results stream back in batches.
     """
     BulkDeleteFlowRuns: _grpc.UnaryStreamMultiCallable[_flow_run_service_pb2.BulkDeleteFlowRunsRequest, _flow_run_service_pb2.BulkDeleteFlowRunsResponse]
-    """Deletes every run the filters select; deleted ids stream back in batches."""
+    """Deletes every run the filters select, with their task runs and logs; deleted ids stream
+    back in batches.
+    """
+    StartFlowRun: _grpc.UnaryUnaryMultiCallable[_flow_run_service_pb2.StartFlowRunRequest, _flow_run_service_pb2.StartFlowRunResponse]
+    """CreateFlowRun, then a proposal (Running) through the flow-run rules, in one call and one
+    transaction: what a workflow engine does before running a flow's code. For a run found by
+    its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
+    wait (WAIT), or not (REJECT, ABORT).
+    """
 
 @_typing.type_check_only
 class FlowRunServiceAsyncStub(FlowRunServiceStub):
@@ -100,7 +108,7 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     UpdateFlowRun: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.UpdateFlowRunRequest, _flow_run_service_pb2.UpdateFlowRunResponse]  # type: ignore[assignment]
     """Changes the fields named in update_mask, and only those."""
     DeleteFlowRun: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.DeleteFlowRunRequest, _flow_run_service_pb2.DeleteFlowRunResponse]  # type: ignore[assignment]
-    """Deletes a run with its states."""
+    """Deletes a run with its states, task runs and logs, in one transaction."""
     SetFlowRunState: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.SetFlowRunStateRequest, _flow_run_service_pb2.SetFlowRunStateResponse]  # type: ignore[assignment]
     """Proposes a new state. force=true skips the orchestration rules that would refuse it (the
     bookkeeping still runs).
@@ -126,7 +134,15 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     Results stream back in batches.
     """
     BulkDeleteFlowRuns: _aio.UnaryStreamMultiCallable[_flow_run_service_pb2.BulkDeleteFlowRunsRequest, _flow_run_service_pb2.BulkDeleteFlowRunsResponse]  # type: ignore[assignment]
-    """Deletes every run the filters select; deleted ids stream back in batches."""
+    """Deletes every run the filters select, with their task runs and logs; deleted ids stream
+    back in batches.
+    """
+    StartFlowRun: _aio.UnaryUnaryMultiCallable[_flow_run_service_pb2.StartFlowRunRequest, _flow_run_service_pb2.StartFlowRunResponse]  # type: ignore[assignment]
+    """CreateFlowRun, then a proposal (Running) through the flow-run rules, in one call and one
+    transaction: what a workflow engine does before running a flow's code. For a run found by
+    its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
+    wait (WAIT), or not (REJECT, ABORT).
+    """
 
 class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, queries, steers and deletes flow runs. Every state change is orchestrated with
@@ -183,7 +199,7 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _flow_run_service_pb2.DeleteFlowRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_flow_run_service_pb2.DeleteFlowRunResponse, _abc.Awaitable[_flow_run_service_pb2.DeleteFlowRunResponse]]:
-        """Deletes a run with its states."""
+        """Deletes a run with its states, task runs and logs, in one transaction."""
 
     @_abc_1.abstractmethod
     def SetFlowRunState(
@@ -257,6 +273,20 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _flow_run_service_pb2.BulkDeleteFlowRunsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_flow_run_service_pb2.BulkDeleteFlowRunsResponse], _abc.AsyncIterator[_flow_run_service_pb2.BulkDeleteFlowRunsResponse]]:
-        """Deletes every run the filters select; deleted ids stream back in batches."""
+        """Deletes every run the filters select, with their task runs and logs; deleted ids stream
+        back in batches.
+        """
+
+    @_abc_1.abstractmethod
+    def StartFlowRun(
+        self,
+        request: _flow_run_service_pb2.StartFlowRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_flow_run_service_pb2.StartFlowRunResponse, _abc.Awaitable[_flow_run_service_pb2.StartFlowRunResponse]]:
+        """CreateFlowRun, then a proposal (Running) through the flow-run rules, in one call and one
+        transaction: what a workflow engine does before running a flow's code. For a run found by
+        its idempotency key only the proposal is made. The result says whether to run (ACCEPT),
+        wait (WAIT), or not (REJECT, ABORT).
+        """
 
 def add_FlowRunServiceServicer_to_server(servicer: FlowRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -345,3 +345,79 @@ class StartTaskRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartTaskRunResponse: _TypeAlias = StartTaskRunResponse  # noqa: Y015
+
+@_typing.final
+class TaskRunStateProposal(_message.Message):
+    """One proposed state for one task run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    task_run_id: _builtins.str
+    force: _builtins.bool
+    @_builtins.property
+    def state(self) -> _state_pb2.State:
+        """The proposed state; its id and timestamp are assigned by the server."""
+
+    def __init__(
+        self,
+        *,
+        task_run_id: _builtins.str = ...,
+        state: _state_pb2.State | None = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "state", b"state", "task_run_id", b"task_run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskRunStateProposal: _TypeAlias = TaskRunStateProposal  # noqa: Y015
+
+@_typing.final
+class SetTaskRunStatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposals(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRunStateProposal]:
+        """1..100 proposals, applied in order (several may name the same task run)."""
+
+    def __init__(
+        self,
+        *,
+        proposals: _abc.Iterable[Global___TaskRunStateProposal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposals", b"proposals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTaskRunStatesRequest: _TypeAlias = SetTaskRunStatesRequest  # noqa: Y015
+
+@_typing.final
+class SetTaskRunStatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_orchestration_pb2.OrchestrationResult]:
+        """One result per proposal, in order. Each result's state carries no data and no message
+        (read the task run for them), so a response stays small whatever the states hold.
+        """
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_orchestration_pb2.OrchestrationResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTaskRunStatesResponse: _TypeAlias = SetTaskRunStatesResponse  # noqa: Y015

@@ -60,6 +60,11 @@ class TaskRunServiceStub:
                 request_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunRequest.SerializeToString,
                 response_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunResponse.FromString,
                 _registered_method=True)
+        self.SetTaskRunStates = channel.unary_unary(
+                '/flowrpc.v1.TaskRunService/SetTaskRunStates',
+                request_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesRequest.SerializeToString,
+                response_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesResponse.FromString,
+                _registered_method=True)
 
 
 class TaskRunServiceServicer:
@@ -106,6 +111,15 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTaskRunStates(self, request, context):
+        """Many SetTaskRunState proposals in one call: each decided by the task-run rules exactly as
+        SetTaskRunState would, in order, in one transaction (all or none: a missing task run fails
+        the call with NOT_FOUND). What a workflow engine uses to report finished tasks in bulk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +147,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.StartTaskRun,
                     request_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunRequest.FromString,
                     response_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunResponse.SerializeToString,
+            ),
+            'SetTaskRunStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTaskRunStates,
+                    request_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesRequest.FromString,
+                    response_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +290,33 @@ class TaskRunService:
             '/flowrpc.v1.TaskRunService/StartTaskRun',
             flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunRequest.SerializeToString,
             flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTaskRunStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowrpc.v1.TaskRunService/SetTaskRunStates',
+            flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesRequest.SerializeToString,
+            flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

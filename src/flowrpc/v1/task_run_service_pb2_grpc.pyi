@@ -50,6 +50,11 @@ class TaskRunServiceStub:
     only the proposal is made. The result says whether to run (ACCEPT), use the state the
     server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
     """
+    SetTaskRunStates: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStatesRequest, _task_run_service_pb2.SetTaskRunStatesResponse]
+    """Many SetTaskRunState proposals in one call: each decided by the task-run rules exactly as
+    SetTaskRunState would, in order, in one transaction (all or none: a missing task run fails
+    the call with NOT_FOUND). What a workflow engine uses to report finished tasks in bulk.
+    """
 
 @_typing.type_check_only
 class TaskRunServiceAsyncStub(TaskRunServiceStub):
@@ -72,6 +77,11 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
     only the proposal is made. The result says whether to run (ACCEPT), use the state the
     server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+    """
+    SetTaskRunStates: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStatesRequest, _task_run_service_pb2.SetTaskRunStatesResponse]  # type: ignore[assignment]
+    """Many SetTaskRunState proposals in one call: each decided by the task-run rules exactly as
+    SetTaskRunState would, in order, in one transaction (all or none: a missing task run fails
+    the call with NOT_FOUND). What a workflow engine uses to report finished tasks in bulk.
     """
 
 class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -122,6 +132,17 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
         only the proposal is made. The result says whether to run (ACCEPT), use the state the
         server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+        """
+
+    @_abc_1.abstractmethod
+    def SetTaskRunStates(
+        self,
+        request: _task_run_service_pb2.SetTaskRunStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.SetTaskRunStatesResponse, _abc.Awaitable[_task_run_service_pb2.SetTaskRunStatesResponse]]:
+        """Many SetTaskRunState proposals in one call: each decided by the task-run rules exactly as
+        SetTaskRunState would, in order, in one transaction (all or none: a missing task run fails
+        the call with NOT_FOUND). What a workflow engine uses to report finished tasks in bulk.
         """
 
 def add_TaskRunServiceServicer_to_server(servicer: TaskRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

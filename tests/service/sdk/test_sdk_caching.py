@@ -215,14 +215,18 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def test_a_cache_entry_made_by_one_process_is_used_by_another(client, tmp_path, api_url):
+@pytest.mark.parametrize("storage", ["server", "directory"])
+def test_a_cache_entry_made_by_one_process_is_used_by_another(client, tmp_path, api_url, storage):
     program = tmp_path / "cached_program.py"
     program.write_text(PROGRAM)
+    env = {**os.environ, "FLOWRPC_API_URL": api_url}
+    if storage == "directory":
+        env["FLOWRPC_RESULT_STORAGE_PATH"] = str(tmp_path / "shared")
 
     def run(x):
         result = subprocess.run(
             [sys.executable, str(program), str(x)],
-            env={**os.environ, "FLOWRPC_API_URL": api_url},
+            env=env,
             capture_output=True,
             text=True,
             timeout=120,
@@ -237,6 +241,11 @@ def test_a_cache_entry_made_by_one_process_is_used_by_another(client, tmp_path, 
     assert (name, square) == ("Cached", "49")
     assert pid == first[1].split()[2]  # the value the first process computed
     assert run(8)[0] == "computed"
+    [cached_run] = [r for r in client.read_task_runs() if r.state_name == "Cached"]
+    record_type = "reference" if storage == "directory" else "result"
+    assert cached_run.state.data["type"] == record_type
+    if storage == "directory":
+        assert len(os.listdir(tmp_path / "shared")) == 2  # one file per distinct key
 
 
 def test_a_server_with_a_lower_limit_refuses_the_result_with_the_alternative(database, monkeypatch):

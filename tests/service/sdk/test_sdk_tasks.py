@@ -253,3 +253,33 @@ def test_submit_outside_a_flow_says_where_it_belongs():
 
     with pytest.raises(RuntimeError, match="inside a @flow"):
         lonely.submit()
+
+
+def test_futures_inside_collections_and_a_collection_that_contains_itself(client):
+    @task
+    def one():
+        return 1
+
+    @task
+    def count(values):
+        return len(values)
+
+    @flow
+    def nested():
+        loop = []
+        loop.append(loop)
+        return count({"a": [one.submit(), (one.submit(),)]}), count(loop)
+
+    assert nested() == (1, 1)
+
+
+def test_tasks_with_positional_only_star_args_and_keyword_arguments(client):
+    @task
+    def spread(first, /, *rest, scale=1, **named):
+        return first, rest, scale, named
+
+    @flow
+    def call_it():
+        return spread(1, 2, 3, scale=2, extra="x"), spread.submit(0).result()
+
+    assert call_it() == ((1, (2, 3), 2, {"extra": "x"}), (0, (), 1, {}))

@@ -41,6 +41,8 @@ PREFECT_METHODS = {
     "create_task_run",
     "set_task_run_state",
     "read_task_runs",
+    "create_logs",
+    "read_logs",
 }
 # What REST could not do (streams), and history in one call (Prefect has only its route).
 BEYOND_PREFECT = {
@@ -49,6 +51,12 @@ BEYOND_PREFECT = {
     "bulk_set_flow_run_state",
     "bulk_delete_flow_runs",
     "iter_flow_runs",
+    "start_task_run",
+    "start_flow_run",
+    "set_task_run_states",
+    "iter_logs",
+    "create_asset_materialization",
+    "read_assets",
 }
 
 

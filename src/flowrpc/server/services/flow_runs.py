@@ -77,6 +77,35 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Any) -> Any:
         now = now_micros()
+        values = self._create_values(request)
+        state = initial_state(request, now, StateType.PENDING)
+        pool = c.optional(request, "work_pool_name")
+        row, created = await self.db.write(storage.create_flow_run, values, state, now, pool)
+        return pb.CreateFlowRunResponse(flow_run=c.flow_run_fields(row, now), created=created)
+
+    async def StartFlowRun(self, request: pb.StartFlowRunRequest, context: Any) -> Any:
+        now = now_micros()
+        create = request.flow_run
+        values = self._create_values(create)
+        initial = initial_state(create, now, StateType.PENDING)
+        # One microsecond later, so the two states keep their order in the history.
+        proposed = c.proposed_state(request.state, now + 1)
+        if proposed.type is not StateType.RUNNING:
+            raise InvalidArgument(
+                {"state.type": "must be RUNNING (other proposals go through SetFlowRunState)"}
+            )
+        pool = c.optional(create, "work_pool_name")
+        row, created, outcome = await self.db.write(
+            storage.start_flow_run, values, initial, proposed, now, pool
+        )
+        return pb.StartFlowRunResponse(
+            flow_run=c.flow_run_fields(row, now),
+            created=created,
+            result=c.result_to_proto(outcome.decision, outcome.state),
+        )
+
+    def _create_values(self, request: pb.CreateFlowRunRequest) -> dict[str, Any]:
+        """A create request's columns, its size checked against the run budget."""
         values = {
             **run_values(request),
             "flow_id": c.require_id(request.flow_id, "flow_id"),
@@ -87,10 +116,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             "deployment_id": c.optional_id(request.deployment_id, "deployment_id"),
         }
         check_run_size(run_size(request), run_budget(self.settings))
-        state = initial_state(request, now, StateType.PENDING)
-        pool = c.optional(request, "work_pool_name")
-        row, created = await self.db.write(storage.create_flow_run, values, state, now, pool)
-        return pb.CreateFlowRunResponse(flow_run=c.flow_run_fields(row, now), created=created)
+        return values
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context: Any) -> Any:
         run_id = c.require_id(request.id, "id")

@@ -16,6 +16,10 @@ from flowrpc.settings import Settings
 from flowrpc.v1 import task_run_service_pb2 as pb
 from flowrpc.v1 import task_run_service_pb2_grpc
 
+# Proposals per SetTaskRunStates call: the response echoes each run's state (its name may be
+# max_string_length long), so the count keeps it well under the 4 MiB a client accepts.
+MAX_STATE_PROPOSALS = 100
+
 
 class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -47,6 +51,31 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
             created=created,
             result=c.result_to_proto(outcome.decision, outcome.state),
         )
+
+    async def SetTaskRunStates(self, request: pb.SetTaskRunStatesRequest, context: Any) -> Any:
+        count = len(request.proposals)
+        if not 1 <= count <= MAX_STATE_PROPOSALS:
+            raise InvalidArgument(
+                {"proposals": f"give 1 to {MAX_STATE_PROPOSALS} proposals; got {count}"}
+            )
+        now = now_micros()
+        proposals = [
+            (
+                c.require_id(item.task_run_id, f"proposals[{index}].task_run_id"),
+                c.proposed_state(item.state, now + index, f"proposals[{index}].state"),
+                item.force,
+            )
+            for index, item in enumerate(request.proposals)
+        ]
+        outcomes = await self.db.write(storage.set_states, proposals, now)
+        results = []
+        for outcome in outcomes:
+            result = c.result_to_proto(outcome.decision, outcome.state)
+            if result.HasField("state"):
+                result.state.ClearField("data")
+                result.state.ClearField("message")
+            results.append(result)
+        return pb.SetTaskRunStatesResponse(results=results)
 
     def _create_values(self, request: pb.CreateTaskRunRequest) -> dict[str, Any]:
         """A create request's columns, its size checked against the run budget."""

@@ -264,6 +264,20 @@ def delete_flow_run(conn: Connection, run_id: str) -> None:
         raise not_found("flow run", run_id)
 
 
+def start_flow_run(
+    conn: Connection,
+    values: dict[str, Any],
+    initial: State,
+    proposed: State,
+    now: int,
+    work_pool_name: str | None = None,
+) -> tuple[Any, bool, Outcome]:
+    """create_flow_run, then `proposed` through the core flow policy, in one transaction."""
+    row, created = create_flow_run(conn, values, initial, now, work_pool_name)
+    outcome = set_state(conn, row.id, proposed, False, now)
+    return require_flow_run(conn, row.id), created, outcome
+
+
 def set_state(conn: Connection, run_id: str, proposed: State, force: bool, now: int) -> Outcome:
     outcome = set_flow_run_state(
         conn, run_id, proposed, FlowPolicy.MINIMAL if force else FlowPolicy.CORE, now

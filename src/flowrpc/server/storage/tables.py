@@ -10,7 +10,17 @@ import math
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -301,6 +311,62 @@ class ServerSecret(SQLModel, table=True):
     value: str
 
 
+class Log(SQLModel, table=True):
+    """Log records of flow runs and their task runs; they go with their flow run."""
+
+    __tablename__ = "log"
+    __table_args__ = (
+        Index("ix_log_flow_run_timestamp", "flow_run_id", "timestamp", "id"),
+        Index("ix_log_timestamp", "timestamp", "id"),
+    )
+    id: str = Field(primary_key=True, max_length=36)
+    created: int = Field(sa_type=BigInteger)
+    flow_run_id: str = _parent("flow_run.id", index=False)
+    task_run_id: str | None = _parent("task_run.id", nullable=True)
+    name: str
+    level: int
+    message: str = Field(sa_type=Text)
+    timestamp: int = Field(sa_type=BigInteger)
+
+
+class Asset(SQLModel, table=True):
+    """Assets by key, created on first sight (materialized, or named as an upstream)."""
+
+    __tablename__ = "asset"
+    key: str = Field(primary_key=True, max_length=512)
+    created: int = Field(sa_type=BigInteger)
+
+
+class AssetDependency(SQLModel, table=True):
+    """asset_key was made from upstream_key (in at least one materialization)."""
+
+    __tablename__ = "asset_dependency"
+    asset_key: str = Field(
+        sa_column=Column(String(512), ForeignKey("asset.key", ondelete="CASCADE"), primary_key=True)
+    )
+    upstream_key: str = Field(
+        sa_column=Column(
+            String(512), ForeignKey("asset.key", ondelete="CASCADE"), primary_key=True, index=True
+        )
+    )
+    created: int = Field(sa_type=BigInteger)
+
+
+class AssetMaterialization(SQLModel, table=True):
+    """One time a task run made an asset. The run ids are history, not foreign keys: the record
+    outlives the runs."""
+
+    __tablename__ = "asset_materialization"
+    __table_args__ = (Index("ix_asset_materialization_asset_time", "asset_key", "timestamp", "id"),)
+    id: str = Field(primary_key=True, max_length=36)
+    asset_key: str = Field(
+        sa_column=Column(String(512), ForeignKey("asset.key", ondelete="CASCADE"), nullable=False)
+    )
+    task_run_id: str = Field(max_length=36, index=True)
+    flow_run_id: str | None = Field(default=None, max_length=36)
+    timestamp: int = Field(sa_type=BigInteger)
+
+
 flow = Flow.__table__
 work_pool = WorkPool.__table__
 work_queue = WorkQueue.__table__
@@ -313,4 +379,8 @@ task_run_state = TaskRunState.__table__
 task_run_state_cache = TaskRunStateCache.__table__
 api_key = ApiKey.__table__
 server_secret = ServerSecret.__table__
+log = Log.__table__
+asset = Asset.__table__
+asset_dependency = AssetDependency.__table__
+asset_materialization = AssetMaterialization.__table__
 metadata = SQLModel.metadata

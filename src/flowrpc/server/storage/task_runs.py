@@ -63,6 +63,13 @@ def create_task_run(
     return get_task_run(conn, task_run_id), True
 
 
+def set_states(
+    conn: Connection, proposals: list[tuple[str, State, bool]], now: int
+) -> list[Outcome]:
+    """set_state for each (task_run_id, state, force), in order, in one transaction."""
+    return [set_state(conn, run_id, state, force, now) for run_id, state, force in proposals]
+
+
 def start_task_run(
     conn: Connection, values: dict[str, Any], initial: State, proposed: State, now: int
 ) -> tuple[Row[Any], bool, Outcome]:

@@ -1,0 +1,5 @@
+"""`python -m flowrpc.cli`: the `flowrpc` command."""
+
+from flowrpc.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""The background sender of Completed states, through a real server."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+from flowrpc.engine.client import sdk_client
+from flowrpc.engine.reporter import StateReporter
+from flowrpc.states import Completed, Running
+
+
+def started_task_run(client, flow_run_id, key):
+    task = SimpleNamespace(name="t", task_key="t")
+    task_run, _ = client.start_task_run(task, flow_run_id, key, running=Running())
+    return task_run
+
+
+def test_states_are_sent_in_batches_and_a_deleted_run_spoils_none_of_the_others(client, caplog):
+    flows = SimpleNamespace(name="reported")
+    kept = client.create_flow_run(flows, state=Running())
+    doomed = client.create_flow_run(flows, state=Running())
+    kept_runs = [started_task_run(client, kept.id, str(i)) for i in range(3)]
+    lost = started_task_run(client, doomed.id, "0")
+    client.delete_flow_run(doomed.id)  # its task runs go with it
+
+    reporter = StateReporter(sdk_client())
+    with caplog.at_level(logging.WARNING, logger="flowrpc.engine"):
+        for task_run in [kept_runs[0], lost, *kept_runs[1:]]:
+            reporter.report(task_run.id, Completed())
+        reporter.flush()
+    for task_run in kept_runs:
+        assert client.read_task_run(task_run.id).state_name == "Completed"
+    assert f"task run {lost.id} was deleted before its Completed state" in caplog.text
+
+
+def test_a_refused_state_is_logged(client, caplog):
+    flow_run = client.create_flow_run(SimpleNamespace(name="refused"), state=Running())
+    task_run = started_task_run(client, flow_run.id, "0")
+    client.set_task_run_state(task_run.id, Completed(data={"type": "result", "payload": "1"}))
+    reporter = StateReporter(sdk_client())
+    with caplog.at_level(logging.WARNING, logger="flowrpc.engine"):
+        reporter.report(task_run.id, Running())  # completed with a result: refused
+        reporter.flush()
+    assert f"task run {task_run.id}: the server did not accept Running (REJECT)" in caplog.text
