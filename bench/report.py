@@ -67,7 +67,8 @@ def records_table(results: list[dict]) -> list[str]:
             f"| {r['section']} | {r['target']} |"
             f" {r['flow_runs']:,} ({r['flow_runs_completed']:,}) / {r['expected_flow_runs']} |"
             f" {r['task_runs']:,} ({r['task_runs_completed']:,}) / {r['expected_task_runs']} |"
-            f" {r['flow_run_states']:,} / {r['task_run_states']:,} | {r['settled_after_s']} |"
+            f" {r['flow_run_states']:,} / {r['task_run_states']:,} |"
+            f" {'still changing at ' if r.get('still_changing') else ''}{r['settled_after_s']} |"
             f" {r['database_is_locked']} / {r.get('http_503', 0)} |"
             f" {', '.join(r.get('failed_phases', [])) or '-'} |"
         )

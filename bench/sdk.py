@@ -199,6 +199,7 @@ def _records(database: Path, expected: dict) -> dict[str, Any]:
     """Runs and states in the database, once they stop changing (Prefect records task runs
     from events, after the fact): how many, and how long after the workload they settled."""
     ended, last, settled_at = time.monotonic(), None, time.monotonic()
+    still_changing = True
     while time.monotonic() - ended < RECORD_WAIT_S:
         counts = _count(database)
         complete = counts["flow_runs"] >= expected.get("flow_runs", 0) and counts[
@@ -207,6 +208,7 @@ def _records(database: Path, expected: dict) -> dict[str, Any]:
         if counts != last:
             last, settled_at = counts, time.monotonic()
         elif complete or time.monotonic() - settled_at > 10:
+            still_changing = False
             break
         time.sleep(0.5)
     return {
@@ -214,6 +216,7 @@ def _records(database: Path, expected: dict) -> dict[str, Any]:
         "expected_flow_runs": expected.get("flow_runs"),
         "expected_task_runs": expected.get("task_runs"),
         "settled_after_s": round(settled_at - ended, 1),
+        "still_changing": still_changing,  # when the wait ended
     }
 
 
@@ -309,10 +312,16 @@ def _describe(records: dict) -> str:
         f" {records['expected_flow_runs']}, {records['task_runs']:,} task runs"
         f" ({records['task_runs_completed']:,} completed) of {records['expected_task_runs']},"
         f" {records['flow_run_states']:,} + {records['task_run_states']:,} states,"
-        f" settled {records['settled_after_s']} s after the workload;"
+        f" {_settled(records)};"
         f" 'database is locked' {records['database_is_locked']} times,"
         f" HTTP 503 {records['http_503']} times; failed phases: {records['failed_phases'] or 0}"
     )
+
+
+def _settled(records: dict) -> str:
+    if records.get("still_changing"):
+        return f"still changing {RECORD_WAIT_S} s after the workload"
+    return f"settled {records['settled_after_s']} s after the workload"
 
 
 def _print_ratios(results: list[dict]) -> None:
