@@ -34,15 +34,29 @@ def sdk_client() -> SyncFlowRPCClient:
             client = get_client(sync_client=True, api_url=api_url())
             client.__enter__()
             _client, _client_pid = client, os.getpid()
+            _point_log_shipper()
         return _client
+
+
+def _log_client() -> SyncFlowRPCClient:
+    return get_client(sync_client=True, api_url=api_url())
+
+
+def _point_log_shipper() -> None:
+    """Run logs go where the states go (the shipper opens its own client, from api_url())."""
+    from flowrpc.logging import set_client_factory
+
+    set_client_factory(_log_client)
 
 
 def reset_sdk_client() -> None:
     """Closes the shared client (once the states reported in the background are sent); the
     next sdk_client() opens one for the current address."""
     from flowrpc.engine.reporter import flush_reported_states
+    from flowrpc.logging import flush_logs
 
     flush_reported_states()
+    flush_logs(10)
     global _client
     with _lock:
         client, _client = _client, None
