@@ -113,9 +113,15 @@ def run_mode(
             "repeats": 1,
         }
         results.append(result)
+        cpu = [
+            f"{who} CPU {line[key]:.1f} s"
+            for who, key in (("client", "client_cpu_s"), ("server", "cpu_s"))
+            if line.get(key) is not None
+        ]
         print(
             f"  {section} {target} {line['phase']}: {_rate(line)}"
-            + (f", p50 {line['p50_ms']:.2f} ms" if line.get("p50_ms") is not None else ""),
+            + (f", p50 {line['p50_ms']:.2f} ms" if line.get("p50_ms") is not None else "")
+            + "".join(f", {part}" for part in cpu),
             flush=True,
         )
     locked = stderr.count("database is locked")

@@ -55,6 +55,7 @@ RUNNER = ThreadPoolTaskRunner(max_workers=args.workers)
 timings: dict[str, list[float]] = {}  # seconds per call, filled inside the flows
 spans: dict[str, float] = {}  # seconds a whole phase took, measured inside its flow
 attempts: Counter[int] = Counter()
+cpu_at_start = 0.0  # the workload process's CPU seconds when the current phase began
 
 
 def timed(phase: str, call: Callable[[], Any]) -> Any:
@@ -151,6 +152,7 @@ def report(phase: str, ops: int, seconds: float, **extra: Any) -> None:
         "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
         "client_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "client_cpu_s": time.process_time() - cpu_at_start,
         **extra,
     }
     print("SDKBENCH " + json.dumps(line), flush=True)
@@ -158,6 +160,8 @@ def report(phase: str, ops: int, seconds: float, **extra: Any) -> None:
 
 def run_phase(phase: str, n: int, calls: int) -> tuple[int, int]:
     """Runs one phase and reports it; returns the flow runs and task runs it makes."""
+    global cpu_at_start
+    cpu_at_start = time.process_time()
     started = time.perf_counter()
     if phase == "first-flow-call":  # pays the engine's imports and, locally, a server's start
         timed(phase, empty)
