@@ -2,10 +2,11 @@
 the other in one invocation, plus a bare gRPC echo ceiling; prints one table and writes JSON.
 
     python -m bench [--runs 5000] [--calls 200] [--repeat 3] [--scale 1000000] [--bulk 100000]
-                    [--bulk-create 100000] [--sections api,scale,postgres,bulk-create,watch]
+                    [--bulk-create 100000] [--sections api,scale,postgres,bulk-create,watch,sdk]
                     [--skip-prefect]
                     [--watch-seconds 10] [--watch-rate 1000] [--watch-watchers 100]
-                    [--out bench/results/latest.json]
+                    [--sdk-tasks 1000] [--sdk-calls 20] [--sdk-modes server,local]
+                    [--sdk-large-map 0] [--out bench/results/latest.json]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import preload, servers
+from bench import preload, sdk, servers
 from bench import watch as watch_section
 from bench.report import table
 
@@ -275,10 +276,34 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         type=lambda s: s.split(","),
-        default=["api", "scale", "postgres", "bulk-create", "watch"],
+        default=["api", "scale", "postgres", "bulk-create", "watch", "sdk"],
         help="which parts to run: api (the phases), scale (preload, scale phases, bulk), "
         "postgres, bulk-create (flowrpc only: one create_flow_runs call, SQLite and PostgreSQL), "
-        "watch (WatchFlowRuns latency and its cost to writers; flowrpc only)",
+        "watch (WatchFlowRuns latency and its cost to writers; flowrpc only), "
+        "sdk (the workflow SDKs: @flow and @task)",
+    )
+    parser.add_argument("--sdk-tasks", type=int, default=1000, help="tasks per sdk task phase")
+    parser.add_argument(
+        "--sdk-calls", type=int, default=20, help="calls per sdk flow, subflow, cached, retry phase"
+    )
+    parser.add_argument(
+        "--sdk-modes",
+        type=lambda s: s.split(","),
+        default=["server", "local"],
+        help="sdk: against each SDK's server, and/or local (Prefect ephemeral, flowrpc embedded)",
+    )
+    parser.add_argument(
+        "--sdk-targets",
+        type=lambda s: s.split(","),
+        default=["prefect", "flowrpc"],
+        help="which SDKs the sdk section runs",
+    )
+    parser.add_argument(
+        "--sdk-large-map",
+        type=int,
+        default=0,
+        help="sdk: also map a task over this many items under flowrpc (e.g. 100000), "
+        "reporting client and server peak RSS; 0 skips it",
     )
     parser.add_argument("--watch-seconds", type=float, default=10.0, help="watch: per phase")
     parser.add_argument("--watch-rate", type=float, default=1000.0, help="watch: changes/s")
@@ -296,7 +321,7 @@ def main() -> None:
     targets = ["flowrpc"] if args.skip_prefect else ["prefect", "flowrpc"]
     if not args.skip_prefect:
         servers.ensure_prefect()
-    results = echo_ceiling(args)
+    results = echo_ceiling(args) if set(args.sections) - {"sdk"} else []
     for target in targets:
         if "api" in args.sections:
             with tempfile.TemporaryDirectory(prefix=f"bench-{target}-") as home:
@@ -324,6 +349,8 @@ def main() -> None:
                 runs=500,
             )
         )
+    if "sdk" in args.sections:
+        results += sdk.sdk_section(args, [t for t in args.sdk_targets if t in targets])
     report = {
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "settings": {k: str(v) for k, v in vars(args).items()},

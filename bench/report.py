@@ -13,6 +13,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def table(results: list[dict]) -> str:
     by_key: dict[tuple, dict[str, dict]] = {}
     for r in results:
+        if r["phase"] == "records":  # the sdk section's counts: records_table
+            continue
         by_key.setdefault((r["section"], r["phase"], r["concurrency"]), {})[r["target"]] = r
     ceiling = {r["concurrency"]: r["ops_per_s"] for r in results if r["target"] == "echo"}
     header = (
@@ -32,8 +34,9 @@ def table(results: list[dict]) -> str:
             continue
         bulk = section.startswith("bulk")  # bulk, bulk-sqlite, bulk-postgresql: runs per second
         rate = "runs_per_s" if bulk else "ops_per_s"
-        ratio = f[rate] / p[rate] if (p and f and p.get(rate)) else None
-        near = f[rate] / ceiling[c] if (f and c in ceiling and not bulk) else None
+        ratio = f[rate] / p[rate] if (p and f and p.get(rate) and f.get(rate)) else None
+        beside_echo = not bulk and not section.startswith("sdk")
+        near = f[rate] / ceiling[c] if (f and c in ceiling and beside_echo) else None
         lines.append(
             f"| {section} | {phase}{' (runs/s)' if bulk else ''} | {c} |"
             f" {_fmt(p and p[rate])} | {_fmt(f and f[rate])} | {_fmt(ratio)}x |"
@@ -44,7 +47,33 @@ def table(results: list[dict]) -> str:
             f" {_fmt(f and f['cpu_s'])} / {_fmt(f and f['peak_rss_mb'], 0)} |"
         )
     lines += _scaling(by_key)
+    lines += records_table(results)
     return "\n".join(lines)
+
+
+def records_table(results: list[dict]) -> list[str]:
+    """The sdk section: what each SDK's server recorded of the workload's runs and states."""
+    rows = [r for r in results if r["phase"] == "records"]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "| section | SDK | flow runs (completed) / expected | task runs (completed) / expected |"
+        " flow / task run states | settled after s | 'database is locked' / HTTP 503 |"
+        " failed phases |",
+        "|" + "---|" * 8,
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['section']} | {r['target']} |"
+            f" {r['flow_runs']:,} ({r['flow_runs_completed']:,}) / {r['expected_flow_runs']} |"
+            f" {r['task_runs']:,} ({r['task_runs_completed']:,}) / {r['expected_task_runs']} |"
+            f" {r['flow_run_states']:,} / {r['task_run_states']:,} |"
+            f" {'still changing at ' if r.get('still_changing') else ''}{r['settled_after_s']} |"
+            f" {r['database_is_locked']} / {r.get('http_503', 0)} |"
+            f" {', '.join(r.get('failed_phases', [])) or '-'} |"
+        )
+    return lines
 
 
 def _scaling(by_key: dict[tuple, dict[str, dict]]) -> list[str]:

@@ -130,7 +130,11 @@ def prefect_env(home: Path, port: int) -> dict[str, str]:
     }
 
 
-def start_prefect(home: Path) -> Process:
+def start_prefect(
+    home: Path, services: bool = False, extra_env: dict[str, str] | None = None
+) -> Process:
+    """Prefect's API server; with services=False `--no-services`, else its services as
+    `extra_env` leaves them (PREFECT_SERVER_SERVICES_*_ENABLED)."""
     port = free_port()
     command = [
         str(PREFECT_VENV / "bin" / "prefect"),
@@ -140,11 +144,11 @@ def start_prefect(home: Path) -> Process:
         "127.0.0.1",
         "--port",
         str(port),
-        "--no-services",
     ]
-    popen = subprocess.Popen(
-        command, env=prefect_env(home, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    if not services:
+        command.append("--no-services")
+    env = {**prefect_env(home, port), **(extra_env or {})}
+    popen = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api/health"
     _wait(lambda: urllib.request.urlopen(url, timeout=2).status == 200, "Prefect's server")
     return Process(popen, f"http://127.0.0.1:{port}/api")

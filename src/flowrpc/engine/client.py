@@ -2,7 +2,7 @@
 
 A sync client keeps state changes to one blocking call each (no event loop hop); async flows and
 tasks call it too, so the state logic exists once. Where it points is decided by `api_url()`,
-the single place to change when the SDK should talk to another server (an embedded one).
+FLOWRPC_API_URL when set, else a server embedded in this process (engine/embedded.py).
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import os
 import threading
 
 from flowrpc.client import SyncFlowRPCClient, get_client
+from flowrpc.engine import embedded
 
 _lock = threading.Lock()
 _client: SyncFlowRPCClient | None = None
 _client_pid: int | None = None
 
 
-def api_url() -> str | None:
-    """The server the SDK reports to: FLOWRPC_API_URL, else the client's default address."""
-    return os.environ.get("FLOWRPC_API_URL") or None
+def api_url() -> str:
+    """The server the SDK reports to: FLOWRPC_API_URL, else this process's embedded server."""
+    return embedded.api_url()
 
 
 def sdk_client() -> SyncFlowRPCClient:

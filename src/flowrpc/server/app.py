@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +277,55 @@ def _check(load: Callable[[], object], option: str) -> None:
         if reason == "KEY_VALUES_MISMATCH":
             raise StartupError(f"{option}: the key does not belong to the certificate.") from None
         raise StartupError(f"{option}: not usable ({reason}); PEM files are expected.") from None
+
+
+@dataclass
+class ServerThread:
+    """A server on its own event loop in a daemon thread of the calling process: how the SDK runs
+    its embedded default server, and how tests run one beside blocking clients."""
+
+    server: Server
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def stop(self, grace: float) -> None:
+        """Stops accepting, lets in-flight calls finish within `grace` seconds, commits what the
+        writer holds and closes the database; then ends the loop and its thread."""
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
+            self.loop.close()
+
+
+def start_in_thread(settings: Settings, name: str = "flowrpc-server") -> ServerThread:
+    """Starts a server on a new event loop (uvloop where installed) in a daemon thread and
+    returns once it listens; start errors (StartupError, a database that cannot be opened) are
+    raised here. Signals are left to the process: call `stop` to shut it down."""
+    loop = _new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        server = asyncio.run_coroutine_threadsafe(start_server(settings), loop).result()
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        raise
+    return ServerThread(server, loop, thread)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def run(settings: Settings) -> None:

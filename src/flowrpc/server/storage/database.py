@@ -4,8 +4,10 @@ Storage functions are plain synchronous functions of a SQLAlchemy Connection; `D
 off the event loop. SQLite has one writer, so every write goes through a single writer thread that
 commits many calls per transaction (group commit), each call in its own SAVEPOINT so one failing
 call never undoes another: writers never wait on each other's locks, so "database is locked" cannot
-reach a caller. PostgreSQL takes writes from a thread pool, one transaction per call; row locks
-(SELECT ... FOR UPDATE) keep concurrent transitions, and several replicas, safe.
+reach a caller. Other processes may write the same file (several servers, or scripts each
+embedding one): the writer then waits for SQLite's write lock as long as it takes, never failing a
+call with "database is locked". PostgreSQL takes writes from a thread pool, one transaction per
+call; row locks (SELECT ... FOR UPDATE) keep concurrent transitions, and several replicas, safe.
 
 Every statement has a time budget (`statement_timeout`): PostgreSQL's own statement_timeout, and on
 SQLite a read call is interrupted once it has run that long. A read whose caller went away (deadline
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +51,9 @@ JSON_CODEC = {
     "json_deserializer": orjson.loads,
 }
 MAX_GROUP = 256  # calls committed together at most
+# How long SQLite waits for a lock before answering "database is locked". The writer then asks
+# again (logging that it waits); other statements fail past it.
+BUSY_TIMEOUT_MS = 60_000
 STATISTICS_CHECK = 1000  # SQLite write calls between checks that planner statistics are fresh
 SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite's synchronous levels one may choose
 MIGRATION_LOCK = 0x666C6F77  # advisory lock key ("flow") held while migrating
@@ -304,7 +310,7 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int, synchronous:
         for pragma in (
             # First: switching to WAL takes a lock that another server starting on the file may
             # hold (it migrates), and only a busy timeout makes this one wait for it.
-            "busy_timeout=60000",
+            f"busy_timeout={BUSY_TIMEOUT_MS}",
             "journal_mode=WAL",
             # WAL with NORMAL never corrupts and survives a killed process; a power loss may
             # lose the last commits. FULL syncs the WAL on every commit (docs/reliability.md).
@@ -318,15 +324,39 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int, synchronous:
             # a large sort should not grow the process.)
             dbapi_conn.execute("PRAGMA temp_store=MEMORY")
 
-    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         # The writer takes the write lock up front; readers read a snapshot. Straight to the
         # driver: SQLAlchemy's execute path cost more than the BEGIN (every read, every group).
-        conn.connection.driver_connection.execute(begin)
+        driver = conn.connection.driver_connection
+        if immediate:
+            _take_write_lock(driver, url.database)
+        else:
+            driver.execute("BEGIN")
 
     return engine
+
+
+def _take_write_lock(driver: sqlite3.Connection, database: str | None) -> None:
+    """BEGIN IMMEDIATE, waiting as long as another process holds the write lock. SQLite's busy
+    handler polls for the lock (sleeps of up to 100 ms), so a process whose writer is busy can
+    keep it from another for long; past the busy timeout SQLite gives up with "database is
+    locked". That error must not reach the callers, whose calls merely wait: ask again."""
+    waited = 0.0
+    while True:
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            waited += BUSY_TIMEOUT_MS / 1000
+            log.warning(
+                "waited %.0f s for the write lock of %s, held by another connection (another "
+                "server or script on this file); still waiting",
+                waited,
+                database,
+            )
 
 
 def _limit_statements(engine: Engine, seconds: float) -> None:
