@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from helpers import COMPLETED, PENDING, RUNNING, at, error_info, make_flow, make_run, state
 
 from flowrpc.v1 import flow_run_service_pb2 as fr
@@ -93,3 +94,20 @@ async def test_graph_of_a_missing_run_is_not_found(stubs):
         await graph(stubs, "00000000-0000-7000-8000-000000000000")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_info(raised.value).reason == "FLOW_RUN_NOT_FOUND"
+
+
+async def test_nodes_leave_out_state_data_so_large_results_still_fit(stubs):
+    # Twelve results of 400 KB (each under max_json_bytes) weigh more than a 4 MiB response.
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    result = struct_pb2.Value(string_value="x" * 400_000)
+    tasks = [
+        await make_task(stubs, run.id, f"t{i}", state=state(COMPLETED, data=result))
+        for i in range(12)
+    ]
+    nodes = await graph(stubs, run.id)
+    assert set(nodes) == {task.id for task in tasks}
+    assert all(node.state.type == COMPLETED for node in nodes.values())
+    assert not any(node.state.HasField("data") for node in nodes.values())
+    read = await stubs.task_runs.GetTaskRun(tr.GetTaskRunRequest(id=tasks[0].id))
+    assert read.task_run.state.data == result  # the task run itself keeps it

@@ -48,7 +48,11 @@ class FlowRunGraphNode(_message.Message):
         """Task runs whose results this one consumed (deduplicated, input_type TASK_RUN)."""
 
     @_builtins.property
-    def state(self) -> _state_pb2.State: ...
+    def state(self) -> _state_pb2.State:
+        """The current state without its data: a task's persisted result can be large, and a graph has
+        many nodes (GetTaskRun returns the state with its data).
+        """
+
     @_builtins.property
     def expected_start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property

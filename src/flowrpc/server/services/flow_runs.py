@@ -412,6 +412,8 @@ def _graph_node(row: Any, now: int) -> graph_pb2.FlowRunGraphNode:
         if item.input_type == task_run_pb2.TASK_RUN_INPUT_TYPE_TASK_RUN
     }
     state = task_run.state if task_run.HasField("state") else None
+    if state is not None:
+        state.ClearField("data")  # results stay out of the graph: it must fit one response
     return graph_pb2.FlowRunGraphNode(
         id=task_run.id,
         name=task_run.name,

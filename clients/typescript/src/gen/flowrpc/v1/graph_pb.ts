@@ -44,6 +44,9 @@ export type FlowRunGraphNode = Message<"flowrpc.v1.FlowRunGraphNode"> & {
   upstreamDependencies: TaskRunInput[];
 
   /**
+   * The current state without its data: a task's persisted result can be large, and a graph has
+   * many nodes (GetTaskRun returns the state with its data).
+   *
    * @generated from field: flowrpc.v1.State state = 4;
    */
   state?: State | undefined;
