@@ -2,7 +2,10 @@
 worker processes for the flow run and closes it at the end. Each task run reports to the
 server from its worker. Needs the extra: pip install 'flowrpc[dask]'.
 
-    FLOWRPC_API_URL=127.0.0.1:4250 python examples/sdk/dask_pipeline.py
+    python examples/sdk/dask_pipeline.py
+
+With nothing running it reports to a server embedded in the process, over
+$FLOWRPC_HOME/flowrpc.db; with FLOWRPC_API_URL=127.0.0.1:4250 to a running server.
 
 For an existing cluster, give its scheduler: DaskTaskRunner(address="tcp://scheduler:8786").
 """

@@ -2,7 +2,10 @@
 retries, a mapped step with an unmapped argument, a cached step and a subflow. Every flow run and
 task run is recorded on the server.
 
-    FLOWRPC_API_URL=127.0.0.1:4250 python examples/sdk/etl.py
+    python examples/sdk/etl.py
+
+With nothing running it reports to a server embedded in the process, over
+$FLOWRPC_HOME/flowrpc.db; with FLOWRPC_API_URL=127.0.0.1:4250 to a running server.
 """
 
 from datetime import timedelta

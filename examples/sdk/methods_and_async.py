@@ -1,7 +1,10 @@
 """Flows on methods (instance, class and static) and async flows with async tasks, as in
 Prefect 3: the decorator stands above @classmethod / @staticmethod.
 
-    FLOWRPC_API_URL=127.0.0.1:4250 python examples/sdk/methods_and_async.py
+    python examples/sdk/methods_and_async.py
+
+With nothing running it reports to a server embedded in the process, over
+$FLOWRPC_HOME/flowrpc.db; with FLOWRPC_API_URL=127.0.0.1:4250 to a running server.
 """
 
 import asyncio

@@ -1,7 +1,10 @@
 """What a bad parameter and a slow body do: the run is recorded as Failed with a message that
 says why, and the call raises as in Prefect.
 
-    FLOWRPC_API_URL=127.0.0.1:4250 python examples/sdk/validation_and_timeouts.py
+    python examples/sdk/validation_and_timeouts.py
+
+With nothing running it reports to a server embedded in the process, over
+$FLOWRPC_HOME/flowrpc.db; with FLOWRPC_API_URL=127.0.0.1:4250 to a running server.
 """
 
 import time

@@ -491,12 +491,12 @@ def _replace(value: Any, kind: type, replace: Callable[[Any], Any], depth: int =
 
 def client_settings() -> dict[str, Any]:
     """The SDK client's settings of this process, as a worker applies them: the server address
-    (the one the SDK's client uses, also when it is not in the environment), the API key,
-    retries, the result storage path, and the TLS files' contents."""
-    from flowrpc.engine.client import api_url, sdk_client
+    (the one the SDK reports to, also the embedded server's when FLOWRPC_API_URL is not set), the
+    API key, retries, the result storage path, and the TLS files' contents."""
+    from flowrpc.engine.client import api_url
 
     settings: dict[str, Any] = {name: os.environ.get(name) or None for name in CLIENT_SETTINGS}
-    settings["FLOWRPC_API_URL"] = api_url() or sdk_client().api_url
+    settings["FLOWRPC_API_URL"] = api_url()
     for name in TLS_FILES:
         path = os.environ.get(name)
         settings[name] = Path(path).expanduser().read_bytes() if path else None
