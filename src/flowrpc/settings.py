@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     metrics_host: str | None = Field(
         default=None, description="Address the metrics port binds; default: host."
     )
+    tracing_enabled: bool = Field(
+        default=True,
+        description="Trace calls when the OTEL_* variables ask for it (docs/operations.md).",
+    )
     log_format: LogFormat = Field(
         default="text", description="The log: text lines for people, or one JSON object a line."
     )

@@ -78,6 +78,7 @@ def test_embedded_settings_serve_loopback_without_services(monkeypatch, tmp_path
     settings = embedded.embedded_settings()
     assert (settings.host, settings.port, settings.metrics_port) == ("127.0.0.1", 0, None)
     assert not settings.late_runs_enabled and not settings.pause_expirations_enabled
+    assert not settings.tracing_enabled
     assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'flowrpc.db'}"
 
 
@@ -179,3 +180,29 @@ def test_two_sdk_scripts_without_a_server_both_run_and_a_later_server_shows_them
             assert len(tasks) == 7  # extract, 4 x transform, lookup_rate, the subflow's task
             logs = client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [run.id]}))
             assert any(log.message == "loaded 4 rows, total 110.0" for log in logs)
+
+
+FLOW_USING_GET_CLIENT = """
+from flowrpc import flow, get_client
+
+@flow
+def count_runs() -> int:
+    with get_client(sync_client=True) as client:
+        return client.count_flow_runs()
+
+print(count_runs())
+"""
+
+
+def test_get_client_inside_a_flow_reaches_the_embedded_server_which_ignores_otel(tmp_path):
+    # An exporter that is not installed would stop a server that honoured OTEL_* at its start.
+    env = {**script_env(tmp_path), "OTEL_TRACES_EXPORTER": "not-installed"}
+    script = subprocess.run(
+        [sys.executable, "-c", FLOW_USING_GET_CLIENT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert script.returncode == 0, script.stderr
+    assert script.stdout == "1\n"  # its own run, on the embedded server

@@ -20,11 +20,20 @@ import grpc
 from flowrpc.client.retries import RetryPolicy
 
 DEFAULT_API_URL = "127.0.0.1:4250"
+_process_api_url: str | None = None  # use_process_api_url
 DEFAULT_TIMEOUT = 30.0
 TLS_SCHEMES = ("https://", "grpcs://")  # TLS with the system's CA certificates
 MAX_MESSAGE_BYTES = (
     64 * 1024 * 1024
 )  # a page of 200 runs with large parameters exceeds grpc's 4 MiB
+
+
+def use_process_api_url(api_url: str | None) -> None:
+    """Makes `api_url` the address of this process's clients that are given none and see no
+    FLOWRPC_API_URL (the SDK's embedded server registers itself here, so `get_client()` inside a
+    flow reaches it); None restores the default."""
+    global _process_api_url
+    _process_api_url = api_url
 
 
 def service_config(load_balanced: bool) -> str:
@@ -138,7 +147,7 @@ class ChannelConfig:
     ) -> ChannelConfig:
         """Arguments win over FLOWRPC_API_URL / FLOWRPC_API_KEY / FLOWRPC_RETRY_* /
         FLOWRPC_API_TLS_*, which win over the defaults."""
-        url = api_url or os.environ.get("FLOWRPC_API_URL") or DEFAULT_API_URL
+        url = api_url or os.environ.get("FLOWRPC_API_URL") or _process_api_url or DEFAULT_API_URL
         target, balanced = resolve_target(url)
         files = (tls or TlsFiles()).or_environment()
         if credentials is not None and files.given:

@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from flowrpc.client.channel import use_process_api_url
 from flowrpc.settings import Settings
 
 _lock = threading.Lock()
@@ -45,7 +46,7 @@ class _Embedded:
 
 def embedded_settings() -> Settings:
     """The server settings of an embedded server: FLOWRPC_* as for `flowrpc server start` (home,
-    database, keys, limits), but on a free loopback port, in plaintext, without metrics or
+    database, keys, limits), but on a free loopback port, in plaintext, without metrics, traces or
     background services."""
     return Settings().model_copy(
         update={
@@ -55,6 +56,7 @@ def embedded_settings() -> Settings:
             "tls_key": None,
             "tls_client_ca": None,
             "metrics_port": None,
+            "tracing_enabled": False,
             "late_runs_enabled": False,
             "pause_expirations_enabled": False,
         }
@@ -88,6 +90,7 @@ def _start() -> _Embedded:
     with _lock:
         if _running is None:
             _running = _Embedded()
+            use_process_api_url(_running.url)  # get_client() in this process finds it too
         return _running
 
 
@@ -104,4 +107,5 @@ def _stop() -> None:
     embedded = _running
     if embedded is None or embedded.pid != os.getpid():  # a forked child has no server thread
         return
+    use_process_api_url(None)
     embedded.thread.stop(embedded.settings.grace_seconds)

@@ -141,7 +141,7 @@ def listen(
 async def start_server(settings: Settings) -> Server:
     credentials = server_credentials(settings)
     try:
-        tracing = start_tracing()
+        tracing = start_tracing() if settings.tracing_enabled else None
     except TracingUnavailable as error:
         raise StartupError(str(error)) from error
     db = Database(
