@@ -82,6 +82,24 @@ UPDATE = {
     runs: Prepared(sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))) for runs in STATES
 }
 INSERT = {table: Prepared(sa.insert(table)) for table in (t.flow_run, *STATES.values())}
+FLOW_RUN = Prepared(
+    sa.select(*(t.flow_run.c[f.name] for f in dataclasses.fields(FlowRunRecord))).where(
+        t.flow_run.c.id == sa.bindparam("run_id")
+    )
+)
+_cache = t.task_run_state_cache
+CACHED = Prepared(
+    sa.select(t.task_run_state)
+    .join(_cache, _cache.c.task_run_state_id == t.task_run_state.c.id)
+    .where(
+        _cache.c.cache_key == sa.bindparam("cache_key"),
+        sa.or_(
+            _cache.c.cache_expiration.is_(None), _cache.c.cache_expiration > sa.bindparam("now")
+        ),
+    )
+    .order_by(_cache.c.created.desc())  # the newest first (read with first(): no LIMIT bind)
+)
+CACHE_INSERT = Prepared(sa.insert(_cache))
 
 
 def _locked(conn: Connection, runs: sa.Table, run_id: str) -> tuple[Any, State | None]:
@@ -227,8 +245,15 @@ def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:
 
 
 def set_task_run_state(
-    conn: Connection, task_run_id: str, proposed: State, policy: TaskPolicy, now: int
+    conn: Connection,
+    task_run_id: str,
+    proposed: State,
+    policy: TaskPolicy,
+    now: int,
+    flow_runs: FlowRunFacts | None = None,
 ) -> Outcome | None:
+    """Orchestrates one proposal; None if the run does not exist. `flow_runs` may hold the flow
+    runs' facts read earlier in the transaction (task-run transitions leave them unchanged)."""
     row, initial = _locked(conn, t.task_run, task_run_id)
     if row is None:
         return None
@@ -240,7 +265,7 @@ def set_task_run_state(
         proposed,
         policy=policy,
         now=now,
-        flow_run=_flow_run_of(conn, task_run.flow_run_id),
+        flow_run=(flow_runs or FlowRunFacts(conn)).get(task_run.flow_run_id),
         cached_state=_cached_state(conn, proposed, now),
     )
     writes = _Writes(t.task_run)
@@ -248,23 +273,34 @@ def set_task_run_state(
     writes.flush(conn)
     if decision.cache_insert is not None and decision.state is not None:
         key, expiration = decision.cache_insert
-        conn.execute(
-            sa.insert(t.task_run_state_cache).values(
-                id=decision.state.id,
-                created=now,
-                cache_key=key,
-                cache_expiration=expiration,
-                task_run_state_id=decision.state.id,
-            )
+        CACHE_INSERT.execute(
+            conn,
+            {
+                "id": decision.state.id,
+                "created": now,
+                "cache_key": key,
+                "cache_expiration": expiration,
+                "task_run_state_id": decision.state.id,
+            },
         )
     return Outcome(decision, decision.state or initial)
 
 
-def _flow_run_of(conn: Connection, flow_run_id: str | None) -> Any:
-    if flow_run_id is None:
-        return None
-    row = conn.execute(sa.select(t.flow_run).where(t.flow_run.c.id == flow_run_id)).first()
-    return flow_run_record(row) if row else None
+class FlowRunFacts:
+    """The enclosing flow runs' records task orchestration reads, each read once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._records: dict[str, FlowRunRecord | None] = {}
+
+    def get(self, flow_run_id: str | None) -> FlowRunRecord | None:
+        """The flow run's record; None when there is no id or no such run."""
+        if flow_run_id is None:
+            return None
+        if flow_run_id not in self._records:
+            row = FLOW_RUN.first(self.conn, {"run_id": flow_run_id})
+            self._records[flow_run_id] = flow_run_record(row) if row else None
+        return self._records[flow_run_id]
 
 
 def _cached_state(conn: Connection, proposed: State, now: int) -> State | None:
@@ -272,15 +308,5 @@ def _cached_state(conn: Connection, proposed: State, now: int) -> State | None:
     details = proposed.details
     if proposed.type != StateType.RUNNING or not details.cache_key or details.refresh_cache:
         return None
-    cache = t.task_run_state_cache
-    row = conn.execute(
-        sa.select(t.task_run_state)
-        .join(cache, cache.c.task_run_state_id == t.task_run_state.c.id)
-        .where(
-            cache.c.cache_key == details.cache_key,
-            sa.or_(cache.c.cache_expiration.is_(None), cache.c.cache_expiration > now),
-        )
-        .order_by(cache.c.created.desc())
-        .limit(1)
-    ).first()
+    row = CACHED.first(conn, {"cache_key": details.cache_key, "now": now})
     return state_from_row(row) if row else None
