@@ -17,7 +17,12 @@ from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
 from flowrpc.server.storage.prepared import Prepared
 from flowrpc.server.storage.rows import plain
-from flowrpc.server.storage.transitions import FlowRunFacts, Outcome, set_task_run_state
+from flowrpc.server.storage.transitions import (
+    FlowRunFacts,
+    Outcome,
+    insert_task_run,
+    set_task_run_state,
+)
 
 task = t.task_run.c
 
@@ -36,7 +41,6 @@ BY_KEY = Prepared(
         task.dynamic_key == sa.bindparam("dynamic_key"),
     )
 )
-INSERT = Prepared(sa.insert(t.task_run))
 
 
 def create_task_run(
@@ -44,8 +48,8 @@ def create_task_run(
 ) -> tuple[Any, bool]:
     """Inserts a task run and applies its initial state, forced. Idempotent on
     (flow_run_id, task_key, dynamic_key)."""
-    task_run_id, created, _ = _insert(conn, values, state, now)
-    return get_task_run(conn, task_run_id), created
+    task_run_id, outcomes = _insert(conn, values, [(state, TaskPolicy.MINIMAL)], now)
+    return get_task_run(conn, task_run_id), outcomes is not None
 
 
 def set_states(
@@ -62,28 +66,34 @@ def set_states(
 def start_task_run(
     conn: Connection, values: dict[str, Any], initial: State, proposed: State, now: int
 ) -> tuple[Any, bool, Outcome]:
-    """create_task_run, then `proposed` through the core task policy, in one transaction."""
+    """create_task_run, then `proposed` through the core task policy, in one transaction. A new
+    run gets both states decided before its row is written (transitions.insert_task_run)."""
     flow_runs = FlowRunFacts(conn)
-    task_run_id, created, _ = _insert(conn, values, initial, now, flow_runs)
-    outcome = set_state(conn, task_run_id, proposed, False, now, flow_runs)
-    return get_task_run(conn, task_run_id), created, outcome
+    proposals = [(initial, TaskPolicy.MINIMAL), (proposed, TaskPolicy.CORE)]
+    task_run_id, outcomes = _insert(conn, values, proposals, now, flow_runs)
+    if outcomes is None:  # the run existed: only `proposed` applies
+        outcome = set_state(conn, task_run_id, proposed, False, now, flow_runs)
+    else:
+        outcome = outcomes[-1]
+    return get_task_run(conn, task_run_id), outcomes is not None, outcome
 
 
 def _insert(
     conn: Connection,
     values: dict[str, Any],
-    state: State,
+    proposals: list[tuple[State, TaskPolicy]],
     now: int,
     flow_runs: FlowRunFacts | None = None,
-) -> tuple[str, bool, FlowRunFacts]:
-    """The run with this key (created False), else a new one in `state`, forced."""
+) -> tuple[str, list[Outcome] | None]:
+    """The run with this key (and None), else a new one with `proposals` applied in order
+    (and their outcomes)."""
     flow_runs = flow_runs or FlowRunFacts(conn)
     keyed = bool(values.get("flow_run_id"))
     if keyed:
         if flow_runs.get(values["flow_run_id"]) is None:
             raise not_found("flow run", values["flow_run_id"])
         if (existing := BY_KEY.first(conn, _key(values))) is not None:
-            return existing.id, False, flow_runs
+            return existing.id, None
     task_run_id = new_id()
     values = {
         **values,
@@ -98,13 +108,12 @@ def _insert(
     concurrent = keyed and conn.dialect.name != "sqlite"
     try:
         with conn.begin_nested() if concurrent else contextlib.nullcontext():
-            INSERT.execute(conn, values)
+            outcomes = insert_task_run(conn, values, proposals, now, flow_runs)
     except sa.exc.IntegrityError:
         if not concurrent or (existing := BY_KEY.first(conn, _key(values))) is None:
             raise
-        return existing.id, False, flow_runs
-    set_task_run_state(conn, task_run_id, state, TaskPolicy.MINIMAL, now, flow_runs)
-    return task_run_id, True, flow_runs
+        return existing.id, None
+    return task_run_id, outcomes
 
 
 def _key(values: dict[str, Any]) -> dict[str, Any]:

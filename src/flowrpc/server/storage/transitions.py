@@ -28,7 +28,7 @@ from flowrpc.server.orchestration.records import (
 )
 from flowrpc.server.storage import changes
 from flowrpc.server.storage import tables as t
-from flowrpc.server.storage.prepared import Prepared
+from flowrpc.server.storage.prepared import Prepared, Row, insert_defaults
 from flowrpc.server.storage.rows import (
     copy_record,
     flow_run_record,
@@ -81,7 +81,8 @@ LOCK_FLOW_RUNS = _locking(
 UPDATE = {
     runs: Prepared(sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))) for runs in STATES
 }
-INSERT = {table: Prepared(sa.insert(table)) for table in (t.flow_run, *STATES.values())}
+INSERT = {table: Prepared(sa.insert(table)) for table in (t.flow_run, t.task_run, *STATES.values())}
+TASK_RUN_DEFAULTS = insert_defaults(t.task_run)  # a new task run's columns before its values
 FLOW_RUN = Prepared(
     sa.select(*(t.flow_run.c[f.name] for f in dataclasses.fields(FlowRunRecord))).where(
         t.flow_run.c.id == sa.bindparam("run_id")
@@ -271,6 +272,50 @@ def set_task_run_state(
     writes = _Writes(t.task_run)
     writes.add(before, task_run, decision, now)
     writes.flush(conn)
+    _insert_cache_entry(conn, decision, now)
+    return Outcome(decision, decision.state or initial)
+
+
+def insert_task_run(
+    conn: Connection,
+    values: dict[str, Any],
+    proposals: list[tuple[State, TaskPolicy]],
+    now: int,
+    flow_runs: FlowRunFacts,
+) -> list[Outcome]:
+    """Inserts a new task run (values has every column it is given, its id included) after
+    orchestrating its first proposals in order, each over the run as the one before left it:
+    what set_task_run_state would decide one by one, but the run row written once, with no
+    lock (nobody else sees it yet) and no re-read. The caller inserts nothing else first."""
+    task_run = task_run_record(Row({**TASK_RUN_DEFAULTS, **values}))
+    inserted = copy_record(task_run)
+    flow_run = flow_runs.get(task_run.flow_run_id)
+    current: State | None = None
+    writes = _Writes(t.task_run)
+    outcomes = []
+    for proposed, policy in proposals:
+        decision = orchestrate_task_run(
+            task_run,
+            current,
+            proposed,
+            policy=policy,
+            now=now,
+            flow_run=flow_run,
+            cached_state=_cached_state(conn, proposed, now),
+        )
+        if decision.state is not None:
+            writes.states.append({**state_values(decision.state), "task_run_id": task_run.id})
+            task_run.state_id = decision.state.id
+            current = decision.state
+        outcomes.append((decision, current))
+    INSERT[t.task_run].execute(conn, {**values, **record_changes(inserted, task_run)})
+    INSERT[t.task_run_state].execute(conn, writes.states)
+    for decision, _ in outcomes:
+        _insert_cache_entry(conn, decision, now)
+    return [Outcome(decision, state) for decision, state in outcomes]
+
+
+def _insert_cache_entry(conn: Connection, decision: Decision, now: int) -> None:
     if decision.cache_insert is not None and decision.state is not None:
         key, expiration = decision.cache_insert
         CACHE_INSERT.execute(
@@ -283,7 +328,6 @@ def set_task_run_state(
                 "task_run_state_id": decision.state.id,
             },
         )
-    return Outcome(decision, decision.state or initial)
 
 
 class FlowRunFacts:
