@@ -15,8 +15,14 @@ from flowrpc.server.orchestration import TaskPolicy
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.filters import Filter, compiler_for
+from flowrpc.server.storage.prepared import Prepared
 from flowrpc.server.storage.rows import plain
-from flowrpc.server.storage.transitions import Outcome, set_task_run_state
+from flowrpc.server.storage.transitions import (
+    FlowRunFacts,
+    Outcome,
+    insert_task_run,
+    set_task_run_state,
+)
 
 task = t.task_run.c
 
@@ -26,22 +32,68 @@ READ = sa.select(
     t.task_run_state.c.data.label("state_data"),
     t.task_run_state.c.state_details.label("state_details"),
 ).select_from(t.task_run.outerjoin(t.task_run_state, t.task_run_state.c.id == task.state_id))
+# The statements of every task run's create and start, prepared (see storage/prepared.py).
+GET = Prepared(READ.where(task.id == sa.bindparam("task_run_id")))
+BY_KEY = Prepared(
+    sa.select(task.id).where(
+        task.flow_run_id == sa.bindparam("flow_run_id"),
+        task.task_key == sa.bindparam("task_key"),
+        task.dynamic_key == sa.bindparam("dynamic_key"),
+    )
+)
 
 
 def create_task_run(
     conn: Connection, values: dict[str, Any], state: State, now: int
-) -> tuple[Row[Any], bool]:
+) -> tuple[Any, bool]:
     """Inserts a task run and applies its initial state, forced. Idempotent on
     (flow_run_id, task_key, dynamic_key)."""
+    task_run_id, outcomes = _insert(conn, values, [(state, TaskPolicy.MINIMAL)], now)
+    return get_task_run(conn, task_run_id), outcomes is not None
+
+
+def set_states(
+    conn: Connection, proposals: list[tuple[str, State, bool]], now: int
+) -> list[Outcome]:
+    """set_state for each (task_run_id, state, force), in order, in one transaction. The flow
+    runs' facts are read once per flow run: task-run transitions do not change them."""
+    flow_runs = FlowRunFacts(conn)
+    return [
+        set_state(conn, run_id, state, force, now, flow_runs) for run_id, state, force in proposals
+    ]
+
+
+def start_task_run(
+    conn: Connection, values: dict[str, Any], initial: State, proposed: State, now: int
+) -> tuple[Any, bool, Outcome]:
+    """create_task_run, then `proposed` through the core task policy, in one transaction. A new
+    run gets both states decided before its row is written (transitions.insert_task_run)."""
+    flow_runs = FlowRunFacts(conn)
+    proposals = [(initial, TaskPolicy.MINIMAL), (proposed, TaskPolicy.CORE)]
+    task_run_id, outcomes = _insert(conn, values, proposals, now, flow_runs)
+    if outcomes is None:  # the run existed: only `proposed` applies
+        outcome = set_state(conn, task_run_id, proposed, False, now, flow_runs)
+    else:
+        outcome = outcomes[-1]
+    return get_task_run(conn, task_run_id), outcomes is not None, outcome
+
+
+def _insert(
+    conn: Connection,
+    values: dict[str, Any],
+    proposals: list[tuple[State, TaskPolicy]],
+    now: int,
+    flow_runs: FlowRunFacts | None = None,
+) -> tuple[str, list[Outcome] | None]:
+    """The run with this key (and None), else a new one with `proposals` applied in order
+    (and their outcomes)."""
+    flow_runs = flow_runs or FlowRunFacts(conn)
     keyed = bool(values.get("flow_run_id"))
     if keyed:
-        found = conn.execute(
-            sa.select(t.flow_run.c.id).where(t.flow_run.c.id == values["flow_run_id"])
-        ).first()
-        if found is None:
+        if flow_runs.get(values["flow_run_id"]) is None:
             raise not_found("flow run", values["flow_run_id"])
-        if (existing := _by_key(conn, values)) is not None:
-            return existing, False
+        if (existing := BY_KEY.first(conn, _key(values))) is not None:
+            return existing.id, None
     task_run_id = new_id()
     values = {
         **values,
@@ -51,46 +103,25 @@ def create_task_run(
         "updated": now,
         "name": values.get("name") or slug(),
     }
+    # PostgreSQL: a concurrent create of the same key may commit first; then return its run.
+    # SQLite has one writer: the key was just looked up in this transaction.
+    concurrent = keyed and conn.dialect.name != "sqlite"
     try:
-        # PostgreSQL: a concurrent create of the same key may commit first; then return its run.
-        with conn.begin_nested() if keyed else contextlib.nullcontext():
-            conn.execute(sa.insert(t.task_run).values(**values))
+        with conn.begin_nested() if concurrent else contextlib.nullcontext():
+            outcomes = insert_task_run(conn, values, proposals, now, flow_runs)
     except sa.exc.IntegrityError:
-        if not keyed or (existing := _by_key(conn, values)) is None:
+        if not concurrent or (existing := BY_KEY.first(conn, _key(values))) is None:
             raise
-        return existing, False
-    set_task_run_state(conn, task_run_id, state, TaskPolicy.MINIMAL, now)
-    return get_task_run(conn, task_run_id), True
+        return existing.id, None
+    return task_run_id, outcomes
 
 
-def set_states(
-    conn: Connection, proposals: list[tuple[str, State, bool]], now: int
-) -> list[Outcome]:
-    """set_state for each (task_run_id, state, force), in order, in one transaction."""
-    return [set_state(conn, run_id, state, force, now) for run_id, state, force in proposals]
+def _key(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in ("flow_run_id", "task_key", "dynamic_key")}
 
 
-def start_task_run(
-    conn: Connection, values: dict[str, Any], initial: State, proposed: State, now: int
-) -> tuple[Row[Any], bool, Outcome]:
-    """create_task_run, then `proposed` through the core task policy, in one transaction."""
-    row, created = create_task_run(conn, values, initial, now)
-    outcome = set_state(conn, row.id, proposed, False, now)
-    return get_task_run(conn, row.id), created, outcome
-
-
-def _by_key(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
-    return conn.execute(
-        READ.where(
-            task.flow_run_id == values["flow_run_id"],
-            task.task_key == values["task_key"],
-            task.dynamic_key == values["dynamic_key"],
-        )
-    ).first()
-
-
-def get_task_run(conn: Connection, task_run_id: str) -> Row[Any]:
-    row = conn.execute(READ.where(task.id == task_run_id)).first()
+def get_task_run(conn: Connection, task_run_id: str) -> Any:
+    row = GET.first(conn, {"task_run_id": task_run_id})
     if row is None:
         raise not_found("task run", task_run_id)
     return row
@@ -113,10 +144,15 @@ def list_task_runs(conn: Connection, filters: Filter, limit: int, offset: int) -
 
 
 def set_state(
-    conn: Connection, task_run_id: str, proposed: State, force: bool, now: int
+    conn: Connection,
+    task_run_id: str,
+    proposed: State,
+    force: bool,
+    now: int,
+    flow_runs: FlowRunFacts | None = None,
 ) -> Outcome:
     policy = TaskPolicy.MINIMAL if force else TaskPolicy.CORE
-    outcome = set_task_run_state(conn, task_run_id, proposed, policy, now)
+    outcome = set_task_run_state(conn, task_run_id, proposed, policy, now, flow_runs)
     if outcome is None:
         raise not_found("task run", task_run_id)
     return outcome

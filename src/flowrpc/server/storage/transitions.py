@@ -28,7 +28,7 @@ from flowrpc.server.orchestration.records import (
 )
 from flowrpc.server.storage import changes
 from flowrpc.server.storage import tables as t
-from flowrpc.server.storage.prepared import Prepared
+from flowrpc.server.storage.prepared import Prepared, Row, insert_defaults
 from flowrpc.server.storage.rows import (
     copy_record,
     flow_run_record,
@@ -81,7 +81,26 @@ LOCK_FLOW_RUNS = _locking(
 UPDATE = {
     runs: Prepared(sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))) for runs in STATES
 }
-INSERT = {table: Prepared(sa.insert(table)) for table in (t.flow_run, *STATES.values())}
+INSERT = {table: Prepared(sa.insert(table)) for table in (t.flow_run, t.task_run, *STATES.values())}
+TASK_RUN_DEFAULTS = insert_defaults(t.task_run)  # a new task run's columns before its values
+FLOW_RUN = Prepared(
+    sa.select(*(t.flow_run.c[f.name] for f in dataclasses.fields(FlowRunRecord))).where(
+        t.flow_run.c.id == sa.bindparam("run_id")
+    )
+)
+_cache = t.task_run_state_cache
+CACHED = Prepared(
+    sa.select(t.task_run_state)
+    .join(_cache, _cache.c.task_run_state_id == t.task_run_state.c.id)
+    .where(
+        _cache.c.cache_key == sa.bindparam("cache_key"),
+        sa.or_(
+            _cache.c.cache_expiration.is_(None), _cache.c.cache_expiration > sa.bindparam("now")
+        ),
+    )
+    .order_by(_cache.c.created.desc())  # the newest first (read with first(): no LIMIT bind)
+)
+CACHE_INSERT = Prepared(sa.insert(_cache))
 
 
 def _locked(conn: Connection, runs: sa.Table, run_id: str) -> tuple[Any, State | None]:
@@ -227,8 +246,15 @@ def resume_flow_run(conn: Connection, run_id: str, now: int) -> Outcome | None:
 
 
 def set_task_run_state(
-    conn: Connection, task_run_id: str, proposed: State, policy: TaskPolicy, now: int
+    conn: Connection,
+    task_run_id: str,
+    proposed: State,
+    policy: TaskPolicy,
+    now: int,
+    flow_runs: FlowRunFacts | None = None,
 ) -> Outcome | None:
+    """Orchestrates one proposal; None if the run does not exist. `flow_runs` may hold the flow
+    runs' facts read earlier in the transaction (task-run transitions leave them unchanged)."""
     row, initial = _locked(conn, t.task_run, task_run_id)
     if row is None:
         return None
@@ -240,31 +266,85 @@ def set_task_run_state(
         proposed,
         policy=policy,
         now=now,
-        flow_run=_flow_run_of(conn, task_run.flow_run_id),
+        flow_run=(flow_runs or FlowRunFacts(conn)).get(task_run.flow_run_id),
         cached_state=_cached_state(conn, proposed, now),
     )
     writes = _Writes(t.task_run)
     writes.add(before, task_run, decision, now)
     writes.flush(conn)
-    if decision.cache_insert is not None and decision.state is not None:
-        key, expiration = decision.cache_insert
-        conn.execute(
-            sa.insert(t.task_run_state_cache).values(
-                id=decision.state.id,
-                created=now,
-                cache_key=key,
-                cache_expiration=expiration,
-                task_run_state_id=decision.state.id,
-            )
-        )
+    _insert_cache_entry(conn, decision, now)
     return Outcome(decision, decision.state or initial)
 
 
-def _flow_run_of(conn: Connection, flow_run_id: str | None) -> Any:
-    if flow_run_id is None:
-        return None
-    row = conn.execute(sa.select(t.flow_run).where(t.flow_run.c.id == flow_run_id)).first()
-    return flow_run_record(row) if row else None
+def insert_task_run(
+    conn: Connection,
+    values: dict[str, Any],
+    proposals: list[tuple[State, TaskPolicy]],
+    now: int,
+    flow_runs: FlowRunFacts,
+) -> list[Outcome]:
+    """Inserts a new task run (values has every column it is given, its id included) after
+    orchestrating its first proposals in order, each over the run as the one before left it:
+    what set_task_run_state would decide one by one, but the run row written once, with no
+    lock (nobody else sees it yet) and no re-read. The caller inserts nothing else first."""
+    task_run = task_run_record(Row({**TASK_RUN_DEFAULTS, **values}))
+    inserted = copy_record(task_run)
+    flow_run = flow_runs.get(task_run.flow_run_id)
+    current: State | None = None
+    writes = _Writes(t.task_run)
+    outcomes = []
+    for proposed, policy in proposals:
+        decision = orchestrate_task_run(
+            task_run,
+            current,
+            proposed,
+            policy=policy,
+            now=now,
+            flow_run=flow_run,
+            cached_state=_cached_state(conn, proposed, now),
+        )
+        if decision.state is not None:
+            writes.states.append({**state_values(decision.state), "task_run_id": task_run.id})
+            task_run.state_id = decision.state.id
+            current = decision.state
+        outcomes.append((decision, current))
+    INSERT[t.task_run].execute(conn, {**values, **record_changes(inserted, task_run)})
+    INSERT[t.task_run_state].execute(conn, writes.states)
+    for decision, _ in outcomes:
+        _insert_cache_entry(conn, decision, now)
+    return [Outcome(decision, state) for decision, state in outcomes]
+
+
+def _insert_cache_entry(conn: Connection, decision: Decision, now: int) -> None:
+    if decision.cache_insert is not None and decision.state is not None:
+        key, expiration = decision.cache_insert
+        CACHE_INSERT.execute(
+            conn,
+            {
+                "id": decision.state.id,
+                "created": now,
+                "cache_key": key,
+                "cache_expiration": expiration,
+                "task_run_state_id": decision.state.id,
+            },
+        )
+
+
+class FlowRunFacts:
+    """The enclosing flow runs' records task orchestration reads, each read once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._records: dict[str, FlowRunRecord | None] = {}
+
+    def get(self, flow_run_id: str | None) -> FlowRunRecord | None:
+        """The flow run's record; None when there is no id or no such run."""
+        if flow_run_id is None:
+            return None
+        if flow_run_id not in self._records:
+            row = FLOW_RUN.first(self.conn, {"run_id": flow_run_id})
+            self._records[flow_run_id] = flow_run_record(row) if row else None
+        return self._records[flow_run_id]
 
 
 def _cached_state(conn: Connection, proposed: State, now: int) -> State | None:
@@ -272,15 +352,5 @@ def _cached_state(conn: Connection, proposed: State, now: int) -> State | None:
     details = proposed.details
     if proposed.type != StateType.RUNNING or not details.cache_key or details.refresh_cache:
         return None
-    cache = t.task_run_state_cache
-    row = conn.execute(
-        sa.select(t.task_run_state)
-        .join(cache, cache.c.task_run_state_id == t.task_run_state.c.id)
-        .where(
-            cache.c.cache_key == details.cache_key,
-            sa.or_(cache.c.cache_expiration.is_(None), cache.c.cache_expiration > now),
-        )
-        .order_by(cache.c.created.desc())
-        .limit(1)
-    ).first()
+    row = CACHED.first(conn, {"cache_key": details.cache_key, "now": now})
     return state_from_row(row) if row else None
