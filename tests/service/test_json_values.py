@@ -137,7 +137,7 @@ async def test_task_run_state_data_round_trips(stubs, data):
     listed = (await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest())).task_runs
     assert [t.state.data for t in listed] == [expected]
     graph = await stubs.flow_runs.GetFlowRunGraph(fr.GetFlowRunGraphRequest(flow_run_id=run.id))
-    assert [n.state.data for n in graph.nodes] == [expected]
+    assert [n.state.HasField("data") for n in graph.nodes] == [False]  # graphs leave data out
     request = tr.SetTaskRunStateRequest(task_run_id=task.id, state=with_data(COMPLETED, data))
     done = (await stubs.task_runs.SetTaskRunState(request)).result
     assert done.status == orc.SET_STATE_STATUS_ACCEPT and done.state.data == expected
