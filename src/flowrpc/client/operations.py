@@ -3,7 +3,7 @@ arguments, then flowrpc's streaming extras. Both clients get one method per func
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -871,17 +871,8 @@ def iter_logs(
     """Every matching log record in `sort` order, fetched a page at a time with
     next_page_token (a constant cost per page however deep). page_size=None means the server
     default (200)."""
-    page_token = ""
-    while True:
-        request = to_message(
-            logs_pb.ListLogsRequest,
-            {"logs": log_filter, "sort": sort, "limit": page_size, "page_token": page_token},
-        )
-        response = yield Call(LOGS, "ListLogs", request)
-        yield Items(Log.from_protos(response.logs))
-        page_token = response.next_page_token
-        if not page_token:
-            return
+    fields = {"logs": log_filter, "sort": sort, "limit": page_size}
+    yield from _pages(LOGS, "ListLogs", logs_pb.ListLogsRequest, fields, lambda r: r.logs, Log)
 
 
 # ---- assets ----
@@ -958,14 +949,26 @@ def iter_flow_runs(
         work_pool_filter,
         work_queue_filter,
     )
+    fields = {"filter": filters, "sort": sort, "limit": page_size}
+    request = flow_runs_pb.ListFlowRunsRequest
+    yield from _pages(FLOW_RUNS, "ListFlowRuns", request, fields, lambda r: r.flow_runs, FlowRun)
+
+
+def _pages(
+    stub: Any,
+    method: str,
+    message: Any,
+    fields: dict[str, Any],
+    items: Callable[[Any], Any],
+    schema: Any,
+) -> Operation:
+    """The items of every page of a list paged by next_page_token: `fields` make each request,
+    with the page token of the response before."""
     page_token = ""
     while True:
-        request = to_message(
-            flow_runs_pb.ListFlowRunsRequest,
-            {"filter": filters, "sort": sort, "limit": page_size, "page_token": page_token},
-        )
-        response = yield Call(FLOW_RUNS, "ListFlowRuns", request)
-        yield Items(FlowRun.from_protos(response.flow_runs))
+        request = to_message(message, {**fields, "page_token": page_token})
+        response = yield Call(stub, method, request)
+        yield Items(schema.from_protos(items(response)))
         page_token = response.next_page_token
         if not page_token:
             return
