@@ -268,6 +268,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         None, or the error that ends the call."""
         budget = run_budget(self.settings)
         check = functools.partial(check_row, budget=budget)
+        written: asyncio.Future[Any] | None = None
         try:
             async for request in requests:
                 if len(request.runs) > MAX_CREATE_RUNS:
@@ -282,9 +283,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     continue
                 now = now_micros()
                 creates = [self._run_create(run, now, budget) for run in request.runs]
-                written = asyncio.ensure_future(
-                    self.db.write(run_creates.create_flow_runs, creates, check)
-                )
+                written = asyncio.ensure_future(self._write_after(written, creates, check))
                 # Retrieved here too: a call that ends early leaves later writes unanswered.
                 written.add_done_callback(_retrieved)
                 await writes.put((request.runs, now, written))
@@ -292,6 +291,16 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             await writes.put(error)
             return
         await writes.put(None)
+
+    async def _write_after(
+        self, previous: asyncio.Future[Any] | None, creates: list[Any], check: Any
+    ) -> Any:
+        """Writes a message's runs once the previous message's write is done: on PostgreSQL
+        two writes could otherwise commit out of order, and a key used in both messages would
+        be created by the later one."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        return await self.db.write(run_creates.create_flow_runs, creates, check)
 
     def _run_create(self, run: pb.FlowRunCreate, now: int, budget: int) -> Any:
         """The run's create, as its single create makes it, or why it cannot be made."""
