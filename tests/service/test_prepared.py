@@ -72,3 +72,26 @@ def test_prepared_statements_match_sqlalchemy(database):
                 INSERT.execute(conn, {**_run(flow_id, "again"), "id": ours["id"]})
     finally:
         db.close()
+
+
+def test_many_rows_past_one_statements_bound_values_are_all_stored_as_given(database):
+    # 32 columns a run: SQLite binds at most 32,766 values a statement, so 2,500 runs take
+    # three INSERT statements; every run is stored as SQLAlchemy stores it, none twice.
+    db = Database(database.database_url)
+    db.migrate()
+    try:
+        with db._write_engine.begin() as conn:
+            flow_id = new_id()
+            conn.execute(sa.insert(t.flow).values(id=flow_id, created=1, updated=1, name="f"))
+            runs = [_run(flow_id, f"run-{i}") for i in range(2500)]
+            INSERT.execute(conn, runs)
+            reference = {**_run(flow_id, "run-0"), "created": runs[0]["created"]}
+            reference["updated"] = runs[0]["updated"]
+            conn.execute(sa.insert(t.flow_run), reference)
+            count = sa.select(sa.func.count()).select_from(t.flow_run)
+            assert conn.execute(count).scalar() == 2501
+            assert _stored(conn, runs[0]["id"]) == _stored(conn, reference["id"])
+            names = conn.execute(sa.select(t.flow_run.c.id, t.flow_run.c.name)).all()
+            assert {(r["id"], r["name"]) for r in runs} <= set(map(tuple, names))
+    finally:
+        db.close()

@@ -92,7 +92,9 @@ class Prepared:
         plan = self._plan(conn.dialect, params[0] if many else params)
         driver = conn.connection.driver_connection
         with _as_sqlalchemy_errors(plan.sql):
-            if many:
+            if many and plan.sql.startswith("INSERT"):
+                _insert_rows(driver, plan, [plan.parameters(p) for p in params])
+            elif many:
                 driver.executemany(plan.sql, [plan.parameters(p) for p in params])
             else:
                 driver.execute(plan.sql, plan.parameters(params))
@@ -112,6 +114,20 @@ class Prepared:
         if (plan := self._plans.get(key)) is None:
             plan = self._plans[key] = _compile(self.statement, dialect, key)
         return plan
+
+
+def _insert_rows(driver: sqlite3.Connection, plan: _Plan, rows: list[tuple[Any, ...]]) -> None:
+    """Many rows inserted by few statements, each with as many rows as SQLite takes bound
+    values. Not executemany, one statement a row: inside a savepoint each statement's release
+    walks SQLite's in-memory statement journal from its start, so a thousand rows cost a
+    thousand walks of a journal that grows with them."""
+    width = len(plan.names)
+    per_statement = max(1, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    head, _, one = plan.sql.rpartition(" VALUES ")
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        sql = f"{head} VALUES {', '.join([one] * len(chunk))}"
+        driver.execute(sql, [value for row in chunk for value in row])
 
 
 @contextlib.contextmanager
