@@ -2,7 +2,8 @@
 sends both to the server in batches.
 
 What the engine uses: `run_logging(context)` around each flow or task body (it turns print
-capture on when `context.log_prints`, and flushes at the end of a flow run) and `flush_logs()`.
+capture on when `context.log_prints`, and flushes at the end of a flow run) and `flush_logs()`;
+an async flow uses `recording_prints(context)` and flushes in a thread, so its loop goes on.
 
 How records travel: a record logged in a run is put in a bounded in-memory buffer and the caller
 goes on; a background thread sends the buffer with `create_logs` every `interval` seconds, as soon
@@ -48,6 +49,7 @@ __all__ = [
     "RunLoggerAdapter",
     "flush_logs",
     "get_run_logger",
+    "recording_prints",
     "run_logging",
     "set_client_factory",
 ]
@@ -524,7 +526,7 @@ def get_run_logger(context: RunContext | None = None, **kwargs: Any) -> logging.
 
 # ---- print capture ----
 
-# The run whose prints are recorded now: set by run_logging, None where prints are not recorded.
+# The run whose prints are recorded now (set by recording_prints), None where they are not.
 _printing_for: ContextVar[RunContext | None] = ContextVar("flowrpc_print_capture", default=None)
 _builtin_print = builtins.print
 
@@ -555,10 +557,9 @@ def _print(
 
 
 @contextlib.contextmanager
-def run_logging(context: RunContext) -> Iterator[None]:
-    """The engine's hook around a flow or task body, inside its run context: prints are recorded
-    for the run when `context.log_prints` (and not when it is False, even inside a flow that
-    records them), and at the end of a flow run its records are flushed to the server."""
+def recording_prints(context: RunContext) -> Iterator[None]:
+    """Prints inside the block are recorded for the run when `context.log_prints` (and not when
+    it is False, even inside a flow that records them)."""
     if context.log_prints and builtins.print is not _print:
         builtins.print = _print  # once per process; without a capturing run it only prints
     token = _printing_for.set(context if context.log_prints else None)
@@ -566,6 +567,17 @@ def run_logging(context: RunContext) -> Iterator[None]:
         yield
     finally:
         _printing_for.reset(token)
+
+
+@contextlib.contextmanager
+def run_logging(context: RunContext) -> Iterator[None]:
+    """The engine's hook around a flow or task body, inside its run context: prints are recorded
+    (see recording_prints), and at the end of a flow run its records are flushed to the server.
+    The async driver flushes in a thread instead, so its loop goes on (engine/run.py)."""
+    try:
+        with recording_prints(context):
+            yield
+    finally:
         if isinstance(context, FlowRunContext):
             # Bounded: with the server out of reach, the flow does not wait on every retry.
             flush_logs(FLOW_END_FLUSH_SECONDS)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+from flowrpc.context import FlowRunContext
 from flowrpc.engine.flow_engine import FlowRunEngine
 from flowrpc.engine.task_engine import TaskRunEngine
 from flowrpc.engine.timeouts import async_timeout, sync_timeout
-from flowrpc.logging import run_logging
+from flowrpc.logging import FLOW_END_FLUSH_SECONDS, flush_logs, recording_prints, run_logging
 
 
 def run_task(
@@ -27,9 +29,7 @@ def run_task(
     return_type="state"). For an async task this returns a coroutine."""
     if inspect.iscoroutinefunction(task.fn):
         return _run_task_async(task, parameters, wait_for, return_type, on_task_run_id)
-    # Completed states go out in the background, except for a direct call that asked for the
-    # state (return_state=True), which gets the server's answer.
-    background = return_type == "result" or on_task_run_id is not None
+    background = _completed_in_background(return_type, on_task_run_id)
     engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id, background)
     engine.setup()
     while not engine.done:
@@ -49,8 +49,10 @@ async def _run_task_async(
     return_type: str,
     on_task_run_id: Callable[[UUID | None], None] | None,
 ) -> Any:
-    engine = TaskRunEngine(task, parameters, wait_for, on_task_run_id)
-    await asyncio.to_thread(engine.setup)
+    background = _completed_in_background(return_type, on_task_run_id)
+    engine = await asyncio.to_thread(
+        _set_up, TaskRunEngine, task, parameters, wait_for, on_task_run_id, background
+    )
     while not engine.done:
         step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
@@ -58,7 +60,22 @@ async def _run_task_async(
                 await _attempt_async(engine, task.fn, *task.call_arguments(engine.parameters))
         elif step:
             await asyncio.sleep(step)
+    # No call to make: the value is in memory (kept by succeed, or loaded by begin_attempt).
     return engine.outcome(return_type == "state")
+
+
+def _set_up(engine_class: Callable[..., Any], *args: Any) -> Any:
+    """A new engine, set up. In a thread for an async run: making an engine may open the SDK's
+    client (and start the embedded server) on first use."""
+    engine = engine_class(*args)
+    engine.setup()
+    return engine
+
+
+def _completed_in_background(return_type: str, on_task_run_id: Any) -> bool:
+    """Completed states go out in the background, except for a direct call that asked for the
+    state (return_state=True), which gets the server's answer."""
+    return return_type == "result" or on_task_run_id is not None
 
 
 def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "result") -> Any:
@@ -85,21 +102,48 @@ def run_flow(flow: Any, bound: inspect.BoundArguments, return_type: str = "resul
 
 
 async def _run_flow_async(flow: Any, bound: inspect.BoundArguments, return_type: str) -> Any:
-    engine = FlowRunEngine(flow, bound)
-    await asyncio.to_thread(engine.setup)
+    engine = await asyncio.to_thread(_set_up, FlowRunEngine, flow, bound)
     while not engine.done:
         step = await asyncio.to_thread(engine.begin_attempt)
         if step is True:
             parameters = flow.parameters_of(bound)
-            with (
-                engine.run_context(parameters) as context,
-                run_logging(context),
-                context.task_runner,
-            ):
-                await _attempt_async(engine, flow.fn, bound.args, bound.kwargs)
+            with engine.run_context(parameters) as context:
+                async with _async_flow_body(context):
+                    await _attempt_async(engine, flow.fn, bound.args, bound.kwargs)
         elif step:
             await asyncio.sleep(step)
+    # No call to make: the value is in memory (kept by succeed).
     return engine.outcome(return_type == "state")
+
+
+@asynccontextmanager
+async def _async_flow_body(context: FlowRunContext) -> AsyncIterator[None]:
+    """What the sync driver's `with` does around a flow body, with its waits in threads so the
+    loop goes on: the task runner starts; at the end it waits for the submitted tasks, then the
+    run's logs are flushed."""
+    runner = context.task_runner
+    error: BaseException | None = None
+    try:
+        with recording_prints(context):
+            await asyncio.to_thread(runner.__enter__)
+            try:
+                yield
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                exc_info = (type(error), error, error.__traceback__) if error else (None,) * 3
+                await _off_the_loop(error, runner.__exit__, *exc_info)
+    finally:
+        await _off_the_loop(error, flush_logs, FLOW_END_FLUSH_SECONDS)
+
+
+async def _off_the_loop(error: BaseException | None, call: Callable[..., Any], *args: Any) -> Any:
+    """call(*args) in a thread, so the loop goes on while it blocks; in a coroutine being closed
+    (GeneratorExit: it may not await any more) it runs here."""
+    if isinstance(error, GeneratorExit):
+        return call(*args)
+    return await asyncio.to_thread(call, *args)
 
 
 def _attempt_sync(engine: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
@@ -126,8 +170,8 @@ async def _attempt_async(engine: Any, fn: Callable[..., Any], args: Any, kwargs:
                 value = await asyncio.to_thread(engine.resolve_return, value)
     except Exception as error:
         await asyncio.to_thread(engine.fail, error)
-    except BaseException as error:
-        engine.crash(error)
+    except BaseException as error:  # cancelled, interrupted: Crashed is recorded, then re-raised
+        await _off_the_loop(error, engine.crash, error)
         raise
     else:
         await asyncio.to_thread(engine.succeed, value)
