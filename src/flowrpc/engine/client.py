@@ -51,12 +51,13 @@ def _point_log_shipper() -> None:
 
 
 def reset_sdk_client() -> None:
-    """Closes the shared client (once the states reported in the background are sent); the
-    next sdk_client() opens one for the current address."""
-    from flowrpc.engine.reporter import flush_reported_states
+    """Closes the shared client (once the states reported in the background are sent, and
+    their reporter's thread has ended); the next sdk_client() opens one for the current
+    address."""
+    from flowrpc.engine.reporter import close_state_reporter
     from flowrpc.logging import flush_logs
 
-    flush_reported_states()
+    close_state_reporter()
     flush_logs(10)
     global _client
     with _lock:

@@ -7,7 +7,8 @@ state travels. One
 thread sends the states in the order they were given, as many per SetTaskRunStates call as
 have queued up within 10 ms (up to 100). A flow waits for every state it handed
 over before it proposes its own final state, and the process waits at exit, so no state is lost
-at a normal exit; a state the server refuses is logged.
+at a normal exit; a state the server refuses is logged. When the SDK's client is replaced, its
+reporter sends what it holds and its thread ends.
 """
 
 from __future__ import annotations
@@ -36,17 +37,22 @@ class StateReporter:
         self._pending: deque[tuple[Any, State]] = deque()
         self._unsent = 0  # handed over and not yet answered
         self._flushing = 0  # callers waiting in flush(): send without lingering
+        self._closed = False
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._send, name="flowrpc-states", daemon=True)
         self._thread.start()
 
     def report(self, task_run_id: Any, state: State) -> None:
-        """Queues the proposal; waits while MAX_QUEUED are already queued."""
+        """Queues the proposal; waits while MAX_QUEUED are already queued. Once closed, sends it
+        at once (a task that got this reporter just before its client was replaced)."""
         with self._changed:
-            self._changed.wait_for(lambda: len(self._pending) < MAX_QUEUED)
-            self._pending.append((task_run_id, state))
-            self._unsent += 1
-            self._changed.notify_all()
+            self._changed.wait_for(lambda: len(self._pending) < MAX_QUEUED or self._closed)
+            if not self._closed:
+                self._pending.append((task_run_id, state))
+                self._unsent += 1
+                self._changed.notify_all()
+                return
+        self._propose([(task_run_id, state)])
 
     def flush(self) -> None:
         """Returns once every state handed over so far has been answered."""
@@ -58,14 +64,23 @@ class StateReporter:
             finally:
                 self._flushing -= 1
 
+    def close(self) -> None:
+        """Sends every state handed over, then ends the thread."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join()
+
     def _send(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: bool(self._pending))
+                self._changed.wait_for(lambda: bool(self._pending) or self._closed)
+                if not self._pending:
+                    return  # closed, and nothing left to send
                 # Linger a little for a fuller batch: a sequence of quick tasks then costs the
                 # server one call per many states instead of one each.
                 self._changed.wait_for(
-                    lambda: len(self._pending) >= BATCH or self._flushing > 0,
+                    lambda: len(self._pending) >= BATCH or self._flushing > 0 or self._closed,
                     timeout=LINGER_SECONDS,
                 )
                 count = min(len(self._pending), BATCH)
@@ -114,14 +129,28 @@ _reporter_pid: int | None = None
 
 
 def state_reporter(client: Any) -> StateReporter:
-    """The process's reporter (started on first use, again after a fork)."""
+    """The process's reporter of `client`'s states (started on first use, again for another
+    client or after a fork)."""
     global _reporter, _reporter_pid
     with _lock:
         if _reporter is None or _reporter_pid != os.getpid() or _reporter.client is not client:
-            if _reporter is not None and _reporter_pid == os.getpid():
-                _reporter.flush()
+            _close_reporter()
             _reporter, _reporter_pid = StateReporter(client), os.getpid()
         return _reporter
+
+
+def close_state_reporter() -> None:
+    """Sends the reported states and ends the reporter's thread (before its client closes)."""
+    with _lock:
+        _close_reporter()
+
+
+def _close_reporter() -> None:
+    global _reporter
+    reporter, _reporter = _reporter, None
+    # After a fork the reporter is the parent's: its thread is not in this process.
+    if reporter is not None and _reporter_pid == os.getpid():
+        reporter.close()
 
 
 def flush_reported_states() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flowrpc.client import SyncFlowRPCClient
@@ -19,3 +20,8 @@ def task_runs_of(client: SyncFlowRPCClient, flow_run_id: Any) -> list[Any]:
         task_run_filter=TaskRunFilter(flow_run_id={"any_": [flow_run_id]}), limit=200
     )
     return sorted(runs, key=lambda run: run.id)
+
+
+def reporter_threads() -> set[threading.Thread]:
+    """The live threads of background state reporters (engine/reporter.py)."""
+    return {thread for thread in threading.enumerate() if thread.name == "flowrpc-states"}

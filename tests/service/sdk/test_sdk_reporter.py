@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from flowrpc.engine.client import sdk_client
+from sdk_support import reporter_threads
+
+from flowrpc import flow, task
+from flowrpc.engine.client import reset_sdk_client, sdk_client
 from flowrpc.engine.reporter import StateReporter
 from flowrpc.states import Completed, Running
 
@@ -28,7 +31,7 @@ def test_states_are_sent_in_batches_and_a_deleted_run_spoils_none_of_the_others(
     with caplog.at_level(logging.WARNING, logger="flowrpc.engine"):
         for task_run in [kept_runs[0], lost, *kept_runs[1:]]:
             reporter.report(task_run.id, Completed())
-        reporter.flush()
+        reporter.close()  # sends them all first
     for task_run in kept_runs:
         assert client.read_task_run(task_run.id).state_name == "Completed"
     assert f"task run {lost.id} was deleted before its Completed state" in caplog.text
@@ -42,4 +45,32 @@ def test_a_refused_state_is_logged(client, caplog):
     with caplog.at_level(logging.WARNING, logger="flowrpc.engine"):
         reporter.report(task_run.id, Running())  # completed with a result: refused
         reporter.flush()
+    reporter.close()
     assert f"task run {task_run.id}: the server did not accept Running (REJECT)" in caplog.text
+
+
+def test_a_closed_reporter_has_no_thread_and_sends_a_late_state_at_once(client):
+    flow_run = client.create_flow_run(SimpleNamespace(name="late"), state=Running())
+    task_run = started_task_run(client, flow_run.id, "0")
+    before = reporter_threads()
+    reporter = StateReporter(sdk_client())
+    reporter.close()
+    assert reporter_threads() <= before  # its thread has ended
+    reporter.report(task_run.id, Completed())  # got the reporter just before it closed
+    assert client.read_task_run(task_run.id).state_name == "Completed"
+
+
+def test_replacing_the_sdk_client_leaves_no_reporter_thread_behind(client):
+    @task
+    def one():
+        return 1
+
+    @flow
+    def reports():
+        return one()
+
+    before = reporter_threads()
+    for _ in range(2):
+        assert reports() == 1  # its task's Completed went through a reporter thread
+        reset_sdk_client()  # the next call opens a new client, and a new reporter
+    assert reporter_threads() <= before
