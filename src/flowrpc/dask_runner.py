@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures as cf
 import hashlib
 import importlib
 import os
@@ -38,7 +37,7 @@ import cloudpickle
 import distributed
 
 from flowrpc.context import FlowRunContext
-from flowrpc.futures import PrefectFuture, PrefectFutureList
+from flowrpc.futures import PrefectFuture, PrefectFutureList, wait
 from flowrpc.schemas.objects import State
 from flowrpc.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -141,7 +140,7 @@ class DaskTaskRunner(TaskRunner):
         with self._lock:
             futures, self._futures = self._futures, []
         try:
-            cf.wait([future._future for future in futures])
+            wait(futures)
         finally:
             client, self._client = self._client, None
             cluster, self._own_cluster = self._own_cluster, None
@@ -196,7 +195,7 @@ class DaskTaskRunner(TaskRunner):
                 future.wait()
                 task_run_id = future.task_run_id
                 assets = flow_context.task_run_assets.get(task_run_id)  # type: ignore[arg-type]
-                upstream.append(Outcome(task_run_id, future._future.result(), assets))
+                upstream.append(Outcome(task_run_id, future._final_state(), assets))
             return Upstream(len(upstream) - 1)
 
         call = ShippedCall(
@@ -321,7 +320,7 @@ class PrefectDaskFuture(PrefectFuture):
     `wait` and `as_completed` work on it. `dask_future` is the underlying distributed.Future."""
 
     def __init__(self) -> None:
-        super().__init__(cf.Future())
+        super().__init__()
         self.dask_future: Any = None  # set once the call is sent
 
     def _settle(self, outcome: Outcome, flow_context: FlowRunContext) -> None:
@@ -332,12 +331,12 @@ class PrefectDaskFuture(PrefectFuture):
             flow_context.record_result(state._value, task_run_id)
         if task_run_id is not None and assets:
             flow_context.task_run_assets[task_run_id] = assets
-        self._future.set_result(state)
+        self._resolve(state)
 
     def _fail(self, error: BaseException) -> None:
         """The Dask task did not run to its end (unpicklable result, lost worker, cancelled)."""
         self._set_task_run_id(None)
-        self._future.set_exception(error)
+        self._reject(error)
 
 
 class StateFetcher:
@@ -371,7 +370,7 @@ class StateFetcher:
                 self._fetch(batch)
             except BaseException as error:  # never leave a future unresolved
                 for future, _ in batch:
-                    if not future._future.done():
+                    if not future.done():
                         future._fail(error)
 
     def _fetch(self, batch: list[tuple[PrefectDaskFuture, FlowRunContext]]) -> None:
@@ -620,10 +619,9 @@ def _worker_context(
 
 
 def _finished_future(task_run_id: UUID | None, state: State) -> PrefectFuture:
-    inner: cf.Future[State] = cf.Future()
-    inner.set_result(state)
-    future = PrefectFuture(inner)
+    future = PrefectFuture()
     future._set_task_run_id(task_run_id)
+    future._resolve(state)
     return future
 
 

@@ -27,6 +27,9 @@ import asyncio
 import concurrent.futures as cf
 import contextvars
 import inspect
+import os
+import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Self
 
@@ -95,50 +98,73 @@ class ThreadPoolTaskRunner(TaskRunner):
     """Runs submitted tasks on a pool of threads in this process (the default runner).
 
     max_workers: threads in the pool (default: Python's, min(32, CPUs + 4)).
+
+    A submitted call waits in the runner's own queue as one small tuple: a map submits all its
+    items at once, and an executor's work item (a Future with its Condition each) would weigh
+    several times more. The executor runs at most max_workers drains of that queue.
     """
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers
         self._executor: cf.ThreadPoolExecutor | None = None
+        # Calls waiting for a thread: (context, task, parameters, wait_for, future).
+        self._calls: deque[tuple[Any, ...]] = deque()
+        self._draining = 0  # drains started and not ended
+        self._most_draining = 0
+        self._lock = threading.Lock()
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(max_workers=self.max_workers)
 
     def __enter__(self) -> ThreadPoolTaskRunner:
-        self._executor = cf.ThreadPoolExecutor(self.max_workers, thread_name_prefix="flowrpc-task")
+        self._most_draining = self.max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._executor = cf.ThreadPoolExecutor(
+            self._most_draining, thread_name_prefix="flowrpc-task"
+        )
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=True)
+            executor.shutdown(wait=True)  # the drains end once the queue is empty
 
     def submit(
         self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> PrefectFuture:
-        from flowrpc.engine import run_task  # the engine imports the runners
-
-        if self._executor is None:
+        executor = self._executor
+        if executor is None:
             raise RuntimeError("the task runner is not started: submit tasks inside a flow run")
-        inner: cf.Future[Any] = cf.Future()
-        future = PrefectFuture(inner)
-        context = contextvars.copy_context()
-
-        def work() -> Any:
-            if inspect.iscoroutinefunction(task.fn):
-                coroutine = run_task(task, parameters, wait_for, "state", future._set_task_run_id)
-                return asyncio.run(coroutine)
-            return run_task(task, parameters, wait_for, "state", future._set_task_run_id)
-
-        def chain(done: cf.Future[Any]) -> None:
-            future._task_run_known.set()
-            if (error := done.exception()) is not None:
-                inner.set_exception(error)
-            else:
-                inner.set_result(done.result())
-
-        self._executor.submit(context.run, work).add_done_callback(chain)
+        future = PrefectFuture()
+        # The call runs with the submitting thread's context (its flow run, its settings).
+        self._calls.append((contextvars.copy_context(), task, parameters, wait_for, future))
+        with self._lock:
+            if self._draining < self._most_draining:
+                self._draining += 1
+                executor.submit(self._drain)
         return future
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:  # so that submit sees this drain end or the call it queued taken
+                if not self._calls:
+                    self._draining -= 1
+                    return
+                context, task, parameters, wait_for, future = self._calls.popleft()
+            context.run(_run_call, task, parameters, wait_for, future)
+
+
+def _run_call(task: Any, parameters: dict[str, Any], wait_for: Any, future: PrefectFuture) -> None:
+    """Runs one submitted call and resolves its future (never raises)."""
+    from flowrpc.engine import run_task  # the engine imports the runners
+
+    try:
+        outcome = run_task(task, parameters, wait_for, "state", future._set_task_run_id)
+        if inspect.iscoroutine(outcome):
+            outcome = asyncio.run(outcome)
+    except BaseException as error:  # as an executor does: the error is the future's
+        future._reject(error)
+    else:
+        future._resolve(outcome)
 
 
 def __getattr__(name: str) -> Any:

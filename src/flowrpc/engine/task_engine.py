@@ -230,7 +230,7 @@ class TaskRunEngine(RunEngine):
             # Nothing depends on the server's answer: report it off the critical path.
             state = Completed()
             state.state_details.task_run_id = self.run_id
-            state.state_details.flow_run_id = self.task_run.flow_run_id
+            state.state_details.flow_run_id = self._flow_run_id()
             state_reporter(self.client).report(self.run_id, state)
             state._has_value, state._value = True, value
             self.state = state
@@ -240,6 +240,13 @@ class TaskRunEngine(RunEngine):
             self.flow_context.record_result(value, self.run_id)
         if isinstance(self.task, MaterializingTask) and self.state and self.state.is_completed():
             self._materialize()
+
+    def _flow_run_id(self) -> UUID | None:
+        """The task run's flow run id; the flow run's own id object when it is the enclosing
+        run, so that the final states a map keeps share one rather than one each."""
+        flow_run_id = self.task_run.flow_run_id
+        flow_run = self.flow_context.flow_run if self.flow_context else None
+        return flow_run.id if flow_run is not None and flow_run.id == flow_run_id else flow_run_id
 
     def _materialize(self) -> None:
         """Records the assets this run materialized, from the assets of the asset tasks that

@@ -3,15 +3,23 @@ condition function, timeouts, submit/map/unmapped, futures, wait/as_completed an
 
 from __future__ import annotations
 
+import contextvars
+import gc
+import threading
 import time
+import weakref
+from types import ModuleType, SimpleNamespace
 
 import pytest
 from sdk_support import task_runs_of
 
 from flowrpc import flow, task, unmapped
+from flowrpc.engine.task_engine import TaskRunEngine
 from flowrpc.exceptions import UpstreamTaskError
 from flowrpc.futures import PrefectFutureList, as_completed, wait
-from flowrpc.tasks import exponential_backoff
+from flowrpc.schemas.objects import TaskRun
+from flowrpc.task_runners import ThreadPoolTaskRunner
+from flowrpc.tasks import Task, exponential_backoff
 
 
 def test_a_task_outside_a_flow_is_a_plain_call(client):
@@ -184,6 +192,50 @@ def test_map_over_plain_lists_with_unmapped_and_futures_helpers(client):
 
     with pytest.raises(ValueError, match="differ in length"):
         mismatched()
+
+
+def test_a_finished_future_keeps_its_result_not_its_call(client):
+    """A flow holds a map's futures to its end: each finished one keeps what result() and state
+    need, not the call's arguments, its engine, its task run or a lock."""
+
+    class Item:  # weakly referenceable, unlike an int
+        def __init__(self, n):
+            self.n = n
+
+    @task
+    def number(item, offset):
+        return item.n + offset
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def mapped():
+        items = [Item(n) for n in range(20)]
+        refs = [weakref.ref(item) for item in items]
+        futures = number.map(items, unmapped(1000))
+        futures.wait()
+        return SimpleNamespace(futures=futures, refs=refs)  # returned as is, not resolved
+
+    held = mapped()
+    gc.collect()
+    assert [ref() for ref in held.refs] == [None] * 20  # the runner kept no call's arguments
+    bookkeeping = (TaskRunEngine, TaskRun, Task, threading.Condition, contextvars.Context)
+    for future in held.futures:
+        assert not [o for o in _reachable(future) if isinstance(o, bookkeeping)]
+    assert held.futures.result() == list(range(1000, 1020))
+    state = held.futures[3].state
+    assert state is held.futures[3].state and state.is_completed() and state.result() == 1003
+    assert state.state_details.task_run_id == held.futures[3].task_run_id
+    assert client.read_task_run(held.futures[3].task_run_id).state_name == "Completed"
+
+
+def _reachable(root: object) -> list[object]:
+    """The objects reachable from root, classes and modules left out (they reach everything)."""
+    seen, todo = {id(root): root}, [root]
+    while todo:
+        for referent in gc.get_referents(todo.pop()):
+            if not isinstance(referent, type | ModuleType) and id(referent) not in seen:
+                seen[id(referent)] = referent
+                todo.append(referent)
+    return list(seen.values())
 
 
 def test_a_failed_upstream_leaves_the_downstream_not_ready(client):
