@@ -496,7 +496,11 @@ def task_run_to_proto(row: Any, now: int) -> task_run_pb2.TaskRun:
         empirical_policy=task_run_pb2.TaskRunPolicy(**policy),
         flow_run_run_count=row.flow_run_run_count,
         task_inputs={
-            name: json_format.ParseDict({"inputs": inputs}, task_run_pb2.TaskRunInputs())
+            # Stored as task_inputs() below makes them: field names and enum names, which the
+            # constructors take directly (a tenth of json_format.ParseDict's cost).
+            name: task_run_pb2.TaskRunInputs(
+                inputs=[task_run_pb2.TaskRunInput(**i) for i in inputs]
+            )
             for name, inputs in (row.task_inputs or {}).items()
         },
     )
