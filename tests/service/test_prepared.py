@@ -3,6 +3,9 @@ column (JSON, JSON null, omitted columns, scalar defaults, booleans) and the sam
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 
@@ -41,57 +44,56 @@ def _stored(conn, run_id: str) -> tuple:
     return tuple(row[1:])
 
 
-def test_prepared_statements_match_sqlalchemy(database):
+@contextlib.contextmanager
+def _transaction_with_a_flow(database) -> Iterator[tuple[sa.Connection, str]]:
+    """A write transaction on the migrated test database, and the id of a flow made in it."""
     db = Database(database.database_url)
     db.migrate()
     try:
         with db._write_engine.begin() as conn:
-            flow_id = new_id()
-            now = now_micros()
+            flow_id, now = new_id(), now_micros()
             conn.execute(
                 sa.insert(t.flow).values(
                     id=flow_id, created=now, updated=now, name="f", labels={"team": "data"}
                 )
             )
-            ours, theirs = _run(flow_id, "same"), _run(flow_id, "same")
-            theirs["created"] = theirs["updated"] = ours["created"]
-            INSERT.execute(conn, ours)
-            conn.execute(sa.insert(t.flow_run), theirs)
-            change = {"updated": 7, "run_count": 2, "auto_scheduled": True, "job_variables": None}
-            UPDATE.execute(conn, [{**change, "run_id": ours["id"]}])
-            conn.execute(UPDATE.statement, {**change, "run_id": theirs["id"]})
-
-            assert _stored(conn, ours["id"]) == _stored(conn, theirs["id"])
-            ours_read = READ.first(conn, {"run_id": ours["id"]})
-            theirs_read = conn.execute(READ.statement, {"run_id": theirs["id"]}).first()
-            assert dict(ours_read._mapping) == {**theirs_read._mapping, "id": ours["id"]}
-            assert ours_read.flow_labels == {"team": "data"}
-            assert ours_read.auto_scheduled is True
-            assert READ.first(conn, {"run_id": new_id()}) is None
-            with pytest.raises(sa.exc.IntegrityError):  # as SQLAlchemy raises it
-                INSERT.execute(conn, {**_run(flow_id, "again"), "id": ours["id"]})
+            yield conn, flow_id
     finally:
         db.close()
+
+
+def test_prepared_statements_match_sqlalchemy(database):
+    with _transaction_with_a_flow(database) as (conn, flow_id):
+        ours, theirs = _run(flow_id, "same"), _run(flow_id, "same")
+        theirs["created"] = theirs["updated"] = ours["created"]
+        INSERT.execute(conn, ours)
+        conn.execute(sa.insert(t.flow_run), theirs)
+        change = {"updated": 7, "run_count": 2, "auto_scheduled": True, "job_variables": None}
+        UPDATE.execute(conn, [{**change, "run_id": ours["id"]}])
+        conn.execute(UPDATE.statement, {**change, "run_id": theirs["id"]})
+
+        assert _stored(conn, ours["id"]) == _stored(conn, theirs["id"])
+        ours_read = READ.first(conn, {"run_id": ours["id"]})
+        theirs_read = conn.execute(READ.statement, {"run_id": theirs["id"]}).first()
+        assert dict(ours_read._mapping) == {**theirs_read._mapping, "id": ours["id"]}
+        assert ours_read.flow_labels == {"team": "data"}
+        assert ours_read.auto_scheduled is True
+        assert READ.first(conn, {"run_id": new_id()}) is None
+        with pytest.raises(sa.exc.IntegrityError):  # as SQLAlchemy raises it
+            INSERT.execute(conn, {**_run(flow_id, "again"), "id": ours["id"]})
 
 
 def test_many_rows_past_one_statements_bound_values_are_all_stored_as_given(database):
     # 32 columns a run: SQLite binds at most 32,766 values a statement, so 2,500 runs take
     # three INSERT statements; every run is stored as SQLAlchemy stores it, none twice.
-    db = Database(database.database_url)
-    db.migrate()
-    try:
-        with db._write_engine.begin() as conn:
-            flow_id = new_id()
-            conn.execute(sa.insert(t.flow).values(id=flow_id, created=1, updated=1, name="f"))
-            runs = [_run(flow_id, f"run-{i}") for i in range(2500)]
-            INSERT.execute(conn, runs)
-            reference = {**_run(flow_id, "run-0"), "created": runs[0]["created"]}
-            reference["updated"] = runs[0]["updated"]
-            conn.execute(sa.insert(t.flow_run), reference)
-            count = sa.select(sa.func.count()).select_from(t.flow_run)
-            assert conn.execute(count).scalar() == 2501
-            assert _stored(conn, runs[0]["id"]) == _stored(conn, reference["id"])
-            names = conn.execute(sa.select(t.flow_run.c.id, t.flow_run.c.name)).all()
-            assert {(r["id"], r["name"]) for r in runs} <= set(map(tuple, names))
-    finally:
-        db.close()
+    with _transaction_with_a_flow(database) as (conn, flow_id):
+        runs = [_run(flow_id, f"run-{i}") for i in range(2500)]
+        INSERT.execute(conn, runs)
+        reference = {**_run(flow_id, "run-0"), "created": runs[0]["created"]}
+        reference["updated"] = runs[0]["updated"]
+        conn.execute(sa.insert(t.flow_run), reference)
+        count = sa.select(sa.func.count()).select_from(t.flow_run)
+        assert conn.execute(count).scalar() == 2501
+        assert _stored(conn, runs[0]["id"]) == _stored(conn, reference["id"])
+        names = conn.execute(sa.select(t.flow_run.c.id, t.flow_run.c.name)).all()
+        assert {(r["id"], r["name"]) for r in runs} <= set(map(tuple, names))
