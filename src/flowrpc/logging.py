@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowrpc.context import FlowRunContext, MissingContextError, RunContext, TaskRunContext
+from flowrpc.utilities.processes import ProcessLock
 
 __all__ = [
     "FLOW_RUN_LOGGER",
@@ -344,7 +345,7 @@ def _default_client() -> Any:
     return get_client(sync_client=True)
 
 
-_lock = threading.Lock()
+_lock = ProcessLock()  # unlocked again in a forked child
 _client_factory: ClientFactory = _default_client
 _shipper: LogShipper | None = None
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import atexit
 import os
-import threading
 
 from flowrpc.client import SyncFlowRPCClient, get_client
 from flowrpc.engine import embedded
+from flowrpc.utilities.processes import ProcessLock
 
-_lock = threading.Lock()
+_lock = ProcessLock()  # unlocked again in a forked child
 _client: SyncFlowRPCClient | None = None
 _client_pid: int | None = None
 

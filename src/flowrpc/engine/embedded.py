@@ -20,13 +20,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import threading
 from collections.abc import Callable
 
 from flowrpc.client.channel import use_process_api_url
 from flowrpc.settings import Settings
+from flowrpc.utilities.processes import ProcessLock
 
-_lock = threading.Lock()
+_lock = ProcessLock()  # unlocked again in a forked child
 _running: _Embedded | None = None
 _before_stop: list[Callable[[], None]] = []
 log = logging.getLogger(__name__)
