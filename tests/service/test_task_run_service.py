@@ -132,3 +132,54 @@ async def test_flow_run_id_filter_excludes_task_runs_without_a_flow_run(stubs):
     assert [t.id for t in await list_tasks(stubs, task_runs=given)] == [inside.id]
     orphans = f.TaskRunFilter(flow_run_id=f.TaskRunFilterFlowRunId(is_null=True))
     assert [t.id for t in await list_tasks(stubs, task_runs=orphans)] == [background.id]
+
+
+async def test_a_page_of_runs_with_large_states_holds_fewer_and_tokens_go_on(stubs):
+    """Ten task runs whose Completed states carry 500 KB each (a persisted result under the
+    default max_json_bytes) weigh 5 MB: a page holds what fits in 4 MiB, and its token
+    continues after the last run it holds, newest first."""
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    ids = []
+    for i in range(10):
+        task = (await create_task(stubs, run.id, f"big-{i}")).task_run
+        await set_task_state(stubs, task.id, state(RUNNING))
+        done = state(COMPLETED)
+        done.data.string_value = f"{i}" + "x" * 500_000
+        await set_task_state(stubs, task.id, done)
+        ids.append(task.id)
+    mine = f.TaskRunFilter(flow_run_id=f.TaskRunFilterFlowRunId(any_of=strings(run.id)))
+    first = await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest(task_runs=mine))
+    assert 0 < len(first.task_runs) < 10 and first.next_page_token
+    seen, token = [], ""
+    while True:
+        request = tr.ListTaskRunsRequest(task_runs=mine, page_token=token)
+        page = await stubs.task_runs.ListTaskRuns(request)
+        seen += [task.id for task in page.task_runs]
+        assert all(len(task.state.data.string_value) == 500_001 for task in page.task_runs)
+        if not (token := page.next_page_token):
+            break
+    assert seen == ids[::-1]
+
+
+async def test_task_run_page_tokens_continue_only_their_own_query(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id)
+    for key in "abc":
+        await create_task(stubs, run.id, key)
+    mine = f.TaskRunFilter(flow_run_id=f.TaskRunFilterFlowRunId(any_of=strings(run.id)))
+    first = await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest(task_runs=mine, limit=2))
+    assert len(first.task_runs) == 2 and first.next_page_token
+    token = first.next_page_token
+    rest = await list_tasks(stubs, task_runs=mine, page_token=token)
+    everything = await list_tasks(stubs, task_runs=mine)
+    assert [t.id for t in first.task_runs] + [t.id for t in rest] == [t.id for t in everything]
+    for request, field in (
+        (tr.ListTaskRunsRequest(task_runs=mine, page_token=token, offset=1), "offset"),
+        (tr.ListTaskRunsRequest(page_token=token), "page_token"),  # another filter
+        (tr.ListTaskRunsRequest(task_runs=mine, page_token="forged"), "page_token"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stubs.task_runs.ListTaskRuns(request)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in raised.value.details()

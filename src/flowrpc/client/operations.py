@@ -692,7 +692,8 @@ def read_task_runs(
     limit: int | None = None,
     offset: int = 0,
 ) -> Operation:
-    """Task runs matching every given filter. limit=None means the server default (200)."""
+    """Task runs matching every given filter, newest first. limit=None means the server default
+    (200). A page of runs with large states holds fewer: iter_task_runs reads them all."""
     request = to_message(
         task_runs_pb.ListTaskRunsRequest,
         {
@@ -706,6 +707,28 @@ def read_task_runs(
     )
     response = yield Call(TASK_RUNS, "ListTaskRuns", request)
     return TaskRun.from_protos(response.task_runs)
+
+
+@iterator
+def iter_task_runs(
+    *,
+    flow_filter: FlowFilter | None = None,
+    flow_run_filter: FlowRunFilter | None = None,
+    task_run_filter: TaskRunFilter | None = None,
+    deployment_filter: DeploymentFilter | None = None,
+    page_size: int | None = None,
+) -> Operation:
+    """Every matching task run, newest first, fetched a page at a time with next_page_token.
+    page_size=None means the server default (200)."""
+    fields = {
+        "flows": flow_filter,
+        "flow_runs": flow_run_filter,
+        "task_runs": task_run_filter,
+        "deployments": deployment_filter,
+        "limit": page_size,
+    }
+    request = task_runs_pb.ListTaskRunsRequest
+    yield from _pages(TASK_RUNS, "ListTaskRuns", request, fields, lambda r: r.task_runs, TaskRun)
 
 
 @unary

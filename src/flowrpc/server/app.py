@@ -156,7 +156,11 @@ async def start_server(settings: Settings) -> Server:
     # Page tokens are signed with a secret that every replica reads from the database.
     page_tokens = PageTokens(await db.write(server_secret, SECRET_NAME, now_micros()))
     watches = Watches(db, settings)
-    needs = {FlowRunService: (page_tokens, watches), LogService: (page_tokens,)}
+    needs = {
+        FlowRunService: (page_tokens, watches),
+        LogService: (page_tokens,),
+        TaskRunService: (page_tokens,),
+    }
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessInterceptor(keys, settings.open_reflection),
         ErrorInterceptor(),

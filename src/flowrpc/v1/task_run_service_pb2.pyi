@@ -185,9 +185,16 @@ class ListTaskRunsRequest(_message.Message):
     DEPLOYMENTS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """0..200; unset means 200."""
+    """0..200; unset means 200. A page of large runs (states with large data) holds fewer: follow
+    next_page_token rather than counting on `limit` runs a page.
+    """
     offset: _builtins.int
+    page_token: _builtins.str
+    """The previous response's next_page_token: the page after it (newest first), at a constant
+    cost however deep. Cannot be combined with offset; the filters must be the same.
+    """
     @_builtins.property
     def flows(self) -> _filter_pb2.FlowFilter: ...
     @_builtins.property
@@ -205,10 +212,11 @@ class ListTaskRunsRequest(_message.Message):
         deployments: _filter_pb2.DeploymentFilter | None = ...,
         limit: _builtins.int | None = ...,
         offset: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "task_runs", b"task_runs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "offset", b"offset", "task_runs", b"task_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "offset", b"offset", "page_token", b"page_token", "task_runs", b"task_runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -221,16 +229,22 @@ class ListTaskRunsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_RUNS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Set when more runs match: pass it as page_token for the next page."""
     @_builtins.property
-    def task_runs(self) -> _containers.RepeatedCompositeFieldContainer[_task_run_pb2.TaskRun]: ...
+    def task_runs(self) -> _containers.RepeatedCompositeFieldContainer[_task_run_pb2.TaskRun]:
+        """Newest first (by id)."""
+
     def __init__(
         self,
         *,
         task_runs: _abc.Iterable[_task_run_pb2.TaskRun] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_runs", b"task_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "task_runs", b"task_runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

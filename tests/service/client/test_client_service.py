@@ -455,6 +455,16 @@ async def test_iter_flow_runs_pages_through_everything(client):
     assert [r.id for r in newest] == sorted((r.id for r in created), reverse=True)
 
 
+async def test_iter_task_runs_pages_through_everything_newest_first(client):
+    run = await client.create_flow_run(flow("etl"))
+    created = [
+        await client.create_task_run(task("t"), run.id, dynamic_key=str(i)) for i in range(5)
+    ]
+    mine = TaskRunFilter(flow_run_id={"any_": [run.id]})
+    seen = await collect(client.iter_task_runs(task_run_filter=mine, page_size=2))
+    assert [t.id for t in seen] == [t.id for t in reversed(created)]
+
+
 async def test_stream_flow_run_history(client, seeded: Seed):
     now = datetime.now(UTC)
     start, end = now - timedelta(hours=5), now + timedelta(hours=3)

@@ -6,10 +6,11 @@ from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
-from flowrpc.server.limits import check_run_size, run_budget, run_size
+from flowrpc.server.limits import check_run_size, fitted, run_budget, run_size
 from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
 from flowrpc.server.services.creates import initial_state
+from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import task_runs as storage
 from flowrpc.server.storage.database import Database
 from flowrpc.settings import Settings
@@ -21,10 +22,18 @@ from flowrpc.v1 import task_run_service_pb2_grpc
 MAX_STATE_PROPOSALS = 100
 
 
+SORT = "ID_DESC"  # the one order of ListTaskRuns, named in its page tokens
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)  # a token's key: the run id, checked as an id with it
+
+
 class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, page_tokens: PageTokens) -> None:
         self.db = db
         self.settings = settings
+        self.page_tokens = page_tokens
 
     async def CreateTaskRun(self, request: pb.CreateTaskRunRequest, context: Any) -> Any:
         now = now_micros()
@@ -105,11 +114,29 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
             for key in ("flows", "flow_runs", "task_runs", "deployments")
             if request.HasField(key)
         }
-        rows = await self.db.read(
-            storage.list_task_runs, filters, c.limit_of(request), c.offset_of(request)
-        )
+        limit, offset = c.limit_of(request), c.offset_of(request)
+        query = pb.ListTaskRunsRequest(**{key: getattr(request, key) for key in filters})
+        after = None
+        if request.page_token:
+            if offset:
+                raise InvalidArgument({"offset": "cannot be combined with page_token"})
+            after, _ = self.page_tokens.decode(request.page_token, query, SORT, _is_text)
+        rows = await self.db.read(storage.list_task_runs, filters, limit + 1, offset, after)
         now = now_micros()
-        return pb.ListTaskRunsResponse(task_runs=[c.task_run_to_proto(r, now) for r in rows])
+        response = pb.ListTaskRunsResponse(
+            task_runs=[c.task_run_to_proto(r, now) for r in rows[:limit]]
+        )
+
+        def continue_after(shown: int) -> None:
+            response.next_page_token = ""
+            if len(rows) > shown > 0:
+                last = rows[shown - 1].id
+                response.next_page_token = self.page_tokens.encode(query, SORT, last, last)
+
+        continue_after(len(response.task_runs))
+        # States may carry data up to max_json_bytes each (a task's persisted result): a page
+        # that would pass 4 MiB holds fewer, and its token continues after the last one it holds.
+        return fitted(response, "task_runs", continue_after)
 
     async def SetTaskRunState(self, request: pb.SetTaskRunStateRequest, context: Any) -> Any:
         task_run_id = c.require_id(request.task_run_id, "task_run_id")

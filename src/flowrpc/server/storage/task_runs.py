@@ -127,9 +127,12 @@ def get_task_run(conn: Connection, task_run_id: str) -> Any:
     return row
 
 
-def list_task_runs(conn: Connection, filters: Filter, limit: int, offset: int) -> list[Row[Any]]:
+def list_task_runs(
+    conn: Connection, filters: Filter, limit: int, offset: int, after: str | None = None
+) -> list[Row[Any]]:
+    """The matching task runs, newest first; `after`: only those older than this run id."""
     compiler = compiler_for(conn)
-    criteria = []
+    criteria = [] if after is None else [task.id < after]
     if "task_runs" in filters:
         criteria.append(compiler.task_run(filters["task_runs"]))
     run_filters = {k: v for k, v in filters.items() if k != "task_runs"}
