@@ -92,7 +92,7 @@ class Prepared:
         plan = self._plan(conn.dialect, params[0] if many else params)
         driver = conn.connection.driver_connection
         with _as_sqlalchemy_errors(plan.sql):
-            if many and plan.sql.startswith("INSERT"):
+            if many and plan.sql.startswith("INSERT") and plan.sql.endswith(")"):  # VALUES last
                 _insert_rows(driver, plan, [plan.parameters(p) for p in params])
             elif many:
                 driver.executemany(plan.sql, [plan.parameters(p) for p in params])
