@@ -222,3 +222,49 @@ async def test_set_state_with_an_unspecified_type_is_invalid(stubs):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await set_state(stubs, run.id, state_pb2.State())
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_history_of_large_states_comes_in_pages_that_fit(stubs):
+    """Ten forced states with 500 KB of data each (under the default max_json_bytes) weigh 5 MB:
+    a page holds what fits in 4 MiB, and its token goes on after the last state it holds."""
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id)
+    for i in range(10):
+        big = state(RUNNING if i % 2 else PENDING)
+        big.data.string_value = f"{i}" + "x" * 500_000
+        await set_state(stubs, run.id, big, force=True)
+    first = await stubs.flow_runs.ListFlowRunStates(fr.ListFlowRunStatesRequest(flow_run_id=run.id))
+    assert 0 < len(first.states) < 11 and first.next_page_token
+    seen, token = [], ""
+    while True:
+        request = fr.ListFlowRunStatesRequest(flow_run_id=run.id, page_token=token)
+        page = await stubs.flow_runs.ListFlowRunStates(request)
+        seen += [s.data.string_value[:1] or "-" for s in page.states]
+        if not (token := page.next_page_token):
+            break
+    assert seen == ["-"] + [str(i) for i in range(10)]  # the first state, then the forced ones
+
+
+async def test_history_pages_by_limit_and_tokens_belong_to_their_run(stubs):
+    flow = await make_flow(stubs)
+    run, other = await make_run(stubs, flow.id), await make_run(stubs, flow.id)
+    for proposed in (state(RUNNING), state(COMPLETED)):
+        await set_state(stubs, run.id, proposed, force=True)
+    everything = await states_of(stubs, run.id)
+    first = await stubs.flow_runs.ListFlowRunStates(
+        fr.ListFlowRunStatesRequest(flow_run_id=run.id, limit=2)
+    )
+    assert [s.id for s in first.states] == [s.id for s in everything[:2]]
+    rest = await stubs.flow_runs.ListFlowRunStates(
+        fr.ListFlowRunStatesRequest(flow_run_id=run.id, page_token=first.next_page_token)
+    )
+    assert [s.id for s in rest.states] == [
+        s.id for s in everything[2:]
+    ] and not rest.next_page_token
+    for run_id, token in ((other.id, first.next_page_token), (run.id, "forged")):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stubs.flow_runs.ListFlowRunStates(
+                fr.ListFlowRunStatesRequest(flow_run_id=run_id, page_token=token)
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "page_token" in raised.value.details()

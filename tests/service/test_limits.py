@@ -289,28 +289,10 @@ async def test_offset_lists_over_4_mib_fail_clearly_and_fit_with_a_smaller_limit
     assert len((await stubs.flows.ListFlows(fl.ListFlowsRequest(limit=5))).flows) == 5
 
 
-async def test_other_responses_over_4_mib_fail_clearly(stubs):
-    """ListFlowRunStates has no pages: a run with nine states of 500 KiB data each is refused
-    with a status that says why, and the run itself still reads."""
-    run = await make_run(stubs, (await make_flow(stubs)).id)
-    data = struct_pb2.Value(string_value="d" * (500 * 1024))
-    for _ in range(9):
-        request = fr.SetFlowRunStateRequest(
-            flow_run_id=run.id, state=state(RUNNING, data=data), force=True
-        )
-        await stubs.flow_runs.SetFlowRunState(request)
-    error = await refused(
-        stubs.flow_runs.ListFlowRunStates(fr.ListFlowRunStatesRequest(flow_run_id=run.id)),
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    )
-    assert error_info(error).reason == "RESPONSE_TOO_LARGE"
-    assert (await stubs.flow_runs.GetFlowRun(fr.GetFlowRunRequest(id=run.id))).flow_run.id == run.id
-
-
-async def test_task_run_reads_over_4_mib_fail_clearly(stubs):
+async def test_task_run_reads_over_4_mib_answer_in_fewer_or_without_data(stubs):
     """Ten task runs whose states carry 500 KiB of data each (results, as the SDK sends them):
-    ListTaskRuns would exceed 4 MiB, and says so; a smaller limit reads. GetFlowRunGraph leaves
-    state data out, so it answers."""
+    a page of ListTaskRuns holds fewer, with a token for the rest (test_task_run_service);
+    GetFlowRunGraph leaves state data out, so it answers whole."""
     run = await make_run(stubs, (await make_flow(stubs)).id)
     data = struct_pb2.Value(string_value="r" * (500 * 1024))
     for i in range(10):
@@ -318,10 +300,8 @@ async def test_task_run_reads_over_4_mib_fail_clearly(stubs):
             flow_run_id=run.id, task_key=f"t{i}", state=state(COMPLETED, data=data)
         )
         await stubs.task_runs.CreateTaskRun(request)
-    call = stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest())
-    error = await refused(call, grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert error_info(error).reason == "RESPONSE_TOO_LARGE"
-    assert len((await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest(limit=5))).task_runs) == 5
+    page = await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest())
+    assert 0 < len(page.task_runs) < 10 and page.next_page_token
     graph = await stubs.flow_runs.GetFlowRunGraph(fr.GetFlowRunGraphRequest(flow_run_id=run.id))
     assert len(graph.nodes) == 10
 

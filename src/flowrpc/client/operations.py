@@ -605,10 +605,16 @@ def resume_flow_run(flow_run_id: IdLike, run_input: dict[str, Any] | None = None
 
 @unary
 def read_flow_run_states(flow_run_id: IdLike) -> Operation:
-    """The run's states, oldest first."""
-    request = flow_runs_pb.ListFlowRunStatesRequest(flow_run_id=str(flow_run_id))
-    response = yield Call(FLOW_RUNS, "ListFlowRunStates", request)
-    return State.from_protos(response.states)
+    """All the run's states, oldest first (read a page at a time)."""
+    states, page_token = [], ""
+    while True:
+        request = flow_runs_pb.ListFlowRunStatesRequest(
+            flow_run_id=str(flow_run_id), page_token=page_token
+        )
+        response = yield Call(FLOW_RUNS, "ListFlowRunStates", request)
+        states += State.from_protos(response.states)
+        if not (page_token := response.next_page_token):
+            return states
 
 
 @unary

@@ -470,17 +470,29 @@ class ListFlowRunStatesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FLOW_RUN_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     flow_run_id: _builtins.str
+    limit: _builtins.int
+    """0..200; unset means 200. A page of large states (with large data) holds fewer: follow
+    next_page_token rather than counting on `limit` states a page.
+    """
+    page_token: _builtins.str
+    """The previous response's next_page_token (for the same flow_run_id): the states after it."""
     def __init__(
         self,
         *,
         flow_run_id: _builtins.str = ...,
+        limit: _builtins.int | None = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run_id", b"flow_run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "flow_run_id", b"flow_run_id", "limit", b"limit", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
 
 Global___ListFlowRunStatesRequest: _TypeAlias = ListFlowRunStatesRequest  # noqa: Y015
 
@@ -489,6 +501,9 @@ class ListFlowRunStatesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Set when the run has more states: pass it as page_token for the next page."""
     @_builtins.property
     def states(self) -> _containers.RepeatedCompositeFieldContainer[_state_pb2.State]:
         """Oldest first."""
@@ -497,10 +512,11 @@ class ListFlowRunStatesResponse(_message.Message):
         self,
         *,
         states: _abc.Iterable[_state_pb2.State] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -465,6 +465,15 @@ async def test_iter_task_runs_pages_through_everything_newest_first(client):
     assert [t.id for t in seen] == [t.id for t in reversed(created)]
 
 
+async def test_read_flow_run_states_reads_every_page(client):
+    run = await client.create_flow_run(flow("etl"))  # its first state: Pending
+    for i in range(10):  # 5 MB of state data: more than one page of 4 MiB
+        state = (Running if i % 2 == 0 else Pending)(data=f"{i}" + "x" * 500_000)
+        await client.set_flow_run_state(run.id, state, force=True)
+    states = await client.read_flow_run_states(run.id)
+    assert [s.data[:1] for s in states[1:]] == [str(i) for i in range(10)]
+
+
 async def test_stream_flow_run_history(client, seeded: Seed):
     now = datetime.now(UTC)
     start, end = now - timedelta(hours=5), now + timedelta(hours=3)

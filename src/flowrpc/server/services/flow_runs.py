@@ -21,7 +21,7 @@ from flowrpc.server.services.creates import (
     flow_run_create,
     within_budget,
 )
-from flowrpc.server.services.pages import PageTokens
+from flowrpc.server.services.pages import PageTokens, is_time
 from flowrpc.server.storage import flow_runs as storage
 from flowrpc.server.storage import run_creates
 from flowrpc.server.storage.database import Database
@@ -32,6 +32,7 @@ from flowrpc.v1 import flow_run_pb2, flow_run_service_pb2_grpc, graph_pb2, task_
 from flowrpc.v1 import flow_run_service_pb2 as pb
 
 BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk calls
+STATES_SORT = "TIMESTAMP_ASC"  # the one order of ListFlowRunStates, named in its page tokens
 # Runs one CreateFlowRuns message may carry: one write transaction, one response (mostly).
 MAX_CREATE_RUNS = 1000
 UPDATABLE = {
@@ -166,8 +167,27 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
 
     async def ListFlowRunStates(self, request: pb.ListFlowRunStatesRequest, context: Any) -> Any:
         run_id = c.require_id(request.flow_run_id, "flow_run_id")
-        rows = await self.db.read(storage.list_states, run_id)
-        return pb.ListFlowRunStatesResponse(states=[c.state_row_to_proto(r) for r in rows])
+        limit = c.limit_of(request)
+        query = pb.ListFlowRunStatesRequest(flow_run_id=request.flow_run_id)
+        after = None
+        if request.page_token:
+            after = self.page_tokens.decode(request.page_token, query, STATES_SORT, is_time)
+        rows = await self.db.read(storage.list_states, run_id, limit + 1, after)
+        response = pb.ListFlowRunStatesResponse(
+            states=[c.state_row_to_proto(r) for r in rows[:limit]]
+        )
+
+        def continue_after(shown: int) -> None:
+            response.next_page_token = ""
+            if len(rows) > shown > 0:
+                last = rows[shown - 1]
+                token = self.page_tokens.encode(query, STATES_SORT, last.timestamp, last.id)
+                response.next_page_token = token
+
+        continue_after(len(response.states))
+        # States may carry data up to max_json_bytes each: a page that would pass 4 MiB holds
+        # fewer, and its token continues after the last one it holds.
+        return fitted(response, "states", continue_after)
 
     async def GetFlowRunGraph(self, request: pb.GetFlowRunGraphRequest, context: Any) -> Any:
         run_id = c.require_id(request.flow_run_id, "flow_run_id")

@@ -8,10 +8,9 @@ from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import fitted
 from flowrpc.server.services import convert as c
-from flowrpc.server.services.pages import PageTokens
+from flowrpc.server.services.pages import PageTokens, is_time
 from flowrpc.server.storage import logs as storage
 from flowrpc.server.storage.database import Database
-from flowrpc.server.storage.tables import INT64
 from flowrpc.settings import Settings
 from flowrpc.v1 import log_pb2, log_service_pb2_grpc
 from flowrpc.v1 import log_service_pb2 as pb
@@ -38,7 +37,7 @@ class LogService(log_service_pb2_grpc.LogServiceServicer):
         if request.page_token:
             if offset:
                 raise InvalidArgument({"offset": "cannot be combined with page_token"})
-            after = self.page_tokens.decode(request.page_token, request.logs, sort, _is_time)
+            after = self.page_tokens.decode(request.page_token, request.logs, sort, is_time)
         rows = await self.db.read(storage.list_logs, filters, sort, limit + 1, offset, after)
         response = pb.ListLogsResponse(logs=[log_to_proto(row) for row in rows[:limit]])
 
@@ -53,10 +52,6 @@ class LogService(log_service_pb2_grpc.LogServiceServicer):
         # Messages may be up to max_json_bytes each: a page that would pass 4 MiB holds fewer,
         # and its token continues after the last one it holds.
         return fitted(response, "logs", continue_after)
-
-
-def _is_time(value: Any) -> bool:
-    return type(value) is int and value in INT64
 
 
 def _records(logs: Any, now: int) -> list[dict[str, Any]]:

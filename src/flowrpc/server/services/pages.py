@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from flowrpc.server.errors import InvalidArgument
+from flowrpc.server.storage.tables import INT64
 
 SECRET_NAME = "page_tokens"  # in the server_secret table
 _MAC_BYTES = 32
@@ -67,6 +68,11 @@ class PageTokens:
 
     def _sign(self, data: bytes) -> bytes:
         return hmac.digest(self._secret, data, "sha256")
+
+
+def is_time(value: Any) -> bool:
+    """Whether a token's key can be a time (integer microseconds) of a time-keyed sort."""
+    return type(value) is int and value in INT64
 
 
 def _query_digest(filter_: Message, sort: str) -> str:

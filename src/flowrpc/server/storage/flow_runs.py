@@ -324,10 +324,16 @@ def resume(conn: Connection, run_id: str, now: int) -> Outcome:
     return outcome
 
 
-def list_states(conn: Connection, run_id: str) -> list[Row[Any]]:
+def list_states(
+    conn: Connection, run_id: str, limit: int, after: tuple[int, str] | None = None
+) -> list[Row[Any]]:
+    """The run's states, oldest first; `after`: only those after this (timestamp, id)."""
     require_flow_run(conn, run_id)
     states = t.flow_run_state
-    query = sa.select(states).where(states.c.flow_run_id == run_id).order_by(states.c.timestamp)
+    query = sa.select(states).where(states.c.flow_run_id == run_id)
+    if after is not None:
+        query = query.where(sa.tuple_(states.c.timestamp, states.c.id) > sa.tuple_(*after))
+    query = query.order_by(states.c.timestamp, states.c.id).limit(limit)
     return list(conn.execute(query))
 
 
