@@ -92,6 +92,10 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 
+# Two pytest workers (pytest-xdist), each taking whole test files: most tests wait on servers
+# more than they compute, and a file's module fixtures are then made once. PYTEST_ARGS= for one.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: proto-check ts-proto-check lint contract ts-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 

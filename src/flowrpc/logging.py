@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowrpc.context import FlowRunContext, MissingContextError, RunContext, TaskRunContext
-from flowrpc.utilities.processes import ProcessLock
+from flowrpc.utilities.processes import process_lock
 
 __all__ = [
     "FLOW_RUN_LOGGER",
@@ -345,7 +345,7 @@ def _default_client() -> Any:
     return get_client(sync_client=True)
 
 
-_lock = ProcessLock()  # unlocked again in a forked child
+_lock = process_lock(globals(), "_lock")  # a new one in a forked child
 _client_factory: ClientFactory = _default_client
 _shipper: LogShipper | None = None
 

@@ -12,9 +12,9 @@ import os
 
 from flowrpc.client import SyncFlowRPCClient, get_client
 from flowrpc.engine import embedded
-from flowrpc.utilities.processes import ProcessLock
+from flowrpc.utilities.processes import process_lock
 
-_lock = ProcessLock()  # unlocked again in a forked child
+_lock = process_lock(globals(), "_lock")  # a new one in a forked child
 _client: SyncFlowRPCClient | None = None
 _client_pid: int | None = None
 

@@ -24,9 +24,9 @@ from collections.abc import Callable
 
 from flowrpc.client.channel import use_process_api_url
 from flowrpc.settings import Settings
-from flowrpc.utilities.processes import ProcessLock
+from flowrpc.utilities.processes import process_lock
 
-_lock = ProcessLock()  # unlocked again in a forked child
+_lock = process_lock(globals(), "_lock")  # a new one in a forked child
 _running: _Embedded | None = None
 _before_stop: list[Callable[[], None]] = []
 log = logging.getLogger(__name__)

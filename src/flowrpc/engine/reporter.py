@@ -22,7 +22,7 @@ from typing import Any
 
 from flowrpc.client.errors import ObjectNotFound
 from flowrpc.schemas.objects import State
-from flowrpc.utilities.processes import ProcessLock
+from flowrpc.utilities.processes import process_lock
 
 logger = logging.getLogger("flowrpc.engine")
 BATCH = 100  # proposals per SetTaskRunStates call (the server's maximum)
@@ -124,7 +124,7 @@ def _names(item: tuple[Any, State]) -> tuple[Any, str | None]:
     return item[0], item[1].name
 
 
-_lock = ProcessLock()  # unlocked again in a forked child
+_lock = process_lock(globals(), "_lock")  # a new one in a forked child
 _reporter: StateReporter | None = None
 _reporter_pid: int | None = None
 

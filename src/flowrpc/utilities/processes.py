@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 
-class ProcessLock:
-    """A module's lock, unlocked again in a forked child: a thread of the parent that held it at
-    the fork does not exist in the child, so a plain lock's copy would stay held forever and the
-    child's first SDK call would hang."""
+def process_lock(module_globals: dict[str, Any], name: str) -> threading.Lock:
+    """A lock for the module global `name`, replaced by a new one in a forked child: a thread of
+    the parent that held it at the fork does not exist in the child, so the copy would stay held
+    forever and the child's first SDK call would hang. A plain lock still, so `with` stays one C
+    call that a signal (Ctrl-C) cannot split."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._renew)
+    def renew() -> None:
+        module_globals[name] = threading.Lock()
 
-    def _renew(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> bool:
-        return self._lock.acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
+    os.register_at_fork(after_in_child=renew)
+    return threading.Lock()
