@@ -4,6 +4,7 @@ when FLOWRPC_TEST_DATABASE_URL names a PostgreSQL database, over an emptied sche
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from flowrpc.settings import Settings
 POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
 # CI sets this so that a missing database fails the run instead of skipping half of it.
 REQUIRE_POSTGRES = os.environ.get("FLOWRPC_TEST_REQUIRE_POSTGRES") == "1"
+
+# A run started in the background by a non-interactive shell (`cmd &`) inherits SIGINT ignored,
+# and so would the CLI processes that tests stop with Ctrl-C (they would never stop): give this
+# process Python's own handler back, which its children then start with.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after the short summary's skips
