@@ -65,6 +65,8 @@ def test_the_loop_goes_on_while_an_async_flow_waits_for_its_submitted_tasks(clie
     @flow
     async def submits():
         futures.append(held.submit())  # not waited for in the body: the runner waits for it
+        # Its run started (Running) before the flow ends: a flow already Completed would abort it.
+        await asyncio.to_thread(lambda: futures[0].task_run_id)
 
     async def main():
         return await asyncio.gather(submits(), gate.open_from_the_loop())
