@@ -700,17 +700,9 @@ def read_task_runs(
 ) -> Operation:
     """Task runs matching every given filter, newest first. limit=None means the server default
     (200). A page of runs with large states holds fewer: iter_task_runs reads them all."""
-    request = to_message(
-        task_runs_pb.ListTaskRunsRequest,
-        {
-            "flows": flow_filter,
-            "flow_runs": flow_run_filter,
-            "task_runs": task_run_filter,
-            "deployments": deployment_filter,
-            "limit": limit,
-            "offset": offset,
-        },
-    )
+    filters = _task_run_filters(flow_filter, flow_run_filter, task_run_filter, deployment_filter)
+    fields = {**filters, "limit": limit, "offset": offset}
+    request = to_message(task_runs_pb.ListTaskRunsRequest, fields)
     response = yield Call(TASK_RUNS, "ListTaskRuns", request)
     return TaskRun.from_protos(response.task_runs)
 
@@ -726,15 +718,25 @@ def iter_task_runs(
 ) -> Operation:
     """Every matching task run, newest first, fetched a page at a time with next_page_token.
     page_size=None means the server default (200)."""
-    fields = {
+    filters = _task_run_filters(flow_filter, flow_run_filter, task_run_filter, deployment_filter)
+    fields = {**filters, "limit": page_size}
+    request = task_runs_pb.ListTaskRunsRequest
+    yield from _pages(TASK_RUNS, "ListTaskRuns", request, fields, lambda r: r.task_runs, TaskRun)
+
+
+def _task_run_filters(
+    flow_filter: FlowFilter | None,
+    flow_run_filter: FlowRunFilter | None,
+    task_run_filter: TaskRunFilter | None,
+    deployment_filter: DeploymentFilter | None,
+) -> dict[str, Any]:
+    """The filter fields of a ListTaskRunsRequest."""
+    return {
         "flows": flow_filter,
         "flow_runs": flow_run_filter,
         "task_runs": task_run_filter,
         "deployments": deployment_filter,
-        "limit": page_size,
     }
-    request = task_runs_pb.ListTaskRunsRequest
-    yield from _pages(TASK_RUNS, "ListTaskRuns", request, fields, lambda r: r.task_runs, TaskRun)
 
 
 @unary

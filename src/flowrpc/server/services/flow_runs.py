@@ -12,7 +12,7 @@ import grpc
 from flowrpc.server.errors import InvalidArgument, ServiceError
 from flowrpc.server.ids import now_micros
 from flowrpc.server.interceptors import CODES
-from flowrpc.server.limits import RequestLimits, fitted, run_budget, split
+from flowrpc.server.limits import RequestLimits, run_budget, split
 from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
 from flowrpc.server.services.creates import (
@@ -94,31 +94,19 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         sort = c.enum_name(flow_run_pb2.FlowRunSort.DESCRIPTOR, request.sort, "sort")
         sort = "ID_DESC" if sort == "UNSPECIFIED" else sort
         limit, offset = c.limit_of(request), c.offset_of(request)
-        after = None
-        if request.page_token:
-            if offset:
-                raise InvalidArgument({"offset": "cannot be combined with page_token"})
-            after = self.page_tokens.decode(
-                request.page_token, request.filter, sort, storage.SORTS[sort].accepts
-            )
+        order = storage.SORTS[sort]
+        after = self.page_tokens.position(
+            request.page_token, offset, request.filter, sort, order.accepts
+        )
         filters = c.filters(request.filter)
         rows = await self.db.read(storage.list_flow_runs, filters, sort, limit + 1, offset, after)
         now = now_micros()
         response = pb.ListFlowRunsResponse(
             flow_runs=[c.flow_run_fields(row, now) for row in rows[:limit]]
         )
-
-        def continue_after(shown: int) -> None:
-            response.next_page_token = ""
-            if len(rows) > shown > 0:
-                last = rows[shown - 1]
-                key = storage.SORTS[sort].row_key(last)
-                token = self.page_tokens.encode(request.filter, sort, key, last.id)
-                response.next_page_token = token
-
-        continue_after(len(response.flow_runs))
-        # A page of large runs holds fewer, and its token continues after the last one it holds.
-        return fitted(response, "flow_runs", continue_after)
+        return self.page_tokens.fitted_page(
+            response, "flow_runs", rows, request.filter, sort, order.row_key
+        )
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context: Any) -> Any:
         count = await self.db.read(storage.count_flow_runs, c.filters(request.filter))
@@ -169,25 +157,15 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         run_id = c.require_id(request.flow_run_id, "flow_run_id")
         limit = c.limit_of(request)
         query = pb.ListFlowRunStatesRequest(flow_run_id=request.flow_run_id)
-        after = None
-        if request.page_token:
-            after = self.page_tokens.decode(request.page_token, query, STATES_SORT, is_time)
+        after = self.page_tokens.position(request.page_token, 0, query, STATES_SORT, is_time)
         rows = await self.db.read(storage.list_states, run_id, limit + 1, after)
         response = pb.ListFlowRunStatesResponse(
             states=[c.state_row_to_proto(r) for r in rows[:limit]]
         )
-
-        def continue_after(shown: int) -> None:
-            response.next_page_token = ""
-            if len(rows) > shown > 0:
-                last = rows[shown - 1]
-                token = self.page_tokens.encode(query, STATES_SORT, last.timestamp, last.id)
-                response.next_page_token = token
-
-        continue_after(len(response.states))
-        # States may carry data up to max_json_bytes each: a page that would pass 4 MiB holds
-        # fewer, and its token continues after the last one it holds.
-        return fitted(response, "states", continue_after)
+        # States may carry data up to max_json_bytes each: a page holds fewer when they do.
+        return self.page_tokens.fitted_page(
+            response, "states", rows, query, STATES_SORT, lambda row: row.timestamp
+        )
 
     async def GetFlowRunGraph(self, request: pb.GetFlowRunGraphRequest, context: Any) -> Any:
         run_id = c.require_id(request.flow_run_id, "flow_run_id")

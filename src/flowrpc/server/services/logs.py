@@ -6,7 +6,6 @@ from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
-from flowrpc.server.limits import fitted
 from flowrpc.server.services import convert as c
 from flowrpc.server.services.pages import PageTokens, is_time
 from flowrpc.server.storage import logs as storage
@@ -33,25 +32,13 @@ class LogService(log_service_pb2_grpc.LogServiceServicer):
         sort = c.enum_name(log_pb2.LogSort.DESCRIPTOR, request.sort, "sort")
         sort = "TIMESTAMP_ASC" if sort == "UNSPECIFIED" else sort
         limit, offset = c.limit_of(request), c.offset_of(request)
-        after = None
-        if request.page_token:
-            if offset:
-                raise InvalidArgument({"offset": "cannot be combined with page_token"})
-            after = self.page_tokens.decode(request.page_token, request.logs, sort, is_time)
+        after = self.page_tokens.position(request.page_token, offset, request.logs, sort, is_time)
         rows = await self.db.read(storage.list_logs, filters, sort, limit + 1, offset, after)
         response = pb.ListLogsResponse(logs=[log_to_proto(row) for row in rows[:limit]])
-
-        def continue_after(shown: int) -> None:
-            response.next_page_token = ""
-            if len(rows) > shown > 0:
-                last = rows[shown - 1]
-                token = self.page_tokens.encode(request.logs, sort, last.timestamp, last.id)
-                response.next_page_token = token
-
-        continue_after(len(response.logs))
-        # Messages may be up to max_json_bytes each: a page that would pass 4 MiB holds fewer,
-        # and its token continues after the last one it holds.
-        return fitted(response, "logs", continue_after)
+        # Messages may be up to max_json_bytes each: a page holds fewer when they are.
+        return self.page_tokens.fitted_page(
+            response, "logs", rows, request.logs, sort, lambda row: row.timestamp
+        )
 
 
 def _records(logs: Any, now: int) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from flowrpc.server.errors import InvalidArgument
+from flowrpc.server.limits import fitted
 from flowrpc.server.storage.tables import INT64
 
 SECRET_NAME = "page_tokens"  # in the server_secret table
@@ -54,6 +55,39 @@ class PageTokens:
         if not (is_key(key) and _is_id(run_id)):  # a token of another server version
             raise _invalid("does not hold a position in this sort")
         return key, run_id
+
+    def position(
+        self, token: str, offset: int, filter_: Message, sort: str, is_key: Callable[[Any], bool]
+    ) -> tuple[Any, str] | None:
+        """Where a request's page starts: None for the first page, else decode(token, ...);
+        INVALID_ARGUMENT for a token given with an offset."""
+        if not token:
+            return None
+        if offset:
+            raise InvalidArgument({"offset": "cannot be combined with page_token"})
+        return self.decode(token, filter_, sort, is_key)
+
+    def fitted_page(
+        self,
+        response: Message,
+        field: str,
+        rows: list[Any],
+        filter_: Message,
+        sort: str,
+        key_of: Callable[[Any], Any],
+    ) -> bytes:
+        """The page's bytes (see limits.fitted: a page of large items holds fewer), with a
+        next_page_token after the last row it holds when `rows` (read one past the limit) has
+        more. `key_of(row)` is the row's sort key; its id goes with it."""
+
+        def continue_after(shown: int) -> None:
+            response.next_page_token = ""
+            if len(rows) > shown > 0:
+                last = rows[shown - 1]
+                response.next_page_token = self.encode(filter_, sort, key_of(last), last.id)
+
+        continue_after(len(getattr(response, field)))
+        return fitted(response, field, continue_after)
 
     def _verified(self, token: str) -> bytes | None:
         """The payload of a token signed with this secret, in canonical base64; else None."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
-from flowrpc.server.limits import check_run_size, fitted, run_budget, run_size
+from flowrpc.server.limits import check_run_size, run_budget, run_size
 from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
 from flowrpc.server.services.creates import initial_state
@@ -116,27 +116,18 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
         }
         limit, offset = c.limit_of(request), c.offset_of(request)
         query = pb.ListTaskRunsRequest(**{key: getattr(request, key) for key in filters})
-        after = None
-        if request.page_token:
-            if offset:
-                raise InvalidArgument({"offset": "cannot be combined with page_token"})
-            after, _ = self.page_tokens.decode(request.page_token, query, SORT, _is_text)
+        position = self.page_tokens.position(request.page_token, offset, query, SORT, _is_text)
+        after = None if position is None else position[1]  # the last run's id
         rows = await self.db.read(storage.list_task_runs, filters, limit + 1, offset, after)
         now = now_micros()
         response = pb.ListTaskRunsResponse(
             task_runs=[c.task_run_to_proto(r, now) for r in rows[:limit]]
         )
-
-        def continue_after(shown: int) -> None:
-            response.next_page_token = ""
-            if len(rows) > shown > 0:
-                last = rows[shown - 1].id
-                response.next_page_token = self.page_tokens.encode(query, SORT, last, last)
-
-        continue_after(len(response.task_runs))
         # States may carry data up to max_json_bytes each (a task's persisted result): a page
-        # that would pass 4 MiB holds fewer, and its token continues after the last one it holds.
-        return fitted(response, "task_runs", continue_after)
+        # holds fewer when they do.
+        return self.page_tokens.fitted_page(
+            response, "task_runs", rows, query, SORT, lambda row: row.id
+        )
 
     async def SetTaskRunState(self, request: pb.SetTaskRunStateRequest, context: Any) -> Any:
         task_run_id = c.require_id(request.task_run_id, "task_run_id")
