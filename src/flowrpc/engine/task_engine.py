@@ -3,9 +3,10 @@ futures resolved (they become task_inputs, the graph's edges), then attempts unt
 state. Cache hits, retries and their delays are the server's decisions.
 
 A task whose decisions are known before the server makes them (a new run in its flow's first
-attempt, nothing cached or persisted, retries without a delay) runs without waiting for the
-server: its id is minted here and its start and states go through the reporter, which the
-server decides in order by the same rules. Prefect 3 orchestrates tasks in the client too."""
+attempt, with no cache key or one whose entry this process has seen, nothing persisted, retries
+without a delay) runs without waiting for the server: its id is minted here, and its start and
+states go through the reporter, which the server decides in order by the same rules (docs/sdk.md,
+"Decisions known in the client"). Prefect 3 orchestrates tasks in the client too."""
 
 from __future__ import annotations
 
