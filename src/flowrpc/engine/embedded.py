@@ -1,13 +1,18 @@
 """The embedded default server: where flows report when FLOWRPC_API_URL is not set.
 
 `python my_flow.py` must work on a machine with nothing running, so the first flow or task that
-needs a server starts one inside the process: a real flowrpc server on 127.0.0.1 (a free port),
-on its own event loop in a daemon thread, over the default SQLite file under FLOWRPC_HOME
-(FLOWRPC_DATABASE_URL, when set, names another database). At interpreter exit it stops
-gracefully: calls in flight finish and the writer commits what it holds, so nothing recorded is
-lost. Several processes may embed a server on the same file at once; a server started later on
-that FLOWRPC_HOME (`flowrpc server start`) shows all their runs. API keys apply as on any server:
-once the database holds keys, FLOWRPC_API_KEY must name one (the client sends it).
+needs a server starts one for the process: a real flowrpc server on 127.0.0.1 (a free port),
+over the default SQLite file under FLOWRPC_HOME (FLOWRPC_DATABASE_URL, when set, names another
+database), in a child process (engine/embedded_process.py) so that its work does not compete
+with the script's threads for one interpreter lock. The child serves until this process closes
+the pipe to it: at interpreter exit, after the callbacks registered with `before_stop`, it stops
+gracefully (calls in flight finish and the writer commits what it holds, so nothing recorded is
+lost); if this process dies, the pipe closes with it and the child stops the same way. The child
+is in a session of its own, so a Ctrl-C in the terminal reaches the script (which records its
+runs as Crashed through the server) and not the server. Several processes may embed a server on
+the same file at once; a server started later on that FLOWRPC_HOME (`flowrpc server start`)
+shows all their runs. API keys apply as on any server: once the database holds keys,
+FLOWRPC_API_KEY must name one (the client sends it).
 
 Background services (Late runs, expired pauses) do not run in an embedded server: it lives only
 as long as its script, the runs its SDK creates are never Scheduled (they start at once), and
@@ -20,6 +25,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 from flowrpc.client.channel import use_process_api_url
@@ -30,18 +37,41 @@ _lock = process_lock(globals(), "_lock")  # a new one in a forked child
 _running: _Embedded | None = None
 _before_stop: list[Callable[[], None]] = []
 log = logging.getLogger(__name__)
+STOP_MARGIN_SECONDS = 10  # beyond the server's grace period, for its final commit and exit
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not start (its message says why)."""
 
 
 class _Embedded:
-    """The process's embedded server and the settings it runs with."""
+    """The process's embedded server: a child process serving until its stdin closes."""
 
     def __init__(self) -> None:
-        from flowrpc.server.app import start_in_thread  # the server only when it is needed
-
-        self.settings = embedded_settings()
-        self.thread = start_in_thread(self.settings, name="flowrpc-embedded")
-        self.url = f"127.0.0.1:{self.thread.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowrpc.engine.embedded_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        first = self.process.stdout.readline().strip()  # type: ignore[union-attr]
+        if not first.startswith("serving "):
+            self.process.wait()
+            raise EmbeddedServerError(first or "the embedded server exited at its start")
+        self.url = first.removeprefix("serving ")
+        self.grace_seconds = embedded_settings().grace_seconds
         self.pid = os.getpid()
+
+    def stop(self) -> None:
+        """Closes the pipe, so the server stops gracefully, and waits until it has."""
+        self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(timeout=self.grace_seconds + STOP_MARGIN_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("the embedded server did not stop in time: killed")
+            self.process.kill()
+            self.process.wait()
 
 
 def embedded_settings() -> Settings:
@@ -108,4 +138,4 @@ def _stop() -> None:
     if embedded is None or embedded.pid != os.getpid():  # a forked child has no server thread
         return
     use_process_api_url(None)
-    embedded.thread.stop(embedded.settings.grace_seconds)
+    embedded.stop()
