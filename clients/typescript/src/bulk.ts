@@ -9,8 +9,10 @@ import {
   FlowRunCreateSchema,
   type CreateFlowRunRequestSchema,
   type CreateFlowRunsRequestSchema,
+  CreateFlowRunsView,
   type CreateFlowRunsResult,
   type FlowRunCreate,
+  type FlowRunSummary,
 } from "./gen/flowrpc/v1/flow_run_service_pb.js";
 import { grpcCodeName, type FieldViolation } from "./errors.js";
 
@@ -45,11 +47,31 @@ export interface FlowRunCreateFailure {
 
 /**
  * The outcome for one run: the run (created by this call, or the existing run its idempotency
- * key names: `created` false), or `error`. `index` is the run's position in the call.
+ * key names: `created` false), or `error`. `index` is the run's position in the call. The run is
+ * `flowRun`, the whole run, or, in the BASIC view, `summary`: its id, name and state.
  */
 export type FlowRunCreateResult =
-  | { readonly index: number; readonly flowRun: FlowRun; readonly created: boolean; readonly error?: undefined }
-  | { readonly index: number; readonly flowRun?: undefined; readonly created: false; readonly error: FlowRunCreateFailure };
+  | {
+      readonly index: number;
+      readonly flowRun: FlowRun;
+      readonly summary?: undefined;
+      readonly created: boolean;
+      readonly error?: undefined;
+    }
+  | {
+      readonly index: number;
+      readonly flowRun?: undefined;
+      readonly summary: FlowRunSummary;
+      readonly created: boolean;
+      readonly error?: undefined;
+    }
+  | {
+      readonly index: number;
+      readonly flowRun?: undefined;
+      readonly summary?: undefined;
+      readonly created: false;
+      readonly error: FlowRunCreateFailure;
+    };
 
 /** A spec as the FlowRunCreate message that carries it. */
 export function runCreate(spec: FlowRunSpec): FlowRunCreate {
@@ -68,6 +90,7 @@ export function runCreate(spec: FlowRunSpec): FlowRunCreate {
  */
 export async function* createMessages(
   specs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+  view: CreateFlowRunsView = CreateFlowRunsView.UNSPECIFIED,
 ): AsyncIterable<MessageInitShape<typeof CreateFlowRunsRequestSchema>> {
   let runs: FlowRunCreate[] = [];
   let size = 0;
@@ -75,17 +98,17 @@ export async function* createMessages(
     const run = runCreate(spec);
     const runSize = toBinary(FlowRunCreateSchema, run).byteLength + 6; // with its tag and length
     if (runs.length > 0 && size + runSize > CREATE_BATCH_BYTES) {
-      yield { runs };
+      yield { runs, view };
       [runs, size] = [[], 0];
     }
     runs.push(run);
     size += runSize;
     if (runs.length === CREATE_BATCH_RUNS) {
-      yield { runs };
+      yield { runs, view };
       [runs, size] = [[], 0];
     }
   }
-  if (runs.length > 0) yield { runs };
+  if (runs.length > 0) yield { runs, view };
 }
 
 /** A result of the wire as the caller sees it. */
@@ -93,6 +116,7 @@ export function createResult(result: CreateFlowRunsResult): FlowRunCreateResult 
   const index = Number(result.index);
   const { outcome } = result;
   if (outcome.case === "flowRun") return { index, flowRun: outcome.value, created: result.created };
+  if (outcome.case === "summary") return { index, summary: outcome.value, created: result.created };
   const error = outcome.value;
   const code = (error?.code ?? 2) as Code; // no outcome at all would be a server bug: UNKNOWN
   return {
