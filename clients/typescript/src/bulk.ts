@@ -45,33 +45,27 @@ export interface FlowRunCreateFailure {
   readonly violations: readonly FieldViolation[];
 }
 
+/** A run that was not created: its position in the call and why. */
+export interface FlowRunCreateErrorResult {
+  readonly index: number;
+  readonly flowRun?: undefined;
+  readonly summary?: undefined;
+  readonly created: false;
+  readonly error: FlowRunCreateFailure;
+}
+
 /**
  * The outcome for one run: the run (created by this call, or the existing run its idempotency
- * key names: `created` false), or `error`. `index` is the run's position in the call. The run is
- * `flowRun`, the whole run, or, in the BASIC view, `summary`: its id, name and state.
+ * key names: `created` false), or `error`. `index` is the run's position in the call.
  */
 export type FlowRunCreateResult =
-  | {
-      readonly index: number;
-      readonly flowRun: FlowRun;
-      readonly summary?: undefined;
-      readonly created: boolean;
-      readonly error?: undefined;
-    }
-  | {
-      readonly index: number;
-      readonly flowRun?: undefined;
-      readonly summary: FlowRunSummary;
-      readonly created: boolean;
-      readonly error?: undefined;
-    }
-  | {
-      readonly index: number;
-      readonly flowRun?: undefined;
-      readonly summary?: undefined;
-      readonly created: false;
-      readonly error: FlowRunCreateFailure;
-    };
+  | { readonly index: number; readonly flowRun: FlowRun; readonly created: boolean; readonly error?: undefined }
+  | FlowRunCreateErrorResult;
+
+/** The outcome for one run in the BASIC view: `summary` (the run's id, name and state), or `error`. */
+export type FlowRunCreateSummaryResult =
+  | { readonly index: number; readonly summary: FlowRunSummary; readonly created: boolean; readonly error?: undefined }
+  | FlowRunCreateErrorResult;
 
 /** A spec as the FlowRunCreate message that carries it. */
 export function runCreate(spec: FlowRunSpec): FlowRunCreate {
@@ -112,7 +106,7 @@ export async function* createMessages(
 }
 
 /** A result of the wire as the caller sees it. */
-export function createResult(result: CreateFlowRunsResult): FlowRunCreateResult {
+export function createResult(result: CreateFlowRunsResult): FlowRunCreateResult | FlowRunCreateSummaryResult {
   const index = Number(result.index);
   const { outcome } = result;
   if (outcome.case === "flowRun") return { index, flowRun: outcome.value, created: result.created };

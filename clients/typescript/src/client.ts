@@ -28,7 +28,13 @@ import { FlowService } from "./gen/flowrpc/v1/flow_service_pb.js";
 import { LogService } from "./gen/flowrpc/v1/log_service_pb.js";
 import { TaskRunService } from "./gen/flowrpc/v1/task_run_service_pb.js";
 import { WorkPoolService } from "./gen/flowrpc/v1/work_pool_service_pb.js";
-import { createMessages, createResult, type FlowRunCreateResult, type FlowRunSpec } from "./bulk.js";
+import {
+  createMessages,
+  createResult,
+  type FlowRunCreateResult,
+  type FlowRunCreateSummaryResult,
+  type FlowRunSpec,
+} from "./bulk.js";
 import { withFlowrpcErrors } from "./errors.js";
 import { collect, flatten, pages } from "./streams.js";
 import { watchEvents, type FlowRunWatchEvent } from "./watch.js";
@@ -79,10 +85,13 @@ export interface FlowRunQuery {
 }
 
 /** Where a watch starts, and Connect's call options (`signal` ends it). */
+/** The views in which createFlowRuns answers with whole runs. */
+type FullView = CreateFlowRunsView.UNSPECIFIED | CreateFlowRunsView.FULL;
+
 /** Options of createFlowRuns: the call's, and how much of each run the results carry. */
-export interface CreateFlowRunsOptions extends CallOptions {
-  /** FULL (the default): each run whole; BASIC: its id, name and state only. */
-  view?: CreateFlowRunsView;
+export interface CreateFlowRunsOptions<View extends CreateFlowRunsView = CreateFlowRunsView> extends CallOptions {
+  /** FULL (the default): each run whole (`flowRun`); BASIC: its id, name and state (`summary`). */
+  view?: View;
 }
 
 export interface WatchOptions extends CallOptions {
@@ -176,8 +185,16 @@ export class FlowrpcClient {
    */
   createFlowRuns(
     runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CreateFlowRunsOptions<FullView>,
+  ): AsyncIterable<FlowRunCreateResult>;
+  createFlowRuns(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options: CreateFlowRunsOptions<CreateFlowRunsView.BASIC>,
+  ): AsyncIterable<FlowRunCreateSummaryResult>;
+  createFlowRuns(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
     options?: CreateFlowRunsOptions,
-  ): AsyncIterable<FlowRunCreateResult> {
+  ): AsyncIterable<FlowRunCreateResult | FlowRunCreateSummaryResult> {
     const { view, ...callOptions } = options ?? {};
     const responses = this.flowRuns.createFlowRuns(createMessages(runs, view), callOptions);
     return flatten(responses, (message) => message.results.map(createResult));
@@ -186,9 +203,17 @@ export class FlowrpcClient {
   /** createFlowRuns, its results collected into an array (in the order of `runs`). */
   createFlowRunsAll(
     runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CreateFlowRunsOptions<FullView>,
+  ): Promise<FlowRunCreateResult[]>;
+  createFlowRunsAll(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options: CreateFlowRunsOptions<CreateFlowRunsView.BASIC>,
+  ): Promise<FlowRunCreateSummaryResult[]>;
+  createFlowRunsAll(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
     options?: CreateFlowRunsOptions,
-  ): Promise<FlowRunCreateResult[]> {
-    return collect(this.createFlowRuns(runs, options));
+  ): Promise<(FlowRunCreateResult | FlowRunCreateSummaryResult)[]> {
+    return collect(this.createFlowRuns(runs, options as CreateFlowRunsOptions<FullView>));
   }
 
   /**

@@ -154,12 +154,12 @@ describe("createFlowRuns", () => {
     ];
     const basic = await client.createFlowRunsAll(specs, { view: CreateFlowRunsView.BASIC });
     assert.deepEqual(
-      basic.map((result) => [result.index, result.created, result.flowRun, result.summary === undefined]),
+      basic.map((result) => [result.index, result.created, "flowRun" in result, result.summary === undefined]),
       [
-        [0, true, undefined, false],
-        [1, true, undefined, false],
-        [2, false, undefined, true],
-        [3, false, undefined, false],
+        [0, true, false, false],
+        [1, true, false, false],
+        [2, false, false, true],
+        [3, false, false, false],
       ],
     );
     assert.equal(basic[3]!.summary!.id, basic[0]!.summary!.id);
