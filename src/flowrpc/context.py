@@ -59,6 +59,9 @@ class FlowRunContext(RunContext):
     persist_result: bool | None = None
     result_serializer: Any = None
     result_storage: Any = None
+    # The flow run's first attempt: none of its task runs exist yet (a rerun finds its earlier
+    # attempt's runs by their keys), so the engine may start new ones without asking the server.
+    first_attempt: bool = False
     # Which task run produced an object passed on to another task, for graph edges. Keyed by
     # id(); the object is kept (as Prefect keeps result states) so its id is not reused.
     task_run_results: dict[int, tuple[Any, UUID]] = field(default_factory=dict, repr=False)

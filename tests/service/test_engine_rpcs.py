@@ -1,12 +1,13 @@
 """The calls a workflow engine makes to save round trips: StartFlowRun and StartTaskRun (a run
-created, or found by its key, and proposed Running in one call) and SetTaskRunStates (many
-task-run proposals in one call), decided by the same rules as SetFlowRunState and
-SetTaskRunState."""
+created, or found by its key, and proposed Running in one call), StartTaskRuns (many starts in
+one call) and SetTaskRunStates (many task-run proposals in one call), decided by the same rules
+as SetFlowRunState and SetTaskRunState; and task runs created under ids their client minted."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
+import uuid_utils
 from helpers import (
     COMPLETED,
     FAILED,
@@ -14,6 +15,7 @@ from helpers import (
     RUNNING,
     SCHEDULED,
     error_info,
+    field_violations,
     hours,
     make_flow,
     make_run,
@@ -207,3 +209,229 @@ async def test_start_flow_run_checks_its_input(stubs):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await start_flow(stubs, "01a232e4-58d5-7727-99cf-476e78726187")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# ---- client-minted task run ids ----
+
+MISSING = "01a232e4-58d5-7727-99cf-476e78726187"
+
+
+def minted() -> str:
+    return str(uuid_utils.uuid7())
+
+
+async def get_task(stubs, task_run_id):
+    return (await stubs.task_runs.GetTaskRun(tr.GetTaskRunRequest(id=task_run_id))).task_run
+
+
+async def test_a_run_is_created_with_the_id_its_client_minted(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    task_id = minted()
+    response = await start(stubs, run.id, id=task_id)
+    assert response.created is True and response.task_run.id == task_id
+    assert response.result.state.state_details.task_run_id == task_id
+    stored = await get_task(stubs, task_id)
+    assert (stored.id, stored.state_type, stored.task_key) == (task_id, RUNNING, "k")
+    create = tr.CreateTaskRunRequest(flow_run_id=run.id, task_key="c", id=(other := minted()))
+    created = await stubs.task_runs.CreateTaskRun(create)
+    assert created.created is True and created.task_run.id == other
+
+
+@pytest.mark.parametrize("again", ["same id", "another id"])
+async def test_the_same_key_again_returns_its_run_whatever_the_id(stubs, again):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    task_id = minted()
+    await start(stubs, run.id, id=task_id)
+    second_id = task_id if again == "same id" else minted()
+    response = await start(stubs, run.id, id=second_id)
+    assert response.created is False and response.task_run.id == task_id
+    create = tr.CreateTaskRunRequest(flow_run_id=run.id, task_key="k", dynamic_key="0")
+    create.id = second_id
+    created = await stubs.task_runs.CreateTaskRun(create)
+    assert created.created is False and created.task_run.id == task_id
+    if second_id != task_id:  # nothing was created under the other id
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await get_task(stubs, second_id)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_an_id_of_another_keys_run_already_exists(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    task_id = minted()
+    await start(stubs, run.id, key="first", id=task_id)
+    calls = {
+        "StartTaskRun": lambda: start(stubs, run.id, key="second", id=task_id),
+        "CreateTaskRun": lambda: stubs.task_runs.CreateTaskRun(
+            tr.CreateTaskRunRequest(flow_run_id=run.id, task_key="second", id=task_id)
+        ),
+        # A run without a flow run has no key: its id alone must be free.
+        "CreateTaskRun without a flow run": lambda: stubs.task_runs.CreateTaskRun(
+            tr.CreateTaskRunRequest(task_key="second", id=task_id)
+        ),
+    }
+    for name, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call()
+        assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS, name
+        assert error_info(raised.value).reason == "TASK_RUN_ALREADY_EXISTS"
+        assert task_id in raised.value.details()
+    assert (await get_task(stubs, task_id)).task_key == "first"
+
+
+async def test_a_minted_id_that_is_no_uuid_is_invalid(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    create = tr.CreateTaskRunRequest(flow_run_id=run.id, task_key="k", id="run-1")
+    start_one = tr.StartTaskRunRequest(task_run=create, state=state(RUNNING))
+    calls = {
+        "id": lambda: stubs.task_runs.CreateTaskRun(create),
+        "task_run.id": lambda: stubs.task_runs.StartTaskRun(start_one),
+        "starts[1].task_run.id": lambda: stubs.task_runs.StartTaskRuns(
+            tr.StartTaskRunsRequest(starts=[start_request(run.id, "ok", minted()), start_one])
+        ),
+    }
+    for field, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(field_violations(raised.value)) == [field]
+        assert "must be a UUID" in field_violations(raised.value)[field]
+
+
+# ---- StartTaskRuns ----
+
+
+def start_request(flow_run_id, key, task_run_id="", running=None, dynamic_key="0"):
+    create = tr.CreateTaskRunRequest(
+        flow_run_id=flow_run_id, task_key=key, dynamic_key=dynamic_key, id=task_run_id
+    )
+    return tr.StartTaskRunRequest(task_run=create, state=running or state(RUNNING))
+
+
+async def start_many(stubs, *starts):
+    response = await stubs.task_runs.StartTaskRuns(tr.StartTaskRunsRequest(starts=list(starts)))
+    return list(response.results)
+
+
+async def test_start_many_accepts_new_runs_in_order_with_their_ids(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    ids = [minted() for _ in range(5)]
+    results = await start_many(stubs, *[start_request(run.id, f"t{i}", ids[i]) for i in range(5)])
+    assert [r.task_run_id for r in results] == ids
+    assert all(r.created for r in results)
+    assert all(r.result.status == orc.SET_STATE_STATUS_ACCEPT for r in results)
+    assert [r.result.state.state_details.task_run_id for r in results] == ids
+    for result in results:
+        stored = await get_task(stubs, result.task_run_id)
+        assert stored.state_type == RUNNING and stored.state.id == result.result.state.id
+        assert stored.run_count == 1 and stored.start_time.seconds > 0
+    # Server-minted ids too, and a key seen earlier in the same call finds that start's run.
+    again = await start_many(
+        stubs, start_request(run.id, "new"), start_request(run.id, "new", minted())
+    )
+    assert again[0].created is True and again[1].created is False
+    assert again[1].task_run_id == again[0].task_run_id
+
+
+async def test_start_many_returns_the_cached_state_for_a_cached_key(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    keyed = state(RUNNING)
+    keyed.state_details.cache_key = "key-1"
+    first = (await start(stubs, run.id, dynamic_key="0", running=keyed)).task_run
+    done = state(COMPLETED, message="cached result")
+    done.state_details.cache_key = "key-1"
+    done.data.struct_value.update({"type": "result", "serializer": "json", "payload": "1"})
+    await stubs.task_runs.SetTaskRunState(
+        tr.SetTaskRunStateRequest(task_run_id=first.id, state=done)
+    )
+    results = await start_many(
+        stubs,
+        start_request(run.id, "other", minted()),
+        start_request(run.id, "k", minted(), running=keyed, dynamic_key="1"),
+    )
+    assert [r.result.status for r in results] == [
+        orc.SET_STATE_STATUS_ACCEPT,
+        orc.SET_STATE_STATUS_REJECT,
+    ]
+    cached = results[1].result.state
+    assert (cached.type, cached.name) == (COMPLETED, "Cached")
+    # The state comes back without data and message; the task run has them.
+    assert not cached.HasField("data") and cached.message == ""
+    stored = await get_task(stubs, results[1].task_run_id)
+    assert stored.state_name == "Cached" and stored.state.HasField("data")
+
+
+async def test_start_many_in_a_flow_that_is_not_running_aborts(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(PENDING))
+    results = await start_many(stubs, start_request(run.id, "a", minted()))
+    assert results[0].created is True
+    assert results[0].result.status == orc.SET_STATE_STATUS_ABORT
+    assert "enclosing flow must be running" in results[0].result.abort.reason
+    assert (await get_task(stubs, results[0].task_run_id)).state_type == PENDING
+
+
+@pytest.mark.parametrize("count", [0, 101])
+async def test_start_many_takes_1_to_100_starts(stubs, count):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await start_many(stubs, *[start_request(run.id, f"t{i}") for i in range(count)])
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(field_violations(raised.value)) == ["starts"]
+    assert "1 to 100 starts" in raised.value.details()
+
+
+async def test_start_many_names_the_field_of_a_bad_start(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    not_running = start_request(run.id, "b", running=state(COMPLETED))
+    bad_flow_run = start_request("flow-run-1", "c")
+    for index, bad, field in (
+        (1, not_running, "starts[1].state.type"),
+        (2, bad_flow_run, "starts[2].task_run.flow_run_id"),
+    ):
+        starts = [start_request(run.id, f"ok{i}") for i in range(3)]
+        starts[index] = bad
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await start_many(stubs, *starts)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(field_violations(raised.value)) == [field]
+
+
+@pytest.mark.parametrize("failing", ["missing flow run", "id of another key's run"])
+async def test_start_many_writes_all_or_none(stubs, failing):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    first_id = minted()
+    last = (
+        start_request(MISSING, "b", minted())
+        if failing == "missing flow run"
+        else start_request(run.id, "b", first_id)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await start_many(stubs, start_request(run.id, "a", first_id), last)
+    expected = "FLOW_RUN_NOT_FOUND" if failing == "missing flow run" else "TASK_RUN_ALREADY_EXISTS"
+    assert error_info(raised.value).reason == expected
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await get_task(stubs, first_id)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_started_runs_are_then_finished_in_bulk(stubs):
+    """The engine's sequence: tasks started under client-minted ids, reported in one
+    StartTaskRuns, then their final states in one SetTaskRunStates."""
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    ids = [minted() for _ in range(3)]
+    started = await start_many(stubs, *[start_request(run.id, "t", i, dynamic_key=i) for i in ids])
+    assert all(s.result.status == orc.SET_STATE_STATUS_ACCEPT for s in started)
+    finished = await set_states(stubs, *[proposal(i, state(COMPLETED)) for i in ids])
+    assert [r.status for r in finished] == [orc.SET_STATE_STATUS_ACCEPT] * 3
+    for task_run_id in ids:
+        assert (await get_task(stubs, task_run_id)).state_type == COMPLETED

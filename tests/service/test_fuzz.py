@@ -310,6 +310,17 @@ def seeds(t: Targets) -> dict[str, Message]:
         "CreateTaskRun": tr.CreateTaskRunRequest(
             flow_run_id=run, task_key="k2", dynamic_key="1", state=state(RUNNING)
         ),
+        "StartTaskRuns": tr.StartTaskRunsRequest(
+            starts=[
+                tr.StartTaskRunRequest(
+                    task_run=tr.CreateTaskRunRequest(
+                        flow_run_id=run, task_key="s", dynamic_key=str(i), id=task_run_id
+                    ),
+                    state=state(RUNNING),
+                )
+                for i, task_run_id in enumerate(["01a232e4-58d5-7727-99cf-476e78726188", ""])
+            ]
+        ),
         "GetTaskRun": tr.GetTaskRunRequest(id=t.task_run_id),
         "ListTaskRuns": tr.ListTaskRunsRequest(flows=mine, limit=5),
         "SetTaskRunState": tr.SetTaskRunStateRequest(

@@ -1,16 +1,30 @@
-"""PostgreSQL specifics: statement timeout, and reconnecting after connections are dropped."""
+"""PostgreSQL specifics: statement timeout, reconnecting after connections are dropped, and
+task-run creates that wait on a concurrent create of their id or key."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
+from types import SimpleNamespace
 
+import grpc
 import pytest
 import sqlalchemy as sa
-from harness import postgres_schema
+import uuid_utils
+from harness import postgres_schema, running_server
+from helpers import RUNNING, error_info, make_flow, make_run, state
 
 from flowrpc.server.errors import ResourceExhausted
+from flowrpc.server.ids import now_micros
+from flowrpc.server.orchestration.records import StateType
+from flowrpc.server.orchestration.states import new_state
+from flowrpc.server.storage import task_runs
 from flowrpc.server.storage.database import Database
+from flowrpc.settings import Settings
+from flowrpc.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc, task_run_service_pb2_grpc
+from flowrpc.v1 import task_run_service_pb2 as tr
 
 POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(
@@ -61,3 +75,66 @@ async def test_connections_dropped_by_the_database_are_replaced(url):
         assert await db.write(scalar("SELECT 3")) == 3
     finally:
         db.close()
+
+
+WAITING_ON_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = "
+    "current_database()"
+)
+
+
+@pytest.mark.parametrize("conflict", ["id", "key"])
+async def test_a_create_waiting_on_a_concurrent_one_with_its_id_or_key(url, conflict):
+    """Another transaction inserts a run and holds it uncommitted; a StartTaskRun with the same
+    client-minted id (another key), or the same key (another id), waits on it at its insert.
+    Once the other commits: ALREADY_EXISTS for the id, the other's run for the key; never
+    INTERNAL."""
+    database_url = url.render_as_string(hide_password=False)
+    settings = Settings(database_url=database_url, port=0, late_runs_enabled=False)
+    with running_server(settings) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stubs = SimpleNamespace(
+                flows=flow_service_pb2_grpc.FlowServiceStub(channel),
+                flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
+            )
+            tasks = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+            flow = await make_flow(stubs)
+            run = await make_run(stubs, flow.id, state=state(RUNNING))
+            held_id, own_id = str(uuid_utils.uuid7()), str(uuid_utils.uuid7())
+            held = {"flow_run_id": run.id, "task_key": "held", "dynamic_key": "0", "id": held_id}
+            engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+            try:
+                with engine.connect() as conn, conn.begin():
+                    now = now_micros()
+                    task_runs.create_task_run(conn, held, new_state(StateType.PENDING, now), now)
+                    create = tr.CreateTaskRunRequest(
+                        flow_run_id=run.id,
+                        task_key="other" if conflict == "id" else "held",
+                        dynamic_key="0",
+                        id=held_id if conflict == "id" else own_id,
+                    )
+                    request = tr.StartTaskRunRequest(task_run=create, state=state(RUNNING))
+                    call = asyncio.ensure_future(tasks.StartTaskRun(request, timeout=30))
+                    await _until_waiting_on_a_lock(engine)
+                    assert not call.done()
+                # committed: the waiting create goes on
+                if conflict == "key":
+                    response = await call
+                    assert response.created is False and response.task_run.id == held_id
+                    return
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await call
+                assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+                assert error_info(raised.value).reason == "TASK_RUN_ALREADY_EXISTS"
+            finally:
+                engine.dispose()
+
+
+async def _until_waiting_on_a_lock(engine: sa.Engine, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(sa.text(WAITING_ON_A_LOCK)).scalar():
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the create never waited on the held run")

@@ -15,7 +15,7 @@ from pydantic_core import to_jsonable_python
 
 from flowrpc.client.protocol import Call, Exchange, Items, Operation, Stream, iterator, unary
 from flowrpc.schemas._proto import fill, to_message, to_python
-from flowrpc.schemas.actions import FlowRunCreate, LogCreate, WorkPoolCreate
+from flowrpc.schemas.actions import FlowRunCreate, LogCreate, TaskRunStart, WorkPoolCreate
 from flowrpc.schemas.filters import (
     DeploymentFilter,
     FlowFilter,
@@ -46,6 +46,7 @@ from flowrpc.schemas.responses import (
     FlowRunWatchEvent,
     HistoryResponse,
     OrchestrationResult,
+    StartedTaskRun,
 )
 from flowrpc.schemas.sorting import FlowRunSort, LogSort
 from flowrpc.states import Pending, Scheduled
@@ -689,6 +690,7 @@ def _task_run_request(
     extra_tags: Iterable[str] | None,
     state: State | None,
     task_inputs: dict[str, list[TaskRunInput | dict[str, Any]]] | None,
+    id: IdLike | None = None,
 ) -> dict[str, Any]:
     retry_delay = getattr(task, "retry_delay_seconds", None)
     if isinstance(retry_delay, list):
@@ -709,6 +711,7 @@ def _task_run_request(
         },
         "state": _proposal(state or Pending()),
         "task_inputs": task_inputs or {},
+        "id": id,
     }
 
 
@@ -856,21 +859,53 @@ def start_task_run(
     extra_tags: Iterable[str] | None = None,
     state: State | None = None,
     task_inputs: dict[str, list[TaskRunInput | dict[str, Any]]] | None = None,
+    *,
+    id: IdLike | None = None,
 ) -> Operation:
     """create_task_run (or find the run with this dynamic key), then propose `running` (a
     Running state, with its cache key) in the same call; returns (task run after the proposal,
-    OrchestrationResult)."""
-    request = to_message(
-        task_runs_pb.StartTaskRunRequest,
-        {
-            "task_run": _task_run_request(
-                task, flow_run_id, dynamic_key, name, extra_tags, state, task_inputs
-            ),
-            "state": _proposal(running),
-        },
+    OrchestrationResult). `id`: the new run's id, minted by the caller (a UUID; UUIDv7 keeps
+    runs newest first by id); the run found by its key keeps its own, and an id another run
+    has is ObjectAlreadyExists."""
+    create = _task_run_request(
+        task, flow_run_id, dynamic_key, name, extra_tags, state, task_inputs, id
     )
-    response = yield Call(TASK_RUNS, "StartTaskRun", request)
+    response = yield Call(TASK_RUNS, "StartTaskRun", _start_request(create, running))
     return TaskRun.from_proto(response.task_run), OrchestrationResult.from_proto(response.result)
+
+
+def _start_request(create: dict[str, Any], running: State) -> task_runs_pb.StartTaskRunRequest:
+    """A StartTaskRunRequest: the create (_task_run_request's fields), then `running`."""
+    fields = {"task_run": create, "state": _proposal(running)}
+    return to_message(task_runs_pb.StartTaskRunRequest, fields)
+
+
+@unary
+def start_task_runs(starts: Iterable[TaskRunStart]) -> Operation:
+    """start_task_run for each TaskRunStart, in order, in one call of 1 to 100 and one
+    transaction (all or none: ObjectNotFound for a missing flow run); returns one
+    StartedTaskRun (task run id, created, OrchestrationResult without the state's data and
+    message) per start, not the runs themselves. With client-minted ids a caller runs its tasks
+    at once and reports their starts in bulk."""
+    items = [
+        _start_request(
+            _task_run_request(
+                start.task,
+                start.flow_run_id,
+                start.dynamic_key,
+                start.name,
+                None,  # extra_tags
+                None,  # initial state: Pending
+                start.task_inputs,
+                start.id,
+            ),
+            start.running,
+        )
+        for start in starts
+    ]
+    request = task_runs_pb.StartTaskRunsRequest(starts=items)
+    response = yield Call(TASK_RUNS, "StartTaskRuns", request)
+    return StartedTaskRun.from_protos(response.results)
 
 
 @unary

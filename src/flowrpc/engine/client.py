@@ -11,7 +11,7 @@ import atexit
 import os
 
 from flowrpc.client import SyncFlowRPCClient, get_client
-from flowrpc.engine import embedded
+from flowrpc.engine import embedded, known_cache
 from flowrpc.utilities.processes import process_lock
 
 _lock = process_lock(globals(), "_lock")  # a new one in a forked child
@@ -52,13 +52,14 @@ def _point_log_shipper() -> None:
 
 def reset_sdk_client() -> None:
     """Closes the shared client (once the states reported in the background are sent, and
-    their reporter's thread has ended); the next sdk_client() opens one for the current
-    address."""
+    their reporter's thread has ended) and forgets the cache entries it saw; the next
+    sdk_client() opens one for the current address."""
     from flowrpc.engine.reporter import close_state_reporter
     from flowrpc.logging import flush_logs
 
     close_state_reporter()
     flush_logs(10)
+    known_cache.forget()
     global _client
     with _lock:
         client, _client = _client, None

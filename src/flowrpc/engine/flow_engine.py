@@ -58,6 +58,7 @@ class FlowRunEngine(RunEngine):
         self.flow_run: Any = None
         self.parent_task_run_id: Any = None
         self._start: dict[str, Any] | None = None  # a create left to StartFlowRun
+        self.attempts = 0  # bodies started
 
     def setup(self) -> None:
         """Validates the parameters; a bad parameter creates the flow run (Pending) and ends it
@@ -158,6 +159,7 @@ class FlowRunEngine(RunEngine):
 
     def run_context(self, parameters: dict[str, Any]) -> FlowRunContext:
         runner = self.flow.task_runner.duplicate()
+        self.attempts += 1
         return FlowRunContext(
             flow=self.flow,
             flow_run=self.flow_run,
@@ -167,6 +169,7 @@ class FlowRunEngine(RunEngine):
             persist_result=self.flow.persist_result,
             result_serializer=self.flow.result_serializer,
             result_storage=self.flow.result_storage,
+            first_attempt=self.attempts == 1 and self.flow_run.run_count <= 1,
         )
 
 

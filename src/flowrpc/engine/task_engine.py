@@ -1,6 +1,12 @@
 """The engine of one task call: a task run created in the enclosing flow run, its upstream
 futures resolved (they become task_inputs, the graph's edges), then attempts until a final
-state. Cache hits, retries and their delays are the server's decisions."""
+state. Cache hits, retries and their delays are the server's decisions.
+
+A task whose decisions are known before the server makes them (a new run in its flow's first
+attempt, with no cache key or one whose entry this process has seen, nothing persisted, retries
+without a delay) runs without waiting for the server: its id is minted here, and its start and
+states go through the reporter, which the server decides in order by the same rules (docs/sdk.md,
+"Decisions known in the client"). Prefect 3 orchestrates tasks in the client too."""
 
 from __future__ import annotations
 
@@ -11,18 +17,23 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
+from uuid_utils.compat import uuid7
+
 from flowrpc import results
 from flowrpc.assets import MaterializingTask, record_materialization
 from flowrpc.cache_policies import KeyContext
 from flowrpc.context import FlowRunContext, TaskRunContext
+from flowrpc.engine import known_cache
 from flowrpc.engine.base import RunEngine, cache_expiration_time
 from flowrpc.engine.client import sdk_client
 from flowrpc.engine.reporter import state_reporter
 from flowrpc.exceptions import UpstreamTaskError
 from flowrpc.futures import PrefectFuture, resolve_futures
-from flowrpc.schemas.objects import State, TaskRunResult
-from flowrpc.schemas.responses import OrchestrationResult
-from flowrpc.states import Completed, Pending, Running
+from flowrpc.schemas._base import now
+from flowrpc.schemas.actions import TaskRunStart
+from flowrpc.schemas.objects import State, StateType, TaskRun, TaskRunPolicy, TaskRunResult
+from flowrpc.schemas.responses import OrchestrationResult, SetStateStatus
+from flowrpc.states import AwaitingRetry, Completed, Pending, Running
 
 logger = logging.getLogger("flowrpc.engine")
 MAX_DEPTH = 8  # how deep in nested lists, tuples, sets and dicts futures are looked for
@@ -59,6 +70,9 @@ class TaskRunEngine(RunEngine):
         self.cache_key: str | None = None
         self.task_run: Any = None
         self._start: CreateArguments | None = None  # a create left to StartTaskRun
+        # True while this run's states go through the reporter, decided here (module docstring).
+        self.decided_here = False
+        self.known_hit: State | None = None  # this process's cache entry for the run's key
         self.upstream_ids: list[UUID] = []  # the task runs this one depends on
 
     # ---- setup ----
@@ -83,6 +97,9 @@ class TaskRunEngine(RunEngine):
             self._start = create
             self.parameters = self.raw_parameters
             self.cache_key = self._cache_key()
+            if self.cache_key and not self.task.refresh_cache:
+                self.known_hit = known_cache.lookup(self.client.api_url, self.cache_key)
+            self.decided_here = self._decisions_known()
             return
         self._created(self.client.create_task_run, create)
         upstream_error = self._wait_upstream(futures)
@@ -175,18 +192,133 @@ class TaskRunEngine(RunEngine):
         )
         return self.task.cache_policy.compute_key(context)
 
+    def _decisions_known(self) -> bool:
+        """Whether the server's decisions on this run can be made here: a new run (its flow's
+        first attempt: no run of its key exists yet) whose Running is accepted (no cache key)
+        or answered from a cache entry this process knows, and whose Completed needs nothing
+        back (no persisted result, no asset to record)."""
+        context = self.flow_context
+        if not (
+            self.report_in_background
+            and context is not None
+            and context.first_attempt
+            and not isinstance(self.task, MaterializingTask)
+        ):
+            return False
+        if self.cache_key:
+            return self.known_hit is not None
+        return not self.task.should_persist(context)
+
     # ---- states ----
 
     def set_state(self, state: State, force: bool = False) -> OrchestrationResult:
+        if self.decided_here:
+            if not force and (decided := self._decide_here(state)) is not None:
+                return decided
+            # The server decides from here on, after the states reported so far.
+            self.decided_here = False
+            state_reporter(self.client).flush()
         return self.client.set_task_run_state(self.run_id, state, force=force)
 
+    def _decide_here(self, state: State) -> OrchestrationResult | None:
+        """The server's decision on `state`, reported to it in the background; None when only
+        the server can tell (a retry after a delay, a forced or an unusual state)."""
+        if state.type is StateType.RUNNING:
+            self.task_run.run_count += 1
+            if self.task_run.run_count > 1:
+                state.name = "Retrying"
+            decided = state
+        elif state.type is StateType.FAILED and self._retries_left(state):
+            if not self._retries_at_once():
+                return None
+            decided = AwaitingRetry(scheduled_time=now(), message=state.message)
+        elif state.type in (StateType.COMPLETED, StateType.FAILED):
+            decided = state
+        else:
+            return None
+        decided.state_details.task_run_id = state.state_details.task_run_id = self.run_id
+        decided.state_details.flow_run_id = self._flow_run_id()
+        state_reporter(self.client).report(self.run_id, state, expected=decided.type)
+        self.task_run.state = decided
+        status = SetStateStatus.ACCEPT if decided is state else SetStateStatus.REJECT
+        return OrchestrationResult(status=status, state=decided)
+
+    def _retries_left(self, failed: State) -> bool:
+        """The server's retry rule: attempts up to 1 + retries, unless marked not retriable."""
+        return (
+            self.task_run.run_count <= self.task.retries
+            and failed.state_details.retriable is not False
+        )
+
+    def _retries_at_once(self) -> bool:
+        """Whether the next retry's delay is zero (whole seconds, as the policy is sent)."""
+        delay = self.task.retry_delay_seconds
+        if isinstance(delay, list):
+            delay = delay[min(self.task_run.run_count, len(delay)) - 1] if delay else 0
+        return int(delay or 0) == 0
+
     def propose_running(self) -> OrchestrationResult:
+        if self.decided_here and self._start is not None:
+            return self._start_here()
         if self._start is None:
             return super().propose_running()
         create, self._start = self._start, None
         start = functools.partial(self.client.start_task_run, running=self.running_state())
         _, result = self._created(start, create)
         return result
+
+    def _start_here(self) -> OrchestrationResult:
+        """The run, with its id minted here, starts now; the reporter creates it."""
+        (task, flow_run_id, dynamic_key), create = self._start.args, self._start.kwargs
+        self._start = None
+        self.run_id = uuid7()  # time-ordered, as the server's ids: lists sort newest first
+        if self.on_task_run_id is not None:
+            self.on_task_run_id(self.run_id)
+        self.task_run = TaskRun.model_construct(
+            id=self.run_id,
+            name=create["name"],
+            flow_run_id=flow_run_id,
+            task_key=task.task_key,
+            dynamic_key=dynamic_key,
+            task_version=task.version,
+            empirical_policy=TaskRunPolicy.model_construct(
+                retries=task.retries, retry_jitter_factor=task.retry_jitter_factor
+            ),
+            tags=sorted(task.tags),
+            task_inputs=create["task_inputs"],
+            expected_start_time=now(),
+        )
+        running = self.running_state()
+        running.state_details.task_run_id = self.run_id
+        running.state_details.flow_run_id = flow_run_id
+        decided = running if self.known_hit is None else self._cached(self.known_hit)
+        self.task_run.run_count = 0 if self.known_hit else 1
+        self.task_run.state = decided
+        start = TaskRunStart(
+            task,
+            flow_run_id,
+            dynamic_key,
+            running,
+            create["name"],
+            create["task_inputs"],
+            self.run_id,
+        )
+        state_reporter(self.client).report_start(start, decided)
+        status = SetStateStatus.ACCEPT if decided is running else SetStateStatus.REJECT
+        return OrchestrationResult(status=status, state=decided)
+
+    def _cached(self, entry: State) -> State:
+        """What the server answers a Running proposal whose key has `entry`."""
+        details = entry.state_details.model_copy(
+            update={"task_run_id": self.run_id, "flow_run_id": self._flow_run_id()}
+        )
+        return State(
+            type=entry.type,
+            name="Cached",
+            message=entry.message,
+            data=entry.data,
+            state_details=details,
+        )
 
     def running_state(self) -> State:
         state = Running()
@@ -236,6 +368,8 @@ class TaskRunEngine(RunEngine):
             self.state = state
         else:
             super().succeed(value)
+            if self.cache_key and self.state is not None and self.state.is_completed():
+                known_cache.remember(self.client.api_url, self.state)
         if self.flow_context is not None:
             self.flow_context.record_result(value, self.run_id)
         if isinstance(self.task, MaterializingTask) and self.state and self.state.is_completed():
@@ -264,6 +398,7 @@ class TaskRunEngine(RunEngine):
             known[self.run_id] = list(self.task.assets)
 
     def _remember(self, state: State) -> None:
+        known_cache.remember(self.client.api_url, state)
         if results.is_record(state.data):
             value = results.load(state.data)
             state._has_value, state._value = True, value

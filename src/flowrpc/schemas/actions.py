@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 from uuid import UUID
 
 from pydantic import Field, model_validator
 
 from flowrpc.schemas._base import ActionBaseModel, DateTime, now
-from flowrpc.schemas.objects import FlowRunPolicy, State
+from flowrpc.schemas.objects import FlowRunPolicy, State, TaskRunInput
 
 
 class WorkPoolCreate(ActionBaseModel):
@@ -73,3 +73,16 @@ class FlowRunCreate(ActionBaseModel):
                     "deployment takes them from the deployment"
                 )
         return self
+
+
+class TaskRunStart(NamedTuple):
+    """One start for `start_task_runs`: the arguments of `start_task_run`. `id` is the new
+    run's id when the client mints it (a UUID; UUIDv7 keeps task runs newest first by id)."""
+
+    task: Any
+    flow_run_id: UUID | str | None
+    dynamic_key: str
+    running: State
+    name: str | None = None
+    task_inputs: dict[str, list[TaskRunInput | dict[str, Any]]] | None = None
+    id: UUID | str | None = None

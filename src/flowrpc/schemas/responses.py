@@ -30,6 +30,7 @@ __all__ = [
     "HistoryResponseState",
     "OrchestrationResult",
     "SetStateStatus",
+    "StartedTaskRun",
     "StateAbortDetails",
     "StateAcceptDetails",
     "StateRejectDetails",
@@ -96,6 +97,16 @@ class OrchestrationResult(FlowRPCBaseModel):
                     rest = {k: v for k, v in data.items() if k != arm}
                     return {**rest, "details": {**data[arm], "type": tag}}
         return data
+
+
+class StartedTaskRun(FlowRPCBaseModel):
+    """One start's outcome in `start_task_runs`: the run's id, whether this start created it
+    (False: the run with its key existed), and the decision on its Running proposal (the
+    result's state carries no data and no message; read the run for them)."""
+
+    task_run_id: UUID
+    created: bool = False
+    result: OrchestrationResult
 
 
 class BulkSetStateResult(OrchestrationResult):

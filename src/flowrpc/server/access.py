@@ -93,6 +93,7 @@ REQUIRED_ROLES: Mapping[str, Mapping[str, Role]] = {
         "SetTaskRunState": W,
         "StartTaskRun": W,
         "SetTaskRunStates": W,
+        "StartTaskRuns": W,
     },
     "flowrpc.v1.LogService": {
         "CreateLogs": W,

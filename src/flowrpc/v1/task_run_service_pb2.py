@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrpc/v1/task_run_service.proto\x12\nflowrpc.v1\x1a\x17\x66lowrpc/v1/filter.proto\x1a\x1e\x66lowrpc/v1/orchestration.proto\x1a\x16\x66lowrpc/v1/state.proto\x1a\x19\x66lowrpc/v1/task_run.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x04\n\x14\x43reateTaskRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08task_key\x18\x03 \x01(\t\x12\x13\n\x0b\x64ynamic_key\x18\x04 \x01(\t\x12\x16\n\tcache_key\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x10\x63\x61\x63he_expiration\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0ctask_version\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x33\n\x10\x65mpirical_policy\x18\x08 \x01(\x0b\x32\x19.flowrpc.v1.TaskRunPolicy\x12\x0c\n\x04tags\x18\t \x03(\t\x12\'\n\x06labels\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x45\n\x0btask_inputs\x18\x0b \x03(\x0b\x32\x30.flowrpc.v1.CreateTaskRunRequest.TaskInputsEntry\x12 \n\x05state\x18\x0c \x01(\x0b\x32\x11.flowrpc.v1.State\x1aL\n\x0fTaskInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.flowrpc.v1.TaskRunInputs:\x02\x38\x01\x42\x0c\n\n_cache_keyB\x0f\n\r_task_version\"O\n\x15\x43reateTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.TaskRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x11GetTaskRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x12GetTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.TaskRun\"\x8d\x02\n\x13ListTaskRunsRequest\x12%\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x16.flowrpc.v1.FlowFilter\x12,\n\tflow_runs\x18\x02 \x01(\x0b\x32\x19.flowrpc.v1.FlowRunFilter\x12,\n\ttask_runs\x18\x03 \x01(\x0b\x32\x19.flowrpc.v1.TaskRunFilter\x12\x31\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32\x1c.flowrpc.v1.DeploymentFilter\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\tB\x08\n\x06_limit\"W\n\x14ListTaskRunsResponse\x12&\n\ttask_runs\x18\x01 \x03(\x0b\x32\x13.flowrpc.v1.TaskRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x16SetTaskRunStateRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"J\n\x17SetTaskRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"k\n\x13StartTaskRunRequest\x12\x32\n\x08task_run\x18\x01 \x01(\x0b\x32 .flowrpc.v1.CreateTaskRunRequest\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\"\x7f\n\x14StartTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.TaskRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12/\n\x06result\x18\x03 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"\\\n\x14TaskRunStateProposal\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"N\n\x17SetTaskRunStatesRequest\x12\x33\n\tproposals\x18\x01 \x03(\x0b\x32 .flowrpc.v1.TaskRunStateProposal\"L\n\x18SetTaskRunStatesResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult2\x94\x04\n\x0eTaskRunService\x12T\n\rCreateTaskRun\x12 .flowrpc.v1.CreateTaskRunRequest\x1a!.flowrpc.v1.CreateTaskRunResponse\x12K\n\nGetTaskRun\x12\x1d.flowrpc.v1.GetTaskRunRequest\x1a\x1e.flowrpc.v1.GetTaskRunResponse\x12Q\n\x0cListTaskRuns\x12\x1f.flowrpc.v1.ListTaskRunsRequest\x1a .flowrpc.v1.ListTaskRunsResponse\x12Z\n\x0fSetTaskRunState\x12\".flowrpc.v1.SetTaskRunStateRequest\x1a#.flowrpc.v1.SetTaskRunStateResponse\x12Q\n\x0cStartTaskRun\x12\x1f.flowrpc.v1.StartTaskRunRequest\x1a .flowrpc.v1.StartTaskRunResponse\x12]\n\x10SetTaskRunStates\x12#.flowrpc.v1.SetTaskRunStatesRequest\x1a$.flowrpc.v1.SetTaskRunStatesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrpc/v1/task_run_service.proto\x12\nflowrpc.v1\x1a\x17\x66lowrpc/v1/filter.proto\x1a\x1e\x66lowrpc/v1/orchestration.proto\x1a\x16\x66lowrpc/v1/state.proto\x1a\x19\x66lowrpc/v1/task_run.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x04\n\x14\x43reateTaskRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08task_key\x18\x03 \x01(\t\x12\x13\n\x0b\x64ynamic_key\x18\x04 \x01(\t\x12\x16\n\tcache_key\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x10\x63\x61\x63he_expiration\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0ctask_version\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x33\n\x10\x65mpirical_policy\x18\x08 \x01(\x0b\x32\x19.flowrpc.v1.TaskRunPolicy\x12\x0c\n\x04tags\x18\t \x03(\t\x12\'\n\x06labels\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x45\n\x0btask_inputs\x18\x0b \x03(\x0b\x32\x30.flowrpc.v1.CreateTaskRunRequest.TaskInputsEntry\x12 \n\x05state\x18\x0c \x01(\x0b\x32\x11.flowrpc.v1.State\x12\n\n\x02id\x18\r \x01(\t\x1aL\n\x0fTaskInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.flowrpc.v1.TaskRunInputs:\x02\x38\x01\x42\x0c\n\n_cache_keyB\x0f\n\r_task_version\"O\n\x15\x43reateTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.TaskRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\x11GetTaskRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x12GetTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.TaskRun\"\x8d\x02\n\x13ListTaskRunsRequest\x12%\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x16.flowrpc.v1.FlowFilter\x12,\n\tflow_runs\x18\x02 \x01(\x0b\x32\x19.flowrpc.v1.FlowRunFilter\x12,\n\ttask_runs\x18\x03 \x01(\x0b\x32\x19.flowrpc.v1.TaskRunFilter\x12\x31\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32\x1c.flowrpc.v1.DeploymentFilter\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\tB\x08\n\x06_limit\"W\n\x14ListTaskRunsResponse\x12&\n\ttask_runs\x18\x01 \x03(\x0b\x32\x13.flowrpc.v1.TaskRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x16SetTaskRunStateRequest\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"J\n\x17SetTaskRunStateResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"k\n\x13StartTaskRunRequest\x12\x32\n\x08task_run\x18\x01 \x01(\x0b\x32 .flowrpc.v1.CreateTaskRunRequest\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\"\x7f\n\x14StartTaskRunResponse\x12%\n\x08task_run\x18\x01 \x01(\x0b\x32\x13.flowrpc.v1.TaskRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12/\n\x06result\x18\x03 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"\\\n\x14TaskRunStateProposal\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0b\x32\x11.flowrpc.v1.State\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"N\n\x17SetTaskRunStatesRequest\x12\x33\n\tproposals\x18\x01 \x03(\x0b\x32 .flowrpc.v1.TaskRunStateProposal\"L\n\x18SetTaskRunStatesResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult\"G\n\x14StartTaskRunsRequest\x12/\n\x06starts\x18\x01 \x03(\x0b\x32\x1f.flowrpc.v1.StartTaskRunRequest\"D\n\x15StartTaskRunsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.flowrpc.v1.StartedTaskRun\"g\n\x0eStartedTaskRun\x12\x13\n\x0btask_run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12/\n\x06result\x18\x03 \x01(\x0b\x32\x1f.flowrpc.v1.OrchestrationResult2\xea\x04\n\x0eTaskRunService\x12T\n\rCreateTaskRun\x12 .flowrpc.v1.CreateTaskRunRequest\x1a!.flowrpc.v1.CreateTaskRunResponse\x12K\n\nGetTaskRun\x12\x1d.flowrpc.v1.GetTaskRunRequest\x1a\x1e.flowrpc.v1.GetTaskRunResponse\x12Q\n\x0cListTaskRuns\x12\x1f.flowrpc.v1.ListTaskRunsRequest\x1a .flowrpc.v1.ListTaskRunsResponse\x12Z\n\x0fSetTaskRunState\x12\".flowrpc.v1.SetTaskRunStateRequest\x1a#.flowrpc.v1.SetTaskRunStateResponse\x12Q\n\x0cStartTaskRun\x12\x1f.flowrpc.v1.StartTaskRunRequest\x1a .flowrpc.v1.StartTaskRunResponse\x12]\n\x10SetTaskRunStates\x12#.flowrpc.v1.SetTaskRunStatesRequest\x1a$.flowrpc.v1.SetTaskRunStatesResponse\x12T\n\rStartTaskRuns\x12 .flowrpc.v1.StartTaskRunsRequest\x1a!.flowrpc.v1.StartTaskRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,33 +40,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETASKRUNREQUEST_TASKINPUTSENTRY']._loaded_options = None
   _globals['_CREATETASKRUNREQUEST_TASKINPUTSENTRY']._serialized_options = b'8\001'
   _globals['_CREATETASKRUNREQUEST']._serialized_start=221
-  _globals['_CREATETASKRUNREQUEST']._serialized_end=744
-  _globals['_CREATETASKRUNREQUEST_TASKINPUTSENTRY']._serialized_start=637
-  _globals['_CREATETASKRUNREQUEST_TASKINPUTSENTRY']._serialized_end=713
-  _globals['_CREATETASKRUNRESPONSE']._serialized_start=746
-  _globals['_CREATETASKRUNRESPONSE']._serialized_end=825
-  _globals['_GETTASKRUNREQUEST']._serialized_start=827
-  _globals['_GETTASKRUNREQUEST']._serialized_end=858
-  _globals['_GETTASKRUNRESPONSE']._serialized_start=860
-  _globals['_GETTASKRUNRESPONSE']._serialized_end=919
-  _globals['_LISTTASKRUNSREQUEST']._serialized_start=922
-  _globals['_LISTTASKRUNSREQUEST']._serialized_end=1191
-  _globals['_LISTTASKRUNSRESPONSE']._serialized_start=1193
-  _globals['_LISTTASKRUNSRESPONSE']._serialized_end=1280
-  _globals['_SETTASKRUNSTATEREQUEST']._serialized_start=1282
-  _globals['_SETTASKRUNSTATEREQUEST']._serialized_end=1376
-  _globals['_SETTASKRUNSTATERESPONSE']._serialized_start=1378
-  _globals['_SETTASKRUNSTATERESPONSE']._serialized_end=1452
-  _globals['_STARTTASKRUNREQUEST']._serialized_start=1454
-  _globals['_STARTTASKRUNREQUEST']._serialized_end=1561
-  _globals['_STARTTASKRUNRESPONSE']._serialized_start=1563
-  _globals['_STARTTASKRUNRESPONSE']._serialized_end=1690
-  _globals['_TASKRUNSTATEPROPOSAL']._serialized_start=1692
-  _globals['_TASKRUNSTATEPROPOSAL']._serialized_end=1784
-  _globals['_SETTASKRUNSTATESREQUEST']._serialized_start=1786
-  _globals['_SETTASKRUNSTATESREQUEST']._serialized_end=1864
-  _globals['_SETTASKRUNSTATESRESPONSE']._serialized_start=1866
-  _globals['_SETTASKRUNSTATESRESPONSE']._serialized_end=1942
-  _globals['_TASKRUNSERVICE']._serialized_start=1945
-  _globals['_TASKRUNSERVICE']._serialized_end=2477
+  _globals['_CREATETASKRUNREQUEST']._serialized_end=756
+  _globals['_CREATETASKRUNREQUEST_TASKINPUTSENTRY']._serialized_start=649
+  _globals['_CREATETASKRUNREQUEST_TASKINPUTSENTRY']._serialized_end=725
+  _globals['_CREATETASKRUNRESPONSE']._serialized_start=758
+  _globals['_CREATETASKRUNRESPONSE']._serialized_end=837
+  _globals['_GETTASKRUNREQUEST']._serialized_start=839
+  _globals['_GETTASKRUNREQUEST']._serialized_end=870
+  _globals['_GETTASKRUNRESPONSE']._serialized_start=872
+  _globals['_GETTASKRUNRESPONSE']._serialized_end=931
+  _globals['_LISTTASKRUNSREQUEST']._serialized_start=934
+  _globals['_LISTTASKRUNSREQUEST']._serialized_end=1203
+  _globals['_LISTTASKRUNSRESPONSE']._serialized_start=1205
+  _globals['_LISTTASKRUNSRESPONSE']._serialized_end=1292
+  _globals['_SETTASKRUNSTATEREQUEST']._serialized_start=1294
+  _globals['_SETTASKRUNSTATEREQUEST']._serialized_end=1388
+  _globals['_SETTASKRUNSTATERESPONSE']._serialized_start=1390
+  _globals['_SETTASKRUNSTATERESPONSE']._serialized_end=1464
+  _globals['_STARTTASKRUNREQUEST']._serialized_start=1466
+  _globals['_STARTTASKRUNREQUEST']._serialized_end=1573
+  _globals['_STARTTASKRUNRESPONSE']._serialized_start=1575
+  _globals['_STARTTASKRUNRESPONSE']._serialized_end=1702
+  _globals['_TASKRUNSTATEPROPOSAL']._serialized_start=1704
+  _globals['_TASKRUNSTATEPROPOSAL']._serialized_end=1796
+  _globals['_SETTASKRUNSTATESREQUEST']._serialized_start=1798
+  _globals['_SETTASKRUNSTATESREQUEST']._serialized_end=1876
+  _globals['_SETTASKRUNSTATESRESPONSE']._serialized_start=1878
+  _globals['_SETTASKRUNSTATESRESPONSE']._serialized_end=1954
+  _globals['_STARTTASKRUNSREQUEST']._serialized_start=1956
+  _globals['_STARTTASKRUNSREQUEST']._serialized_end=2027
+  _globals['_STARTTASKRUNSRESPONSE']._serialized_start=2029
+  _globals['_STARTTASKRUNSRESPONSE']._serialized_end=2097
+  _globals['_STARTEDTASKRUN']._serialized_start=2099
+  _globals['_STARTEDTASKRUN']._serialized_end=2202
+  _globals['_TASKRUNSERVICE']._serialized_start=2205
+  _globals['_TASKRUNSERVICE']._serialized_end=2823
 # @@protoc_insertion_point(module_scope)

@@ -61,12 +61,20 @@ class CreateTaskRunRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     TASK_INPUTS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     flow_run_id: _builtins.str
     name: _builtins.str
     task_key: _builtins.str
     dynamic_key: _builtins.str
     cache_key: _builtins.str
     task_version: _builtins.str
+    id: _builtins.str
+    """The new run's id (a UUID) minted by the client, so the client can use the run before the
+    server answers; empty means the server mints one. Mint time-ordered ids (UUIDv7, as the
+    server's are) to keep ListTaskRuns newest first. When a run with this request's key
+    (flow_run_id, task_key, dynamic_key) exists, that run is returned whatever its id (compare
+    the response's id); otherwise an id another task run has is ALREADY_EXISTS.
+    """
     @_builtins.property
     def cache_expiration(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -96,10 +104,11 @@ class CreateTaskRunRequest(_message.Message):
         labels: _struct_pb2.Struct | None = ...,
         task_inputs: _abc.Mapping[_builtins.str, _task_run_pb2.TaskRunInputs] | None = ...,
         state: _state_pb2.State | None = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_key", b"_cache_key", "_task_version", b"_task_version", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "empirical_policy", b"empirical_policy", "labels", b"labels", "state", b"state", "task_version", b"task_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_key", b"_cache_key", "_task_version", b"_task_version", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "flow_run_id", b"flow_run_id", "labels", b"labels", "name", b"name", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_key", b"_cache_key", "_task_version", b"_task_version", "cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "flow_run_id", b"flow_run_id", "id", b"id", "labels", b"labels", "name", b"name", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cache_key: _TypeAlias = _typing.Literal["cache_key"]  # noqa: Y015
     _WhichOneofArgType__cache_key: _TypeAlias = _typing.Literal["_cache_key", b"_cache_key"]  # noqa: Y015
@@ -435,3 +444,82 @@ class SetTaskRunStatesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTaskRunStatesResponse: _TypeAlias = SetTaskRunStatesResponse  # noqa: Y015
+
+@_typing.final
+class StartTaskRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def starts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StartTaskRunRequest]:
+        """1..100 starts, decided in order (a later start may find the run an earlier one created)."""
+
+    def __init__(
+        self,
+        *,
+        starts: _abc.Iterable[Global___StartTaskRunRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["starts", b"starts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTaskRunsRequest: _TypeAlias = StartTaskRunsRequest  # noqa: Y015
+
+@_typing.final
+class StartTaskRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___StartedTaskRun]:
+        """One result per start, in order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___StartedTaskRun] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTaskRunsResponse: _TypeAlias = StartTaskRunsResponse  # noqa: Y015
+
+@_typing.final
+class StartedTaskRun(_message.Message):
+    """One start's outcome: the run's id and the decision, without the run (read it with
+    GetTaskRun), so a response stays small.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    task_run_id: _builtins.str
+    created: _builtins.bool
+    """False when the run with this key existed."""
+    @_builtins.property
+    def result(self) -> _orchestration_pb2.OrchestrationResult:
+        """The decision on the Running proposal. Its state carries no data and no message (as
+        SetTaskRunStates' results).
+        """
+
+    def __init__(
+        self,
+        *,
+        task_run_id: _builtins.str = ...,
+        created: _builtins.bool = ...,
+        result: _orchestration_pb2.OrchestrationResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "result", b"result", "task_run_id", b"task_run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartedTaskRun: _TypeAlias = StartedTaskRun  # noqa: Y015

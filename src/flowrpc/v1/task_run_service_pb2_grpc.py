@@ -65,6 +65,11 @@ class TaskRunServiceStub:
                 request_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesRequest.SerializeToString,
                 response_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesResponse.FromString,
                 _registered_method=True)
+        self.StartTaskRuns = channel.unary_unary(
+                '/flowrpc.v1.TaskRunService/StartTaskRuns',
+                request_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunsRequest.SerializeToString,
+                response_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskRunServiceServicer:
@@ -73,7 +78,7 @@ class TaskRunServiceServicer:
 
     def CreateTaskRun(self, request, context):
         """Creates a task run, applying its initial state (default Pending) as a forced transition.
-        Idempotent on (flow_run_id, task_key, dynamic_key).
+        Idempotent on (flow_run_id, task_key, dynamic_key). The client may mint the new run's id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,6 +125,16 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartTaskRuns(self, request, context):
+        """Many StartTaskRun calls in one: each start decided exactly as StartTaskRun would, in order,
+        in one transaction (all or none: a missing flow run fails the call with NOT_FOUND, like
+        SetTaskRunStates). What a workflow engine uses to report started tasks in bulk; with
+        client-minted ids (CreateTaskRunRequest.id) it runs the tasks before the server answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -152,6 +167,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.SetTaskRunStates,
                     request_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesRequest.FromString,
                     response_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesResponse.SerializeToString,
+            ),
+            'StartTaskRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTaskRuns,
+                    request_deserializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunsRequest.FromString,
+                    response_serializer=flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -317,6 +337,33 @@ class TaskRunService:
             '/flowrpc.v1.TaskRunService/SetTaskRunStates',
             flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesRequest.SerializeToString,
             flowrpc_dot_v1_dot_task__run__service__pb2.SetTaskRunStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTaskRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowrpc.v1.TaskRunService/StartTaskRuns',
+            flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunsRequest.SerializeToString,
+            flowrpc_dot_v1_dot_task__run__service__pb2.StartTaskRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

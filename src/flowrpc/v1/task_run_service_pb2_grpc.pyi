@@ -35,7 +35,7 @@ class TaskRunServiceStub:
     def __new__(cls, channel: _aio.Channel) -> TaskRunServiceAsyncStub: ...
     CreateTaskRun: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.CreateTaskRunRequest, _task_run_service_pb2.CreateTaskRunResponse]
     """Creates a task run, applying its initial state (default Pending) as a forced transition.
-    Idempotent on (flow_run_id, task_key, dynamic_key).
+    Idempotent on (flow_run_id, task_key, dynamic_key). The client may mint the new run's id.
     """
     GetTaskRun: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.GetTaskRunRequest, _task_run_service_pb2.GetTaskRunResponse]
     """Reads one task run."""
@@ -55,6 +55,12 @@ class TaskRunServiceStub:
     SetTaskRunState would, in order, in one transaction (all or none: a missing task run fails
     the call with NOT_FOUND). What a workflow engine uses to report finished tasks in bulk.
     """
+    StartTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.StartTaskRunsRequest, _task_run_service_pb2.StartTaskRunsResponse]
+    """Many StartTaskRun calls in one: each start decided exactly as StartTaskRun would, in order,
+    in one transaction (all or none: a missing flow run fails the call with NOT_FOUND, like
+    SetTaskRunStates). What a workflow engine uses to report started tasks in bulk; with
+    client-minted ids (CreateTaskRunRequest.id) it runs the tasks before the server answers.
+    """
 
 @_typing.type_check_only
 class TaskRunServiceAsyncStub(TaskRunServiceStub):
@@ -63,7 +69,7 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.CreateTaskRunRequest, _task_run_service_pb2.CreateTaskRunResponse]  # type: ignore[assignment]
     """Creates a task run, applying its initial state (default Pending) as a forced transition.
-    Idempotent on (flow_run_id, task_key, dynamic_key).
+    Idempotent on (flow_run_id, task_key, dynamic_key). The client may mint the new run's id.
     """
     GetTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.GetTaskRunRequest, _task_run_service_pb2.GetTaskRunResponse]  # type: ignore[assignment]
     """Reads one task run."""
@@ -83,6 +89,12 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     SetTaskRunState would, in order, in one transaction (all or none: a missing task run fails
     the call with NOT_FOUND). What a workflow engine uses to report finished tasks in bulk.
     """
+    StartTaskRuns: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.StartTaskRunsRequest, _task_run_service_pb2.StartTaskRunsResponse]  # type: ignore[assignment]
+    """Many StartTaskRun calls in one: each start decided exactly as StartTaskRun would, in order,
+    in one transaction (all or none: a missing flow run fails the call with NOT_FOUND, like
+    SetTaskRunStates). What a workflow engine uses to report started tasks in bulk; with
+    client-minted ids (CreateTaskRunRequest.id) it runs the tasks before the server answers.
+    """
 
 class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Task runs inside flow runs, orchestrated with Prefect's task rules."""
@@ -94,7 +106,7 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_run_service_pb2.CreateTaskRunResponse, _abc.Awaitable[_task_run_service_pb2.CreateTaskRunResponse]]:
         """Creates a task run, applying its initial state (default Pending) as a forced transition.
-        Idempotent on (flow_run_id, task_key, dynamic_key).
+        Idempotent on (flow_run_id, task_key, dynamic_key). The client may mint the new run's id.
         """
 
     @_abc_1.abstractmethod
@@ -143,6 +155,18 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         """Many SetTaskRunState proposals in one call: each decided by the task-run rules exactly as
         SetTaskRunState would, in order, in one transaction (all or none: a missing task run fails
         the call with NOT_FOUND). What a workflow engine uses to report finished tasks in bulk.
+        """
+
+    @_abc_1.abstractmethod
+    def StartTaskRuns(
+        self,
+        request: _task_run_service_pb2.StartTaskRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.StartTaskRunsResponse, _abc.Awaitable[_task_run_service_pb2.StartTaskRunsResponse]]:
+        """Many StartTaskRun calls in one: each start decided exactly as StartTaskRun would, in order,
+        in one transaction (all or none: a missing flow run fails the call with NOT_FOUND, like
+        SetTaskRunStates). What a workflow engine uses to report started tasks in bulk; with
+        client-minted ids (CreateTaskRunRequest.id) it runs the tasks before the server answers.
         """
 
 def add_TaskRunServiceServicer_to_server(servicer: TaskRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -54,6 +54,7 @@ BEYOND_PREFECT = {
     "start_task_run",
     "start_flow_run",
     "set_task_run_states",
+    "start_task_runs",
     "iter_logs",
     "create_asset_materialization",
     "read_assets",

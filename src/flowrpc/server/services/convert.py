@@ -7,11 +7,12 @@ is built in one constructor call, with no intermediate message objects to copy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -163,6 +164,23 @@ def _canonical_id(value: str) -> str:
 
 def optional_id(value: str, field: str) -> str | None:
     return require_id(value, field) if value else None
+
+
+def within(path: str, field: str) -> str:
+    """A field path of a part of a request (a message at `path`) as a path from the whole
+    request ("request": the part as a whole)."""
+    return path if field == "request" else f"{path}.{field}"
+
+
+@contextlib.contextmanager
+def fields_within(path: str) -> Iterator[None]:
+    """Violations raised inside, by checks written for the part at `path` as if it were the
+    request, name their fields from the whole request."""
+    try:
+        yield
+    except InvalidArgument as error:
+        violations = {within(path, field): problem for field, problem in error.violations.items()}
+        raise InvalidArgument(violations, error.reason) from None
 
 
 def limit_of(request: Message, field: str = "limit") -> int:

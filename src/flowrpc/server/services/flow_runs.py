@@ -372,7 +372,7 @@ def _error_result(index: int, run: pb.FlowRunCreate, outcome: ServiceError) -> d
     source = run.WhichOneof("source")
     if source is not None:  # paths from the single create's request: from the FlowRunCreate
         violations = {
-            path if path.startswith(f"{source}.") else _within(source, path): problem
+            path if path.startswith(f"{source}.") else c.within(source, path): problem
             for path, problem in violations.items()
         }
     error = {
@@ -389,11 +389,6 @@ def _error_result(index: int, run: pb.FlowRunCreate, outcome: ServiceError) -> d
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _within(source: str, path: str) -> str:
-    """A single create's field path as a path from the FlowRunCreate ("request": the whole)."""
-    return source if path == "request" else f"{source}.{path}"
 
 
 def _history_window(request: Any) -> tuple[int, int, int]:

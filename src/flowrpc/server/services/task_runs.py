@@ -7,18 +7,20 @@ from typing import Any
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import check_run_size, run_budget, run_size
-from flowrpc.server.orchestration.records import StateType
+from flowrpc.server.orchestration.records import State, StateType
 from flowrpc.server.services import convert as c
 from flowrpc.server.services.creates import initial_state
 from flowrpc.server.services.pages import PageTokens
 from flowrpc.server.storage import task_runs as storage
 from flowrpc.server.storage.database import Database
+from flowrpc.server.storage.transitions import Outcome
 from flowrpc.settings import Settings
+from flowrpc.v1 import orchestration_pb2, task_run_service_pb2_grpc
 from flowrpc.v1 import task_run_service_pb2 as pb
-from flowrpc.v1 import task_run_service_pb2_grpc
 
-# Proposals per SetTaskRunStates call: the response echoes each run's state (its name may be
-# max_string_length long), so the count keeps it well under the 4 MiB a client accepts.
+# Proposals per SetTaskRunStates call, and starts per StartTaskRuns call: the response echoes
+# each run's state (its name may be max_string_length long), so the count keeps it well under
+# the 4 MiB a client accepts.
 MAX_STATE_PROPOSALS = 100
 
 
@@ -27,6 +29,21 @@ SORT = "ID_DESC"  # the one order of ListTaskRuns, named in its page tokens
 
 def _is_text(value: Any) -> bool:
     return isinstance(value, str)  # a token's key: the run id, checked as an id with it
+
+
+def _check_count(field: str, count: int) -> None:
+    if not 1 <= count <= MAX_STATE_PROPOSALS:
+        raise InvalidArgument({field: f"give 1 to {MAX_STATE_PROPOSALS} {field}; got {count}"})
+
+
+def _bare(outcome: Outcome) -> orchestration_pb2.OrchestrationResult:
+    """The outcome's result without its state's data and message (read the run for them), so a
+    bulk response stays small whatever the states hold."""
+    result = c.result_to_proto(outcome.decision, outcome.state)
+    if result.HasField("state"):
+        result.state.ClearField("data")
+        result.state.ClearField("message")
+    return result
 
 
 class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
@@ -44,14 +61,7 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
 
     async def StartTaskRun(self, request: pb.StartTaskRunRequest, context: Any) -> Any:
         now = now_micros()
-        values = self._create_values(request.task_run)
-        initial = initial_state(request.task_run, now, StateType.PENDING)
-        # One microsecond later, so the two states keep their order in the history.
-        proposed = c.proposed_state(request.state, now + 1)
-        if proposed.type is not StateType.RUNNING:
-            raise InvalidArgument(
-                {"state.type": "must be RUNNING (other proposals go through SetTaskRunState)"}
-            )
+        values, initial, proposed = self._start_of(request, now)
         row, created, outcome = await self.db.write(
             storage.start_task_run, values, initial, proposed, now
         )
@@ -61,12 +71,24 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
             result=c.result_to_proto(outcome.decision, outcome.state),
         )
 
+    async def StartTaskRuns(self, request: pb.StartTaskRunsRequest, context: Any) -> Any:
+        _check_count("starts", len(request.starts))
+        now = now_micros()
+        starts = []
+        for index, item in enumerate(request.starts):
+            with c.fields_within(f"starts[{index}]"):
+                # Two microseconds a start, so every state keeps its order in the history.
+                starts.append(self._start_of(item, now + 2 * index))
+        started = await self.db.write(storage.start_task_runs, starts, now)
+        return pb.StartTaskRunsResponse(
+            results=[
+                pb.StartedTaskRun(task_run_id=task_run_id, created=created, result=_bare(outcome))
+                for task_run_id, created, outcome in started
+            ]
+        )
+
     async def SetTaskRunStates(self, request: pb.SetTaskRunStatesRequest, context: Any) -> Any:
-        count = len(request.proposals)
-        if not 1 <= count <= MAX_STATE_PROPOSALS:
-            raise InvalidArgument(
-                {"proposals": f"give 1 to {MAX_STATE_PROPOSALS} proposals; got {count}"}
-            )
+        _check_count("proposals", len(request.proposals))
         now = now_micros()
         proposals = [
             (
@@ -77,18 +99,27 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
             for index, item in enumerate(request.proposals)
         ]
         outcomes = await self.db.write(storage.set_states, proposals, now)
-        results = []
-        for outcome in outcomes:
-            result = c.result_to_proto(outcome.decision, outcome.state)
-            if result.HasField("state"):
-                result.state.ClearField("data")
-                result.state.ClearField("message")
-            results.append(result)
-        return pb.SetTaskRunStatesResponse(results=results)
+        return pb.SetTaskRunStatesResponse(results=[_bare(outcome) for outcome in outcomes])
+
+    def _start_of(
+        self, request: pb.StartTaskRunRequest, now: int
+    ) -> tuple[dict[str, Any], State, State]:
+        """A start request's (create values, initial state, proposed state), checked."""
+        with c.fields_within("task_run"):
+            values = self._create_values(request.task_run)
+            initial = initial_state(request.task_run, now, StateType.PENDING)
+        # One microsecond later, so the two states keep their order in the history.
+        proposed = c.proposed_state(request.state, now + 1)
+        if proposed.type is not StateType.RUNNING:
+            raise InvalidArgument(
+                {"state.type": "must be RUNNING (other proposals go through SetTaskRunState)"}
+            )
+        return values, initial, proposed
 
     def _create_values(self, request: pb.CreateTaskRunRequest) -> dict[str, Any]:
         """A create request's columns, its size checked against the run budget."""
         values = {
+            "id": c.optional_id(request.id, "id"),
             "flow_run_id": c.optional_id(request.flow_run_id, "flow_run_id"),
             "name": request.name,
             "task_key": request.task_key,

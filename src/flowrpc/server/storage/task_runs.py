@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from flowrpc.server.errors import not_found
+from flowrpc.server.errors import AlreadyExists, not_found, quote
 from flowrpc.server.ids import new_id
 from flowrpc.server.names import slug
 from flowrpc.server.orchestration import TaskPolicy
@@ -34,6 +34,7 @@ READ = sa.select(
 ).select_from(t.task_run.outerjoin(t.task_run_state, t.task_run_state.c.id == task.state_id))
 # The statements of every task run's create and start, prepared (see storage/prepared.py).
 GET = Prepared(READ.where(task.id == sa.bindparam("task_run_id")))
+EXISTS = Prepared(sa.select(task.id).where(task.id == sa.bindparam("task_run_id")))
 BY_KEY = Prepared(
     sa.select(task.id).where(
         task.flow_run_id == sa.bindparam("flow_run_id"),
@@ -69,13 +70,36 @@ def start_task_run(
     """create_task_run, then `proposed` through the core task policy, in one transaction. A new
     run gets both states decided before its row is written (transitions.insert_task_run)."""
     flow_runs = FlowRunFacts(conn)
+    task_run_id, created, outcome = _start(conn, values, initial, proposed, now, flow_runs)
+    return get_task_run(conn, task_run_id), created, outcome
+
+
+def start_task_runs(
+    conn: Connection, starts: list[tuple[dict[str, Any], State, State]], now: int
+) -> list[tuple[str, bool, Outcome]]:
+    """start_task_run for each (values, initial, proposed), in order, in one transaction; each
+    start's (task run id, created, outcome), not the run read back. The flow runs' facts are
+    read once per flow run, as in set_states."""
+    flow_runs = FlowRunFacts(conn)
+    return [
+        _start(conn, values, initial, proposed, now, flow_runs)
+        for values, initial, proposed in starts
+    ]
+
+
+def _start(
+    conn: Connection,
+    values: dict[str, Any],
+    initial: State,
+    proposed: State,
+    now: int,
+    flow_runs: FlowRunFacts,
+) -> tuple[str, bool, Outcome]:
     proposals = [(initial, TaskPolicy.MINIMAL), (proposed, TaskPolicy.CORE)]
     task_run_id, outcomes = _insert(conn, values, proposals, now, flow_runs)
     if outcomes is None:  # the run existed: only `proposed` applies
-        outcome = set_state(conn, task_run_id, proposed, False, now, flow_runs)
-    else:
-        outcome = outcomes[-1]
-    return get_task_run(conn, task_run_id), outcomes is not None, outcome
+        return task_run_id, False, set_state(conn, task_run_id, proposed, False, now, flow_runs)
+    return task_run_id, True, outcomes[-1]
 
 
 def _insert(
@@ -86,7 +110,7 @@ def _insert(
     flow_runs: FlowRunFacts | None = None,
 ) -> tuple[str, list[Outcome] | None]:
     """The run with this key (and None), else a new one with `proposals` applied in order
-    (and their outcomes)."""
+    (and their outcomes). The new run's id is values["id"] when the client minted one."""
     flow_runs = flow_runs or FlowRunFacts(conn)
     keyed = bool(values.get("flow_run_id"))
     if keyed:
@@ -94,7 +118,8 @@ def _insert(
             raise not_found("flow run", values["flow_run_id"])
         if (existing := BY_KEY.first(conn, _key(values))) is not None:
             return existing.id, None
-    task_run_id = new_id()
+    minted = values.get("id")  # by the client; else the server mints one
+    task_run_id = minted or new_id()
     values = {
         **values,
         "flow_run_id": values.get("flow_run_id") or None,
@@ -103,17 +128,30 @@ def _insert(
         "updated": now,
         "name": values.get("name") or slug(),
     }
-    # PostgreSQL: a concurrent create of the same key may commit first; then return its run.
-    # SQLite has one writer: the key was just looked up in this transaction.
-    concurrent = keyed and conn.dialect.name != "sqlite"
+    # Two conflicts show as the insert's IntegrityError: on PostgreSQL a concurrent create of
+    # the same key may commit first (then return its run), and a client-minted id may be
+    # another run's (ALREADY_EXISTS). PostgreSQL needs a savepoint to read on after it; SQLite
+    # has one writer (the key was just looked up) and undoes only the failed statement (the
+    # run's row, insert_task_run's first write).
+    recoverable = (keyed or minted) and conn.dialect.name != "sqlite"
     try:
-        with conn.begin_nested() if concurrent else contextlib.nullcontext():
+        with conn.begin_nested() if recoverable else contextlib.nullcontext():
             outcomes = insert_task_run(conn, values, proposals, now, flow_runs)
     except sa.exc.IntegrityError:
-        if not concurrent or (existing := BY_KEY.first(conn, _key(values))) is None:
-            raise
-        return existing.id, None
+        if recoverable and keyed and (existing := BY_KEY.first(conn, _key(values))) is not None:
+            return existing.id, None
+        if minted and EXISTS.first(conn, {"task_run_id": minted}) is not None:
+            raise _id_taken(minted) from None
+        raise
     return task_run_id, outcomes
+
+
+def _id_taken(task_run_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        "TASK_RUN_ALREADY_EXISTS",
+        f"Task run id {quote(task_run_id)} is taken by another task run (of another key): mint "
+        "another id, or leave id empty for the server to mint one.",
+    )
 
 
 def _key(values: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file flowrpc/v1/task_run_service.proto.
  */
 export const file_flowrpc_v1_task_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFmbG93cnBjL3YxL3Rhc2tfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEiiwQKFENyZWF0ZVRhc2tSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIdGFza19rZXkYAyABKAkSEwoLZHluYW1pY19rZXkYBCABKAkSFgoJY2FjaGVfa2V5GAUgASgJSACIAQESNAoQY2FjaGVfZXhwaXJhdGlvbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoMdGFza192ZXJzaW9uGAcgASgJSAGIAQESMwoQZW1waXJpY2FsX3BvbGljeRgIIAEoCzIZLmZsb3dycGMudjEuVGFza1J1blBvbGljeRIMCgR0YWdzGAkgAygJEicKBmxhYmVscxgKIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSRQoLdGFza19pbnB1dHMYCyADKAsyMC5mbG93cnBjLnYxLkNyZWF0ZVRhc2tSdW5SZXF1ZXN0LlRhc2tJbnB1dHNFbnRyeRIgCgVzdGF0ZRgMIAEoCzIRLmZsb3dycGMudjEuU3RhdGUaTAoPVGFza0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmZsb3dycGMudjEuVGFza1J1bklucHV0czoCOAFCDAoKX2NhY2hlX2tleUIPCg1fdGFza192ZXJzaW9uIk8KFUNyZWF0ZVRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLmZsb3dycGMudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIIh8KEUdldFRhc2tSdW5SZXF1ZXN0EgoKAmlkGAEgASgJIjsKEkdldFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLmZsb3dycGMudjEuVGFza1J1biKNAgoTTGlzdFRhc2tSdW5zUmVxdWVzdBIlCgVmbG93cxgBIAEoCzIWLmZsb3dycGMudjEuRmxvd0ZpbHRlchIsCglmbG93X3J1bnMYAiABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXISLAoJdGFza19ydW5zGAMgASgLMhkuZmxvd3JwYy52MS5UYXNrUnVuRmlsdGVyEjEKC2RlcGxveW1lbnRzGAQgASgLMhwuZmxvd3JwYy52MS5EZXBsb3ltZW50RmlsdGVyEhIKBWxpbWl0GAUgASgFSACIAQESDgoGb2Zmc2V0GAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAlCCAoGX2xpbWl0IlcKFExpc3RUYXNrUnVuc1Jlc3BvbnNlEiYKCXRhc2tfcnVucxgBIAMoCzITLmZsb3dycGMudjEuVGFza1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXgoWU2V0VGFza1J1blN0YXRlUmVxdWVzdBITCgt0YXNrX3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0VGFza1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0ImsKE1N0YXJ0VGFza1J1blJlcXVlc3QSMgoIdGFza19ydW4YASABKAsyIC5mbG93cnBjLnYxLkNyZWF0ZVRhc2tSdW5SZXF1ZXN0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZSJ/ChRTdGFydFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLmZsb3dycGMudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIEi8KBnJlc3VsdBgDIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJcChRUYXNrUnVuU3RhdGVQcm9wb3NhbBITCgt0YXNrX3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiTgoXU2V0VGFza1J1blN0YXRlc1JlcXVlc3QSMwoJcHJvcG9zYWxzGAEgAygLMiAuZmxvd3JwYy52MS5UYXNrUnVuU3RhdGVQcm9wb3NhbCJMChhTZXRUYXNrUnVuU3RhdGVzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdDKUBAoOVGFza1J1blNlcnZpY2USVAoNQ3JlYXRlVGFza1J1bhIgLmZsb3dycGMudjEuQ3JlYXRlVGFza1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLkNyZWF0ZVRhc2tSdW5SZXNwb25zZRJLCgpHZXRUYXNrUnVuEh0uZmxvd3JwYy52MS5HZXRUYXNrUnVuUmVxdWVzdBoeLmZsb3dycGMudjEuR2V0VGFza1J1blJlc3BvbnNlElEKDExpc3RUYXNrUnVucxIfLmZsb3dycGMudjEuTGlzdFRhc2tSdW5zUmVxdWVzdBogLmZsb3dycGMudjEuTGlzdFRhc2tSdW5zUmVzcG9uc2USWgoPU2V0VGFza1J1blN0YXRlEiIuZmxvd3JwYy52MS5TZXRUYXNrUnVuU3RhdGVSZXF1ZXN0GiMuZmxvd3JwYy52MS5TZXRUYXNrUnVuU3RhdGVSZXNwb25zZRJRCgxTdGFydFRhc2tSdW4SHy5mbG93cnBjLnYxLlN0YXJ0VGFza1J1blJlcXVlc3QaIC5mbG93cnBjLnYxLlN0YXJ0VGFza1J1blJlc3BvbnNlEl0KEFNldFRhc2tSdW5TdGF0ZXMSIy5mbG93cnBjLnYxLlNldFRhc2tSdW5TdGF0ZXNSZXF1ZXN0GiQuZmxvd3JwYy52MS5TZXRUYXNrUnVuU3RhdGVzUmVzcG9uc2ViBnByb3RvMw", [file_flowrpc_v1_filter, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_flowrpc_v1_task_run, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiFmbG93cnBjL3YxL3Rhc2tfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEilwQKFENyZWF0ZVRhc2tSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIdGFza19rZXkYAyABKAkSEwoLZHluYW1pY19rZXkYBCABKAkSFgoJY2FjaGVfa2V5GAUgASgJSACIAQESNAoQY2FjaGVfZXhwaXJhdGlvbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoMdGFza192ZXJzaW9uGAcgASgJSAGIAQESMwoQZW1waXJpY2FsX3BvbGljeRgIIAEoCzIZLmZsb3dycGMudjEuVGFza1J1blBvbGljeRIMCgR0YWdzGAkgAygJEicKBmxhYmVscxgKIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSRQoLdGFza19pbnB1dHMYCyADKAsyMC5mbG93cnBjLnYxLkNyZWF0ZVRhc2tSdW5SZXF1ZXN0LlRhc2tJbnB1dHNFbnRyeRIgCgVzdGF0ZRgMIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSCgoCaWQYDSABKAkaTAoPVGFza0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmZsb3dycGMudjEuVGFza1J1bklucHV0czoCOAFCDAoKX2NhY2hlX2tleUIPCg1fdGFza192ZXJzaW9uIk8KFUNyZWF0ZVRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLmZsb3dycGMudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIIh8KEUdldFRhc2tSdW5SZXF1ZXN0EgoKAmlkGAEgASgJIjsKEkdldFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLmZsb3dycGMudjEuVGFza1J1biKNAgoTTGlzdFRhc2tSdW5zUmVxdWVzdBIlCgVmbG93cxgBIAEoCzIWLmZsb3dycGMudjEuRmxvd0ZpbHRlchIsCglmbG93X3J1bnMYAiABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXISLAoJdGFza19ydW5zGAMgASgLMhkuZmxvd3JwYy52MS5UYXNrUnVuRmlsdGVyEjEKC2RlcGxveW1lbnRzGAQgASgLMhwuZmxvd3JwYy52MS5EZXBsb3ltZW50RmlsdGVyEhIKBWxpbWl0GAUgASgFSACIAQESDgoGb2Zmc2V0GAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAlCCAoGX2xpbWl0IlcKFExpc3RUYXNrUnVuc1Jlc3BvbnNlEiYKCXRhc2tfcnVucxgBIAMoCzITLmZsb3dycGMudjEuVGFza1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXgoWU2V0VGFza1J1blN0YXRlUmVxdWVzdBITCgt0YXNrX3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0VGFza1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0ImsKE1N0YXJ0VGFza1J1blJlcXVlc3QSMgoIdGFza19ydW4YASABKAsyIC5mbG93cnBjLnYxLkNyZWF0ZVRhc2tSdW5SZXF1ZXN0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZSJ/ChRTdGFydFRhc2tSdW5SZXNwb25zZRIlCgh0YXNrX3J1bhgBIAEoCzITLmZsb3dycGMudjEuVGFza1J1bhIPCgdjcmVhdGVkGAIgASgIEi8KBnJlc3VsdBgDIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJcChRUYXNrUnVuU3RhdGVQcm9wb3NhbBITCgt0YXNrX3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiTgoXU2V0VGFza1J1blN0YXRlc1JlcXVlc3QSMwoJcHJvcG9zYWxzGAEgAygLMiAuZmxvd3JwYy52MS5UYXNrUnVuU3RhdGVQcm9wb3NhbCJMChhTZXRUYXNrUnVuU3RhdGVzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJHChRTdGFydFRhc2tSdW5zUmVxdWVzdBIvCgZzdGFydHMYASADKAsyHy5mbG93cnBjLnYxLlN0YXJ0VGFza1J1blJlcXVlc3QiRAoVU3RhcnRUYXNrUnVuc1Jlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5mbG93cnBjLnYxLlN0YXJ0ZWRUYXNrUnVuImcKDlN0YXJ0ZWRUYXNrUnVuEhMKC3Rhc2tfcnVuX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgSLwoGcmVzdWx0GAMgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0MuoECg5UYXNrUnVuU2VydmljZRJUCg1DcmVhdGVUYXNrUnVuEiAuZmxvd3JwYy52MS5DcmVhdGVUYXNrUnVuUmVxdWVzdBohLmZsb3dycGMudjEuQ3JlYXRlVGFza1J1blJlc3BvbnNlEksKCkdldFRhc2tSdW4SHS5mbG93cnBjLnYxLkdldFRhc2tSdW5SZXF1ZXN0Gh4uZmxvd3JwYy52MS5HZXRUYXNrUnVuUmVzcG9uc2USUQoMTGlzdFRhc2tSdW5zEh8uZmxvd3JwYy52MS5MaXN0VGFza1J1bnNSZXF1ZXN0GiAuZmxvd3JwYy52MS5MaXN0VGFza1J1bnNSZXNwb25zZRJaCg9TZXRUYXNrUnVuU3RhdGUSIi5mbG93cnBjLnYxLlNldFRhc2tSdW5TdGF0ZVJlcXVlc3QaIy5mbG93cnBjLnYxLlNldFRhc2tSdW5TdGF0ZVJlc3BvbnNlElEKDFN0YXJ0VGFza1J1bhIfLmZsb3dycGMudjEuU3RhcnRUYXNrUnVuUmVxdWVzdBogLmZsb3dycGMudjEuU3RhcnRUYXNrUnVuUmVzcG9uc2USXQoQU2V0VGFza1J1blN0YXRlcxIjLmZsb3dycGMudjEuU2V0VGFza1J1blN0YXRlc1JlcXVlc3QaJC5mbG93cnBjLnYxLlNldFRhc2tSdW5TdGF0ZXNSZXNwb25zZRJUCg1TdGFydFRhc2tSdW5zEiAuZmxvd3JwYy52MS5TdGFydFRhc2tSdW5zUmVxdWVzdBohLmZsb3dycGMudjEuU3RhcnRUYXNrUnVuc1Jlc3BvbnNlYgZwcm90bzM", [file_flowrpc_v1_filter, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_flowrpc_v1_task_run, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message flowrpc.v1.CreateTaskRunRequest
@@ -87,6 +87,17 @@ export type CreateTaskRunRequest = Message<"flowrpc.v1.CreateTaskRunRequest"> & 
    * @generated from field: flowrpc.v1.State state = 12;
    */
   state?: State | undefined;
+
+  /**
+   * The new run's id (a UUID) minted by the client, so the client can use the run before the
+   * server answers; empty means the server mints one. Mint time-ordered ids (UUIDv7, as the
+   * server's are) to keep ListTaskRuns newest first. When a run with this request's key
+   * (flow_run_id, task_key, dynamic_key) exists, that run is returned whatever its id (compare
+   * the response's id); otherwise an id another task run has is ALREADY_EXISTS.
+   *
+   * @generated from field: string id = 13;
+   */
+  id: string;
 };
 
 /**
@@ -410,6 +421,79 @@ export const SetTaskRunStatesResponseSchema: GenMessage<SetTaskRunStatesResponse
   messageDesc(file_flowrpc_v1_task_run_service, 12);
 
 /**
+ * @generated from message flowrpc.v1.StartTaskRunsRequest
+ */
+export type StartTaskRunsRequest = Message<"flowrpc.v1.StartTaskRunsRequest"> & {
+  /**
+   * 1..100 starts, decided in order (a later start may find the run an earlier one created).
+   *
+   * @generated from field: repeated flowrpc.v1.StartTaskRunRequest starts = 1;
+   */
+  starts: StartTaskRunRequest[];
+};
+
+/**
+ * Describes the message flowrpc.v1.StartTaskRunsRequest.
+ * Use `create(StartTaskRunsRequestSchema)` to create a new message.
+ */
+export const StartTaskRunsRequestSchema: GenMessage<StartTaskRunsRequest> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_task_run_service, 13);
+
+/**
+ * @generated from message flowrpc.v1.StartTaskRunsResponse
+ */
+export type StartTaskRunsResponse = Message<"flowrpc.v1.StartTaskRunsResponse"> & {
+  /**
+   * One result per start, in order.
+   *
+   * @generated from field: repeated flowrpc.v1.StartedTaskRun results = 1;
+   */
+  results: StartedTaskRun[];
+};
+
+/**
+ * Describes the message flowrpc.v1.StartTaskRunsResponse.
+ * Use `create(StartTaskRunsResponseSchema)` to create a new message.
+ */
+export const StartTaskRunsResponseSchema: GenMessage<StartTaskRunsResponse> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_task_run_service, 14);
+
+/**
+ * One start's outcome: the run's id and the decision, without the run (read it with
+ * GetTaskRun), so a response stays small.
+ *
+ * @generated from message flowrpc.v1.StartedTaskRun
+ */
+export type StartedTaskRun = Message<"flowrpc.v1.StartedTaskRun"> & {
+  /**
+   * @generated from field: string task_run_id = 1;
+   */
+  taskRunId: string;
+
+  /**
+   * False when the run with this key existed.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+
+  /**
+   * The decision on the Running proposal. Its state carries no data and no message (as
+   * SetTaskRunStates' results).
+   *
+   * @generated from field: flowrpc.v1.OrchestrationResult result = 3;
+   */
+  result?: OrchestrationResult | undefined;
+};
+
+/**
+ * Describes the message flowrpc.v1.StartedTaskRun.
+ * Use `create(StartedTaskRunSchema)` to create a new message.
+ */
+export const StartedTaskRunSchema: GenMessage<StartedTaskRun> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_task_run_service, 15);
+
+/**
  * Task runs inside flow runs, orchestrated with Prefect's task rules.
  *
  * @generated from service flowrpc.v1.TaskRunService
@@ -417,7 +501,7 @@ export const SetTaskRunStatesResponseSchema: GenMessage<SetTaskRunStatesResponse
 export const TaskRunService: GenService<{
   /**
    * Creates a task run, applying its initial state (default Pending) as a forced transition.
-   * Idempotent on (flow_run_id, task_key, dynamic_key).
+   * Idempotent on (flow_run_id, task_key, dynamic_key). The client may mint the new run's id.
    *
    * @generated from rpc flowrpc.v1.TaskRunService.CreateTaskRun
    */
@@ -481,6 +565,19 @@ export const TaskRunService: GenService<{
     methodKind: "unary";
     input: typeof SetTaskRunStatesRequestSchema;
     output: typeof SetTaskRunStatesResponseSchema;
+  },
+  /**
+   * Many StartTaskRun calls in one: each start decided exactly as StartTaskRun would, in order,
+   * in one transaction (all or none: a missing flow run fails the call with NOT_FOUND, like
+   * SetTaskRunStates). What a workflow engine uses to report started tasks in bulk; with
+   * client-minted ids (CreateTaskRunRequest.id) it runs the tasks before the server answers.
+   *
+   * @generated from rpc flowrpc.v1.TaskRunService.StartTaskRuns
+   */
+  startTaskRuns: {
+    methodKind: "unary";
+    input: typeof StartTaskRunsRequestSchema;
+    output: typeof StartTaskRunsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_flowrpc_v1_task_run_service, 0);
