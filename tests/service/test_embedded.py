@@ -10,10 +10,12 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from harness import running_server
 
@@ -114,6 +116,47 @@ def test_exit_finishes_calls_in_flight_and_runs_before_stop_callbacks(tmp_path):
         assert acked <= stored  # every acknowledged run was committed
         last = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags={"all_": ["before-stop"]}))
         assert len(last) == 1  # the callback ran while the server still served
+
+
+def test_a_script_killed_outright_leaves_no_server_behind(tmp_path):
+    script = subprocess.Popen(
+        [sys.executable, "-c", START_AND_WAIT],
+        env=script_env(tmp_path),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    server_pid = int(script.stdout.readline())
+    script.kill()  # SIGKILL: no exit handler runs; the pipe to the server closes with the script
+    script.wait()
+    deadline = time.monotonic() + 30
+    while _alive(server_pid):
+        assert time.monotonic() < deadline, "the embedded server outlived its script"
+        time.sleep(0.1)
+
+
+START_AND_WAIT = """
+import time
+from flowrpc.engine import embedded
+embedded.api_url()
+print(embedded._running.process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, exited but not reaped by its parent, counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a directory")
+    monkeypatch.setenv("FLOWRPC_DATABASE_URL", f"sqlite:///{tmp_path / 'a-file' / 'flowrpc.db'}")
+    with pytest.raises(embedded.EmbeddedServerError, match="could not start"):
+        embedded._Embedded()
 
 
 async def test_a_write_waits_out_another_process_holding_the_write_lock(
