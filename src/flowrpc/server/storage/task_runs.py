@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -64,42 +64,49 @@ def set_states(
     ]
 
 
-def start_task_run(
-    conn: Connection, values: dict[str, Any], initial: State, proposed: State, now: int
-) -> tuple[Any, bool, Outcome]:
-    """create_task_run, then `proposed` through the core task policy, in one transaction. A new
-    run gets both states decided before its row is written (transitions.insert_task_run)."""
-    flow_runs = FlowRunFacts(conn)
-    task_run_id, created, outcome = _start(conn, values, initial, proposed, now, flow_runs)
-    return get_task_run(conn, task_run_id), created, outcome
+class Start(NamedTuple):
+    """One start: the run to create (or find), its initial state, the Running proposal, and the
+    states proposed after it (`then`)."""
+
+    values: dict[str, Any]
+    initial: State
+    proposed: State
+    then: list[State]
+
+
+def start_task_run(conn: Connection, start: Start, now: int) -> tuple[Any, bool, list[Outcome]]:
+    """create_task_run, then the start's proposals through the core task policy, in one
+    transaction: the run read back, whether it was created, the outcome of each proposal."""
+    task_run_id, created, outcomes = _start(conn, start, now, FlowRunFacts(conn))
+    return get_task_run(conn, task_run_id), created, outcomes
 
 
 def start_task_runs(
-    conn: Connection, starts: list[tuple[dict[str, Any], State, State]], now: int
-) -> list[tuple[str, bool, Outcome]]:
-    """start_task_run for each (values, initial, proposed), in order, in one transaction; each
-    start's (task run id, created, outcome), not the run read back. The flow runs' facts are
-    read once per flow run, as in set_states."""
+    conn: Connection, starts: list[Start], now: int
+) -> list[tuple[str, bool, list[Outcome]]]:
+    """start_task_run for each start, in order, in one transaction; each start's (task run id,
+    created, outcomes), not the run read back. The flow runs' facts are read once per flow run,
+    as in set_states."""
     flow_runs = FlowRunFacts(conn)
-    return [
-        _start(conn, values, initial, proposed, now, flow_runs)
-        for values, initial, proposed in starts
-    ]
+    return [_start(conn, start, now, flow_runs) for start in starts]
 
 
 def _start(
-    conn: Connection,
-    values: dict[str, Any],
-    initial: State,
-    proposed: State,
-    now: int,
-    flow_runs: FlowRunFacts,
-) -> tuple[str, bool, Outcome]:
-    proposals = [(initial, TaskPolicy.MINIMAL), (proposed, TaskPolicy.CORE)]
+    conn: Connection, start: Start, now: int, flow_runs: FlowRunFacts
+) -> tuple[str, bool, list[Outcome]]:
+    """A new run gets all its states decided before its row is written (one row, one insert
+    of its states: transitions.insert_task_run); an existing run gets its proposals one by one,
+    as SetTaskRunState would."""
+    values, initial, proposed, then = start
+    proposals = [(initial, TaskPolicy.MINIMAL), *((s, TaskPolicy.CORE) for s in (proposed, *then))]
     task_run_id, outcomes = _insert(conn, values, proposals, now, flow_runs)
-    if outcomes is None:  # the run existed: only `proposed` applies
-        return task_run_id, False, set_state(conn, task_run_id, proposed, False, now, flow_runs)
-    return task_run_id, True, outcomes[-1]
+    if outcomes is None:  # the run existed: only the proposals apply
+        outcomes = [
+            set_state(conn, task_run_id, state, False, now, flow_runs)
+            for state in (proposed, *then)
+        ]
+        return task_run_id, False, outcomes
+    return task_run_id, True, outcomes[1:]
 
 
 def _insert(

@@ -4,6 +4,7 @@ orchestration decide, write the decision (new state row and run bookkeeping) ato
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,7 +302,7 @@ def insert_task_run(
             policy=policy,
             now=now,
             flow_run=flow_run,
-            cached_state=_cached_state(conn, proposed, now),
+            cached_state=_cached_state(conn, proposed, now, outcomes),
         )
         if decision.state is not None:
             writes.states.append({**state_values(decision.state), "task_run_id": task_run.id})
@@ -347,10 +348,21 @@ class FlowRunFacts:
         return self._records[flow_run_id]
 
 
-def _cached_state(conn: Connection, proposed: State, now: int) -> State | None:
-    """The valid cached COMPLETED state for the proposal's cache key, if it may be used."""
+def _cached_state(
+    conn: Connection,
+    proposed: State,
+    now: int,
+    unwritten: Sequence[tuple[Decision, State | None]] = (),
+) -> State | None:
+    """The valid cached COMPLETED state for the proposal's cache key, if it may be used. The
+    newest entry may be among `unwritten` (a new run's earlier decisions, not inserted yet)."""
     details = proposed.details
     if proposed.type != StateType.RUNNING or not details.cache_key or details.refresh_cache:
         return None
+    for decision, _ in reversed(unwritten):
+        if decision.cache_insert is not None and decision.cache_insert[0] == details.cache_key:
+            expiration = decision.cache_insert[1]
+            if expiration is None or expiration > now:
+                return decision.state
     row = CACHED.first(conn, {"cache_key": details.cache_key, "now": now})
     return state_from_row(row) if row else None
