@@ -404,16 +404,20 @@ async def test_start_many_names_the_field_of_a_bad_start(stubs):
         assert list(field_violations(raised.value)) == [field]
 
 
-@pytest.mark.parametrize("failing", ["missing flow run", "id of another key's run"])
+@pytest.mark.parametrize(
+    "failing", ["missing flow run", "id of another key's run", "id of an earlier run"]
+)
 async def test_start_many_writes_all_or_none(stubs, failing):
     flow = await make_flow(stubs)
     run = await make_run(stubs, flow.id, state=state(RUNNING))
-    first_id = minted()
-    last = (
-        start_request(MISSING, "b", minted())
-        if failing == "missing flow run"
-        else start_request(run.id, "b", first_id)
-    )
+    first_id, earlier_id = minted(), minted()
+    await start(stubs, run.id, key="earlier", id=earlier_id)
+    last = {
+        "missing flow run": start_request(MISSING, "b", minted()),
+        "id of another key's run": start_request(run.id, "b", first_id),
+        # New runs are written together: the conflict is found when they are.
+        "id of an earlier run": start_request(run.id, "b", earlier_id),
+    }[failing]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await start_many(stubs, start_request(run.id, "a", first_id), last)
     expected = "FLOW_RUN_NOT_FOUND" if failing == "missing flow run" else "TASK_RUN_ALREADY_EXISTS"
