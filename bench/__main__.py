@@ -42,6 +42,7 @@ def run_workload(
     args: argparse.Namespace,
     n: int | None = None,
     calls: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict:
     python = servers.PREFECT_PYTHON if target == "prefect" else servers.FLOWRPC_PYTHON
     command = [
@@ -57,6 +58,7 @@ def run_workload(
         str(n or args.runs),
         "--calls",
         str(calls or args.calls),
+        *extra,
     ]
     env = None
     if target == "prefect":
@@ -217,7 +219,7 @@ def postgres(args: argparse.Namespace) -> list[dict]:
 
 def bulk_create(args: argparse.Namespace) -> list[dict]:
     """flowrpc creating --bulk-create runs in one create_flow_runs call on a fresh database:
-    SQLite, then PostgreSQL (unless --postgres-url is '')."""
+    SQLite, then PostgreSQL (unless --postgres-url is ''), results in --bulk-create-view."""
     databases = [("sqlite", contextlib.nullcontext(None))]
     if args.postgres_url:
         databases.append(("postgresql", postgres_schema(args.postgres_url)))
@@ -228,11 +230,17 @@ def bulk_create(args: argparse.Namespace) -> list[dict]:
             try:
                 runs = []
                 for _ in range(args.repeat):
+                    view = ("--view", args.bulk_create_view)
                     result = run_workload(
-                        "flowrpc", process, "bulk-create", 1, args, n=args.bulk_create
+                        "flowrpc", process, "bulk-create", 1, args, n=args.bulk_create, extra=view
                     )
                     result["runs_per_s"] = args.bulk_create / result["seconds"]
-                    print(f"  bulk-create {name}: {result['runs_per_s']:.0f} runs/s", flush=True)
+                    result["view"] = args.bulk_create_view
+                    print(
+                        f"  bulk-create {name} ({args.bulk_create_view} view): "
+                        f"{result['runs_per_s']:.0f} runs/s",
+                        flush=True,
+                    )
                     runs.append(result)
                 chosen = sorted(runs, key=lambda r: r["runs_per_s"])[len(runs) // 2]
                 results.append(
@@ -270,6 +278,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--bulk-create", type=int, default=100_000, help="runs flowrpc creates in one call"
+    )
+    parser.add_argument(
+        "--bulk-create-view",
+        choices=["basic", "full"],
+        default="basic",
+        help="the results bulk-create asks for: basic (ids and states) or full (whole runs)",
     )
     parser.add_argument(
         "--prefect-bulk", type=int, default=2_000, help="runs Prefect cancels, 50 a call"

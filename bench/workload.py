@@ -228,7 +228,7 @@ async def bulk(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namespa
 
 async def bulk_create(client: Any, a: SimpleNamespace, dep: Any, args: argparse.Namespace) -> list:
     """flowrpc only: n runs of the bench deployment in one create_flow_runs call, the create
-    phase's mix of initial states and tags (the specs are built untimed)."""
+    phase's mix of initial states and tags (the specs are built untimed), results in --view."""
     from flowrpc.schemas.actions import FlowRunCreate
 
     runs = [
@@ -237,7 +237,7 @@ async def bulk_create(client: Any, a: SimpleNamespace, dep: Any, args: argparse.
     ]
 
     async def create_all() -> None:
-        results = await client.create_flow_runs(runs)
+        results = await client.create_flow_runs(runs, view=args.view)
         failed = [r.error for r in results if r.error is not None]
         assert len(results) == args.n and not failed, failed[:3]
 
@@ -265,6 +265,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="runs for create/transition/delete")
     parser.add_argument("--calls", type=int, default=200, help="calls for read/count/history")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--view", choices=["basic", "full"], default="full", help="bulk-create")
     print(json.dumps(asyncio.run(run_phase(parser.parse_args()))))
 
 

@@ -38,6 +38,7 @@ from flowrpc.v1 import task_run_service_pb2 as tr
 
 MAX_RUNS = 1000  # runs one message may carry (services/flow_runs.py MAX_CREATE_RUNS)
 MISSING = "00000000-0000-7000-8000-000000000000"
+BASIC, FULL = fr.CREATE_FLOW_RUNS_VIEW_BASIC, fr.CREATE_FLOW_RUNS_VIEW_FULL
 # Fields the server sets at create time, which differ between any two creates.
 PER_CREATE = {"id", "created", "updated", "name", "state_id", "state"}
 PER_READ = {"estimated_run_time", "estimated_start_time_delta"}  # computed at each read
@@ -52,9 +53,14 @@ def of_deployment(deployment_id: str, **fields) -> fr.FlowRunCreate:
     return fr.FlowRunCreate(from_deployment=request)
 
 
-async def create_runs(stubs, *messages: list[fr.FlowRunCreate]) -> list[fr.CreateFlowRunsResult]:
-    """Sends each list of runs as one message; returns every result, checked to be in order."""
+async def create_runs(
+    stubs, *messages: list[fr.FlowRunCreate], views: tuple[int, ...] = ()
+) -> list[fr.CreateFlowRunsResult]:
+    """Sends each list of runs as one message (in the view of the same place in `views`, if
+    any); returns every result, checked to be in order."""
     requests = [fr.CreateFlowRunsRequest(runs=runs) for runs in messages]
+    for request, view in zip(requests, views, strict=False):
+        request.view = view
     results = [r async for m in stubs.flow_runs.CreateFlowRuns(iter(requests)) for r in m.results]
     assert [r.index for r in results] == list(range(sum(map(len, messages))))
     return results
@@ -156,6 +162,69 @@ async def test_each_initial_state_is_orchestrated_as_a_single_create_would(stubs
     assert running.state.state_details.flow_run_id == running.id  # set by the rules
     assert at(results[2].flow_run, "end_time") is not None  # COMPLETED
     assert results[4].flow_run.state_name == "Late"
+
+
+async def test_the_basic_view_says_what_the_full_view_would(stubs):
+    """The same runs in the BASIC view, then again in the FULL view: the same outcomes, errors
+    and idempotent answers; each summary is the stored run's id, name and state."""
+    flow = await make_flow(stubs)
+    deployment = await make_deployment(stubs, flow.id)
+    runs = [
+        of_flow(flow.id, name="keyed", idempotency_key="k1"),
+        of_deployment(deployment, idempotency_key="k2", state=state(RUNNING)),
+        of_flow(MISSING),
+        of_flow(flow.id, state=state(0)),  # no state type
+        of_flow(flow.id, idempotency_key="k1", name="same key"),
+        of_flow(flow.id, state=scheduled(T0, name="Late")),
+        of_deployment(deployment),
+        of_flow(flow.id, state=state(COMPLETED)),
+    ]
+    basic = await create_runs(stubs, runs, views=(BASIC,))
+    assert [outcome(r) for r in basic] == ["summary"] * 2 + ["error"] * 2 + ["summary"] * 4
+    assert [r.created for r in basic] == [True, True, False, False, False, True, True, True]
+    assert basic[4].summary == basic[0].summary
+    for result in basic:
+        if outcome(result) == "summary":
+            stored = await get_run(stubs, result.summary.id)
+            assert (stored.name, stored.state.type, stored.state.name) == (
+                result.summary.name,
+                result.summary.state_type,
+                result.summary.state_name,
+            )
+    summaries = [(r.summary.state_type, r.summary.state_name) for r in basic]
+    assert summaries[:2] == [(PENDING, "Pending"), (RUNNING, "Running")]
+    assert summaries[5:] == [
+        (SCHEDULED, "Late"),
+        (SCHEDULED, "Scheduled"),
+        (COMPLETED, "Completed"),
+    ]
+
+    full = await create_runs(stubs, runs)  # the keyed runs exist now; the others are made anew
+    assert [outcome(r) for r in full] == ["flow_run"] * 2 + ["error"] * 2 + ["flow_run"] * 4
+    assert [r.created for r in full] == [False, False, False, False, False, True, True, True]
+    assert [r.error for r in full[2:4]] == [r.error for r in basic[2:4]]
+    for index in (0, 1, 4):
+        assert full[index].flow_run.id == basic[index].summary.id
+    for b, f in zip(basic, full, strict=True):
+        if outcome(f) == "flow_run":
+            assert (f.flow_run.state.type, f.flow_run.state.name) == (
+                b.summary.state_type,
+                b.summary.state_name,
+            )
+    again = await create_runs(stubs, runs[:2], views=(BASIC,))
+    assert [(r.created, r.summary) for r in again] == [(False, r.summary) for r in basic[:2]]
+
+
+async def test_each_message_is_answered_in_its_own_view(stubs):
+    flow = await make_flow(stubs)
+    runs = [of_flow(flow.id, name=f"run-{i}") for i in range(6)]
+    results = await create_runs(stubs, runs[:2], runs[2:4], runs[4:], views=(BASIC, FULL))
+    assert [outcome(r) for r in results] == ["summary"] * 2 + ["flow_run"] * 4
+    assert [r.summary.name for r in results[:2]] + [r.flow_run.name for r in results[2:]] == [
+        f"run-{i}" for i in range(6)
+    ]
+    count = await stubs.flow_runs.CountFlowRuns(fr.CountFlowRunsRequest())
+    assert count.count == len(runs)
 
 
 async def test_a_subflow_run_mirrors_its_state_on_its_parent_task(stubs):

@@ -9,8 +9,10 @@ import {
   FlowRunCreateSchema,
   type CreateFlowRunRequestSchema,
   type CreateFlowRunsRequestSchema,
+  CreateFlowRunsView,
   type CreateFlowRunsResult,
   type FlowRunCreate,
+  type FlowRunSummary,
 } from "./gen/flowrpc/v1/flow_run_service_pb.js";
 import { grpcCodeName, type FieldViolation } from "./errors.js";
 
@@ -43,13 +45,27 @@ export interface FlowRunCreateFailure {
   readonly violations: readonly FieldViolation[];
 }
 
+/** A run that was not created: its position in the call and why. */
+export interface FlowRunCreateErrorResult {
+  readonly index: number;
+  readonly flowRun?: undefined;
+  readonly summary?: undefined;
+  readonly created: false;
+  readonly error: FlowRunCreateFailure;
+}
+
 /**
  * The outcome for one run: the run (created by this call, or the existing run its idempotency
  * key names: `created` false), or `error`. `index` is the run's position in the call.
  */
 export type FlowRunCreateResult =
   | { readonly index: number; readonly flowRun: FlowRun; readonly created: boolean; readonly error?: undefined }
-  | { readonly index: number; readonly flowRun?: undefined; readonly created: false; readonly error: FlowRunCreateFailure };
+  | FlowRunCreateErrorResult;
+
+/** The outcome for one run in the BASIC view: `summary` (the run's id, name and state), or `error`. */
+export type FlowRunCreateSummaryResult =
+  | { readonly index: number; readonly summary: FlowRunSummary; readonly created: boolean; readonly error?: undefined }
+  | FlowRunCreateErrorResult;
 
 /** A spec as the FlowRunCreate message that carries it. */
 export function runCreate(spec: FlowRunSpec): FlowRunCreate {
@@ -68,6 +84,7 @@ export function runCreate(spec: FlowRunSpec): FlowRunCreate {
  */
 export async function* createMessages(
   specs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+  view: CreateFlowRunsView = CreateFlowRunsView.UNSPECIFIED,
 ): AsyncIterable<MessageInitShape<typeof CreateFlowRunsRequestSchema>> {
   let runs: FlowRunCreate[] = [];
   let size = 0;
@@ -75,24 +92,25 @@ export async function* createMessages(
     const run = runCreate(spec);
     const runSize = toBinary(FlowRunCreateSchema, run).byteLength + 6; // with its tag and length
     if (runs.length > 0 && size + runSize > CREATE_BATCH_BYTES) {
-      yield { runs };
+      yield { runs, view };
       [runs, size] = [[], 0];
     }
     runs.push(run);
     size += runSize;
     if (runs.length === CREATE_BATCH_RUNS) {
-      yield { runs };
+      yield { runs, view };
       [runs, size] = [[], 0];
     }
   }
-  if (runs.length > 0) yield { runs };
+  if (runs.length > 0) yield { runs, view };
 }
 
 /** A result of the wire as the caller sees it. */
-export function createResult(result: CreateFlowRunsResult): FlowRunCreateResult {
+export function createResult(result: CreateFlowRunsResult): FlowRunCreateResult | FlowRunCreateSummaryResult {
   const index = Number(result.index);
   const { outcome } = result;
   if (outcome.case === "flowRun") return { index, flowRun: outcome.value, created: result.created };
+  if (outcome.case === "summary") return { index, summary: outcome.value, created: result.created };
   const error = outcome.value;
   const code = (error?.code ?? 2) as Code; // no outcome at all would be a server bug: UNKNOWN
   return {

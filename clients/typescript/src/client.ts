@@ -18,6 +18,7 @@ import {
   type BulkDeleteFlowRunsRequestSchema,
   type BulkSetFlowRunStateRequestSchema,
   type BulkSetFlowRunStateResult,
+  type CreateFlowRunsView,
   type StreamFlowRunHistoryRequestSchema,
   type StreamFlowRunHistoryResponse,
 } from "./gen/flowrpc/v1/flow_run_service_pb.js";
@@ -27,7 +28,13 @@ import { FlowService } from "./gen/flowrpc/v1/flow_service_pb.js";
 import { LogService } from "./gen/flowrpc/v1/log_service_pb.js";
 import { TaskRunService } from "./gen/flowrpc/v1/task_run_service_pb.js";
 import { WorkPoolService } from "./gen/flowrpc/v1/work_pool_service_pb.js";
-import { createMessages, createResult, type FlowRunCreateResult, type FlowRunSpec } from "./bulk.js";
+import {
+  createMessages,
+  createResult,
+  type FlowRunCreateResult,
+  type FlowRunCreateSummaryResult,
+  type FlowRunSpec,
+} from "./bulk.js";
 import { withFlowrpcErrors } from "./errors.js";
 import { collect, flatten, pages } from "./streams.js";
 import { watchEvents, type FlowRunWatchEvent } from "./watch.js";
@@ -78,6 +85,15 @@ export interface FlowRunQuery {
 }
 
 /** Where a watch starts, and Connect's call options (`signal` ends it). */
+/** The views in which createFlowRuns answers with whole runs. */
+type FullView = CreateFlowRunsView.UNSPECIFIED | CreateFlowRunsView.FULL;
+
+/** Options of createFlowRuns: the call's, and how much of each run the results carry. */
+export interface CreateFlowRunsOptions<View extends CreateFlowRunsView = CreateFlowRunsView> extends CallOptions {
+  /** FULL (the default): each run whole (`flowRun`); BASIC: its id, name and state (`summary`). */
+  view?: View;
+}
+
 export interface WatchOptions extends CallOptions {
   /** An event's cursor from an earlier watch: continue right after it (no snapshot). */
   cursor?: string;
@@ -162,21 +178,42 @@ export class FlowrpcClient {
    * FlowrpcError, after the results of the messages answered before it (those runs exist; runs
    * of messages not answered may or may not). An error thrown by `runs` ends the call the same
    * way, as the FlowrpcError's `cause`.
+   *
+   * `view: CreateFlowRunsView.BASIC` answers each run with `summary` (its id, name and state)
+   * instead of the whole `flowRun`: several times cheaper for the server and the client in a
+   * large call; getFlowRun reads a whole run.
    */
   createFlowRuns(
     runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
-    options?: CallOptions,
-  ): AsyncIterable<FlowRunCreateResult> {
-    const responses = this.flowRuns.createFlowRuns(createMessages(runs), options);
+    options?: CreateFlowRunsOptions<FullView>,
+  ): AsyncIterable<FlowRunCreateResult>;
+  createFlowRuns(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options: CreateFlowRunsOptions<CreateFlowRunsView.BASIC>,
+  ): AsyncIterable<FlowRunCreateSummaryResult>;
+  createFlowRuns(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CreateFlowRunsOptions,
+  ): AsyncIterable<FlowRunCreateResult | FlowRunCreateSummaryResult> {
+    const { view, ...callOptions } = options ?? {};
+    const responses = this.flowRuns.createFlowRuns(createMessages(runs, view), callOptions);
     return flatten(responses, (message) => message.results.map(createResult));
   }
 
   /** createFlowRuns, its results collected into an array (in the order of `runs`). */
   createFlowRunsAll(
     runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
-    options?: CallOptions,
-  ): Promise<FlowRunCreateResult[]> {
-    return collect(this.createFlowRuns(runs, options));
+    options?: CreateFlowRunsOptions<FullView>,
+  ): Promise<FlowRunCreateResult[]>;
+  createFlowRunsAll(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options: CreateFlowRunsOptions<CreateFlowRunsView.BASIC>,
+  ): Promise<FlowRunCreateSummaryResult[]>;
+  createFlowRunsAll(
+    runs: Iterable<FlowRunSpec> | AsyncIterable<FlowRunSpec>,
+    options?: CreateFlowRunsOptions,
+  ): Promise<(FlowRunCreateResult | FlowRunCreateSummaryResult)[]> {
+    return collect(this.createFlowRuns(runs, options as CreateFlowRunsOptions<FullView>));
   }
 
   /**

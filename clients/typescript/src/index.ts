@@ -1,9 +1,15 @@
 // flowrpc's TypeScript client: the generated messages and services (the types), and a thin
 // layer over them (connection options, errors, filters, streams).
 export { FlowrpcClient, createFlowrpcClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS } from "./client.js";
-export type { ClientOptions, FlowRunQuery, TlsOptions, WatchOptions } from "./client.js";
+export type { ClientOptions, CreateFlowRunsOptions, FlowRunQuery, TlsOptions, WatchOptions } from "./client.js";
 export { CREATE_BATCH_BYTES, CREATE_BATCH_RUNS } from "./bulk.js";
-export type { FlowRunCreateFailure, FlowRunCreateResult, FlowRunSpec } from "./bulk.js";
+export type {
+  FlowRunCreateErrorResult,
+  FlowRunCreateFailure,
+  FlowRunCreateResult,
+  FlowRunCreateSummaryResult,
+  FlowRunSpec,
+} from "./bulk.js";
 export { FlowrpcError, grpcCodeName, toFlowrpcError, withFlowrpcErrors } from "./errors.js";
 export type { FieldViolation } from "./errors.js";
 export { FlowRunFilterBuilder, flowRunFilter } from "./filters.js";

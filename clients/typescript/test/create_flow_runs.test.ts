@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
   Code,
+  CreateFlowRunsView,
   FlowRunCreateSchema,
   FlowrpcClient,
   FlowrpcError,
@@ -140,6 +141,43 @@ describe("createFlowRuns", () => {
     );
     assert.deepEqual(again.map((result) => run(result).id).slice(0, 4), ids.slice(0, 4));
     assert.notEqual(run(again[4]!).id, ids[4]);
+  });
+
+  test("the BASIC view: ids, names and states that match the stored runs, the same errors and keys", async () => {
+    const flowId = await newFlow("bulk-basic");
+    const deploymentId = await newDeployment(flowId);
+    const specs: FlowRunSpec[] = [
+      { flowId, idempotencyKey: "k", name: "keyed" },
+      { deploymentId, state: { type: StateType.RUNNING } },
+      { flowId: MISSING },
+      { flowId, idempotencyKey: "k", name: "same key" },
+    ];
+    const basic = await client.createFlowRunsAll(specs, { view: CreateFlowRunsView.BASIC });
+    assert.deepEqual(
+      basic.map((result) => [result.index, result.created, "flowRun" in result, result.summary === undefined]),
+      [
+        [0, true, false, false],
+        [1, true, false, false],
+        [2, false, false, true],
+        [3, false, false, false],
+      ],
+    );
+    assert.equal(basic[3]!.summary!.id, basic[0]!.summary!.id);
+    assert.equal(basic[3]!.summary!.name, "keyed");
+    for (const summary of [basic[0]!.summary!, basic[1]!.summary!]) {
+      const { flowRun: stored } = await client.flowRuns.getFlowRun({ id: summary.id });
+      assert.deepEqual(
+        [summary.name, summary.stateType, summary.stateName],
+        [stored!.name, stored!.stateType, stored!.stateName],
+      );
+    }
+    assert.deepEqual([basic[1]!.summary!.stateType, basic[1]!.summary!.stateName], [StateType.RUNNING, "Running"]);
+
+    const full = await client.createFlowRunsAll(specs); // FULL, the default
+    assert.deepEqual(full[2]!.error, basic[2]!.error);
+    assert.equal(basic[2]!.error!.reason, "FLOW_NOT_FOUND");
+    assert.deepEqual([run(full[0]!).id, full[0]!.created], [basic[0]!.summary!.id, false]);
+    assert.equal(run(full[1]!).stateType, basic[1]!.summary!.stateType);
   });
 
   test("more than 1,000 runs from an async iterable: several messages, every result in order", async () => {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import grpc
@@ -42,6 +42,7 @@ from flowrpc.schemas.responses import (
     DependencyResult,
     FlowRunCreateError,
     FlowRunCreateResult,
+    FlowRunCreateSummary,
     FlowRunWatchEvent,
     HistoryResponse,
     OrchestrationResult,
@@ -369,22 +370,43 @@ CREATE_BATCH_RUNS = 1000
 CREATE_BATCH_BYTES = 1024 * 1024
 
 
+# create_flow_runs' views: what each result carries, and how a response becomes results.
+_CREATE_VIEWS = {
+    "full": flow_runs_pb.CREATE_FLOW_RUNS_VIEW_FULL,
+    "basic": flow_runs_pb.CREATE_FLOW_RUNS_VIEW_BASIC,
+}
+
+
 @unary
-def create_flow_runs(flow_runs: Iterable[FlowRunCreate | dict[str, Any]]) -> Operation:
+def create_flow_runs(
+    flow_runs: Iterable[FlowRunCreate | dict[str, Any]],
+    *,
+    view: Literal["full", "basic"] = "full",
+) -> Operation:
     """Creates many runs in one call, each as create_flow_run (flow_id) or
     create_flow_run_from_deployment (deployment_id alone) would: its initial state orchestrated
     the same way, a used idempotency_key returning the existing run. Returns one
     FlowRunCreateResult per run, in order: the run (`created` False for a key already used), or
     the error its single create would have raised. A run that fails fails alone. The runs travel
     in messages of up to 1,000; a call that fails part way raises with the results received
-    before on the exception's `partial_results`."""
+    before on the exception's `partial_results`.
+
+    view="basic" returns a FlowRunCreateSummary per run instead: the run's id, name and state
+    type and name (or its error), which is several times cheaper for both sides in a large
+    call; read_flow_run reads a whole run."""
+    if view not in _CREATE_VIEWS:
+        raise ValueError(f"view must be 'full' or 'basic', got {view!r}")
     runs = [FlowRunCreate.model_validate(run) for run in flow_runs]  # all checked before sending
-    return (yield Exchange(FLOW_RUNS, "CreateFlowRuns", _create_messages(runs), _create_results))
+    messages = _create_messages(runs, _CREATE_VIEWS[view])
+    results = _create_summaries if view == "basic" else _create_results
+    return (yield Exchange(FLOW_RUNS, "CreateFlowRuns", messages, results))
 
 
-def _create_messages(runs: list[FlowRunCreate]) -> Iterator[flow_runs_pb.CreateFlowRunsRequest]:
+def _create_messages(
+    runs: list[FlowRunCreate], view: int
+) -> Iterator[flow_runs_pb.CreateFlowRunsRequest]:
     """The runs as CreateFlowRuns messages, built as the stream takes them."""
-    message, size = flow_runs_pb.CreateFlowRunsRequest(), 0
+    message, size = flow_runs_pb.CreateFlowRunsRequest(view=view), 0
     for run in runs:
         create = _run_create(run)
         run_size = create.ByteSize() + 4  # with its tag and length
@@ -392,7 +414,7 @@ def _create_messages(runs: list[FlowRunCreate]) -> Iterator[flow_runs_pb.CreateF
             len(message.runs) == CREATE_BATCH_RUNS or size + run_size > CREATE_BATCH_BYTES
         ):
             yield message
-            message, size = flow_runs_pb.CreateFlowRunsRequest(), 0
+            message, size = flow_runs_pb.CreateFlowRunsRequest(view=view), 0
         message.runs.append(create)
         size += run_size
     if message.runs:
@@ -462,20 +484,51 @@ def _create_results(message: flow_runs_pb.CreateFlowRunsResponse) -> list[FlowRu
     results = []
     for result in message.results:
         if result.HasField("error"):
-            error = result.error
-            failure = FlowRunCreateError(
-                code=_CODE_NAMES.get(error.code, "UNKNOWN"),
-                reason=error.reason,
-                message=error.message,
-                field_violations={v.field: v.description for v in error.field_violations},
-            )
-            results.append(FlowRunCreateResult(error=failure))
+            results.append(FlowRunCreateResult(error=_create_error(result.error)))
         else:
             results.append(FlowRunCreateResult(flow_run=next(runs), created=result.created))
     return results
 
 
+def _create_summaries(
+    message: flow_runs_pb.CreateFlowRunsResponse,
+) -> list[FlowRunCreateSummary]:
+    """The BASIC view's results, validated in one call (a dict a run: far cheaper than a model
+    built field by field, which counts in a call of 100,000)."""
+    results: list[dict[str, Any]] = []
+    for result in message.results:
+        if result.HasField("error"):
+            results.append({"error": _create_error(result.error)})
+            continue
+        summary = result.summary
+        results.append(
+            {
+                "id": summary.id,
+                "name": summary.name,
+                "state_type": _STATE_TYPES.get(summary.state_type),
+                "state_name": summary.state_name or None,
+                "created": result.created,
+            }
+        )
+    return FlowRunCreateSummary.from_dicts(results)
+
+
+def _create_error(error: flow_runs_pb.FlowRunCreateError) -> FlowRunCreateError:
+    return FlowRunCreateError(
+        code=_CODE_NAMES.get(error.code, "UNKNOWN"),
+        reason=error.reason,
+        message=error.message,
+        field_violations={v.field: v.description for v in error.field_violations},
+    )
+
+
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+# StateType numbers as the schema's names (UNSPECIFIED: no state).
+_STATE_TYPES = {
+    number: name.removeprefix("STATE_TYPE_")
+    for name, number in state_pb2.StateType.items()
+    if number != state_pb2.STATE_TYPE_UNSPECIFIED
+}
 
 
 @unary

@@ -59,7 +59,12 @@ class FlowRPCBaseModel(BaseModel):
     @classmethod
     def from_protos(cls, messages: Iterable[Message]) -> list[Self]:
         """from_proto for many messages, validated in one call (a page of 200 runs: -0.3 ms)."""
-        return _list_adapter(cls).validate_python([_proto.to_python(m) for m in messages])
+        return cls.from_dicts([_proto.to_python(m) for m in messages])
+
+    @classmethod
+    def from_dicts(cls, values: list[dict[str, Any]]) -> list[Self]:
+        """Models from their fields' values, validated in one call."""
+        return _list_adapter(cls).validate_python(values)
 
     def to_proto(self, message_cls: type[Message]) -> Message:
         return _proto.to_message(message_cls, self)

@@ -21,6 +21,7 @@ __all__ = [
     "BulkSetStateResult",
     "FlowRunCreateError",
     "FlowRunCreateResult",
+    "FlowRunCreateSummary",
     "DependencyResult",
     "DeploymentResponse",
     "FlowRunResponse",
@@ -161,6 +162,19 @@ class FlowRunCreateResult(FlowRPCBaseModel):
     key already named: `created` False), or `error`."""
 
     flow_run: FlowRun | None = None
+    created: bool = False
+    error: FlowRunCreateError | None = None
+
+
+class FlowRunCreateSummary(FlowRPCBaseModel):
+    """One run's outcome in `create_flow_runs(..., view="basic")`: the run's `id`, `name` and
+    state (created, or the run its idempotency key already named: `created` False), or `error`.
+    `read_flow_run(id)` reads the whole run."""
+
+    id: UUID | None = None
+    name: str | None = None
+    state_type: StateType | None = None
+    state_name: str | None = None
     created: bool = False
     error: FlowRunCreateError | None = None
 

@@ -18,6 +18,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -28,6 +29,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CreateFlowRunsView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CreateFlowRunsViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreateFlowRunsView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CREATE_FLOW_RUNS_VIEW_UNSPECIFIED: _CreateFlowRunsView.ValueType  # 0
+    """As CREATE_FLOW_RUNS_VIEW_FULL."""
+    CREATE_FLOW_RUNS_VIEW_FULL: _CreateFlowRunsView.ValueType  # 1
+    """The whole run, as CreateFlowRun answers it (CreateFlowRunsResult.flow_run)."""
+    CREATE_FLOW_RUNS_VIEW_BASIC: _CreateFlowRunsView.ValueType  # 2
+    """The run's id, name and state (CreateFlowRunsResult.summary); GetFlowRun reads the rest."""
+
+class CreateFlowRunsView(_CreateFlowRunsView, metaclass=_CreateFlowRunsViewEnumTypeWrapper):
+    """How much of each run a CreateFlowRunsResult carries."""
+
+CREATE_FLOW_RUNS_VIEW_UNSPECIFIED: CreateFlowRunsView.ValueType  # 0
+"""As CREATE_FLOW_RUNS_VIEW_FULL."""
+CREATE_FLOW_RUNS_VIEW_FULL: CreateFlowRunsView.ValueType  # 1
+"""The whole run, as CreateFlowRun answers it (CreateFlowRunsResult.flow_run)."""
+CREATE_FLOW_RUNS_VIEW_BASIC: CreateFlowRunsView.ValueType  # 2
+"""The run's id, name and state (CreateFlowRunsResult.summary); GetFlowRun reads the rest."""
+Global___CreateFlowRunsView: _TypeAlias = CreateFlowRunsView  # noqa: Y015
 
 @_typing.final
 class CreateFlowRunRequest(_message.Message):
@@ -876,6 +901,13 @@ class CreateFlowRunsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RUNS_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: Global___CreateFlowRunsView.ValueType
+    """How much of each run this message's results carry: FULL (the default) or BASIC. A client
+    that needs only ids and states asks for BASIC: the server then neither reads back nor sends
+    the whole run, and the client does not parse it, which makes a large call several times
+    cheaper on both sides.
+    """
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlowRunCreate]:
         """0..1,000 runs. Every field of a run is bounded as in its single create (max_string_length,
@@ -887,10 +919,11 @@ class CreateFlowRunsRequest(_message.Message):
         self,
         *,
         runs: _abc.Iterable[Global___FlowRunCreate] | None = ...,
+        view: Global___CreateFlowRunsView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -952,21 +985,24 @@ Global___CreateFlowRunsResponse: _TypeAlias = CreateFlowRunsResponse  # noqa: Y0
 
 @_typing.final
 class CreateFlowRunsResult(_message.Message):
-    """The outcome for one run of CreateFlowRuns: exactly one of flow_run and error is set."""
+    """The outcome for one run of CreateFlowRuns: exactly one of flow_run (view FULL), summary (view
+    BASIC) and error is set.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     INDEX_FIELD_NUMBER: _builtins.int
     FLOW_RUN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The run's position in the call: 0 for the first run of the first message, counting on
     across messages.
     """
     created: _builtins.bool
-    """True when flow_run was created by this call; false for an existing run returned for its
-    idempotency key, and for an error.
+    """True when the run (flow_run or summary) was created by this call; false for an existing run
+    returned for its idempotency key, and for an error.
     """
     @_builtins.property
     def flow_run(self) -> _flow_run_pb2.FlowRun:
@@ -976,23 +1012,66 @@ class CreateFlowRunsResult(_message.Message):
     def error(self) -> Global___FlowRunCreateError:
         """Why the run was not created; nothing of it was written."""
 
+    @_builtins.property
+    def summary(self) -> Global___FlowRunSummary:
+        """The run created, or the existing run its idempotency key names, in the BASIC view."""
+
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         flow_run: _flow_run_pb2.FlowRun | None = ...,
         error: Global___FlowRunCreateError | None = ...,
+        summary: Global___FlowRunSummary | None = ...,
         created: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "flow_run", b"flow_run", "outcome", b"outcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "flow_run", b"flow_run", "outcome", b"outcome", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "error", b"error", "flow_run", b"flow_run", "index", b"index", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "error", b"error", "flow_run", b"flow_run", "index", b"index", "outcome", b"outcome", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["flow_run", "error"]  # noqa: Y015
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["flow_run", "error", "summary"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
 Global___CreateFlowRunsResult: _TypeAlias = CreateFlowRunsResult  # noqa: Y015
+
+@_typing.final
+class FlowRunSummary(_message.Message):
+    """A run in CreateFlowRuns' BASIC view: what a caller needs to find it again and to know how it
+    started.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_TYPE_FIELD_NUMBER: _builtins.int
+    STATE_NAME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The run's id (GetFlowRun reads the whole run)."""
+    name: _builtins.str
+    """The run's name (generated when the create gave none)."""
+    state_type: _state_pb2.StateType.ValueType
+    """The type of the run's state: its orchestrated initial state, or, for an existing run
+    returned for its idempotency key, its current state.
+    """
+    state_name: _builtins.str
+    """The name of that state ("Scheduled", "Late", ...)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        state_type: _state_pb2.StateType.ValueType = ...,
+        state_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "state_name", b"state_name", "state_type", b"state_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowRunSummary: _TypeAlias = FlowRunSummary  # noqa: Y015
 
 @_typing.final
 class FlowRunCreateError(_message.Message):

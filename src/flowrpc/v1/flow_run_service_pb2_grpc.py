@@ -262,7 +262,9 @@ class FlowRunServiceServicer:
         result (what the single create would have failed with) and the others are created. The call
         itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
         LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
-        stand. The runs of one message are committed together.
+        stand. The runs of one message are committed together. Each message's `view` says how much
+        of each run its results carry: the whole FlowRun (FULL, the default), or its id, name and
+        state (BASIC), far cheaper for both sides in a large call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -100,7 +100,9 @@ class FlowRunServiceStub:
     result (what the single create would have failed with) and the others are created. The call
     itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
     LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
-    stand. The runs of one message are committed together.
+    stand. The runs of one message are committed together. Each message's `view` says how much
+    of each run its results carry: the whole FlowRun (FULL, the default), or its id, name and
+    state (BASIC), far cheaper for both sides in a large call.
     """
     WatchFlowRuns: _grpc.UnaryStreamMultiCallable[_flow_run_service_pb2.WatchFlowRunsRequest, _flow_run_service_pb2.WatchFlowRunsResponse]
     """A live stream of state changes: the runs the filter selects (the snapshot, newest first, in
@@ -186,7 +188,9 @@ class FlowRunServiceAsyncStub(FlowRunServiceStub):
     result (what the single create would have failed with) and the others are created. The call
     itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
     LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
-    stand. The runs of one message are committed together.
+    stand. The runs of one message are committed together. Each message's `view` says how much
+    of each run its results carry: the whole FlowRun (FULL, the default), or its id, name and
+    state (BASIC), far cheaper for both sides in a large call.
     """
     WatchFlowRuns: _aio.UnaryStreamMultiCallable[_flow_run_service_pb2.WatchFlowRunsRequest, _flow_run_service_pb2.WatchFlowRunsResponse]  # type: ignore[assignment]
     """A live stream of state changes: the runs the filter selects (the snapshot, newest first, in
@@ -365,7 +369,9 @@ class FlowRunServiceServicer(metaclass=_abc_1.ABCMeta):
         result (what the single create would have failed with) and the others are created. The call
         itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
         LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
-        stand. The runs of one message are committed together.
+        stand. The runs of one message are committed together. Each message's `view` says how much
+        of each run its results carry: the whole FlowRun (FULL, the default), or its id, name and
+        state (BASIC), far cheaper for both sides in a large call.
         """
 
     @_abc_1.abstractmethod

@@ -11,6 +11,8 @@ import pytest
 
 from flowrpc.client import operations
 from flowrpc.schemas.actions import FlowRunCreate, WorkPoolCreate
+from flowrpc.schemas.objects import StateType
+from flowrpc.schemas.responses import FlowRunCreateSummary
 from flowrpc.states import Completed, Pending, Running, Scheduled
 
 
@@ -96,7 +98,7 @@ async def test_runs_travel_in_batches_and_come_back_in_order(client, monkeypatch
     flow_id = await client.create_flow_from_name("etl")
     runs = [FlowRunCreate(flow_id=flow_id, name=f"run-{i}") for i in range(10)]
     runs[4] = FlowRunCreate(flow_id=flow_id, name="run-4", parameters={"big": "x" * 5_000})
-    messages = list(operations._create_messages(runs))
+    messages = list(operations._create_messages(runs, 0))
     assert [len(m.runs) for m in messages] == [3, 1, 1, 3, 2]
     results = await client.create_flow_runs(runs)
     assert [r.flow_run.name for r in results] == [f"run-{i}" for i in range(10)]
@@ -126,3 +128,44 @@ async def test_a_run_of_a_flow_may_name_a_deployment(client):
     )
     assert result.flow_run.deployment_id == deployment_id
     assert result.flow_run.parameters == {}  # nothing merged from the deployment
+
+
+async def test_the_basic_view_returns_ids_states_and_errors(client):
+    """view="basic": a FlowRunCreateSummary a run, saying what the full view would (the run
+    read back has that id, name and state; the same errors; a key used again: created False)."""
+    flow_id = await client.create_flow_from_name("etl")
+    deployment_id = await client.create_deployment(flow_id, "nightly")
+    runs = [
+        FlowRunCreate(flow_id=flow_id, name="keyed", idempotency_key="k"),
+        FlowRunCreate(deployment_id=deployment_id, state=Running()),
+        FlowRunCreate(flow_id=uuid4()),
+        FlowRunCreate(flow_id=flow_id, idempotency_key="k", name="same key"),
+        FlowRunCreate(flow_id=flow_id, state=Completed(data={"loss": float("nan")})),
+    ]
+    basic = await client.create_flow_runs(runs, view="basic")
+    assert all(isinstance(r, FlowRunCreateSummary) for r in basic)
+    assert [r.created for r in basic] == [True, True, False, False, False]
+    assert basic[3].id == basic[0].id and basic[3].name == "keyed"
+    for summary in (basic[0], basic[1]):
+        stored = await client.read_flow_run(summary.id)
+        assert (stored.name, stored.state.type, stored.state.name) == (
+            summary.name,
+            summary.state_type,
+            summary.state_name,
+        )
+    assert (basic[1].state_type, basic[1].state_name) == (StateType.RUNNING, "Running")
+
+    full = await client.create_flow_runs(runs)
+    assert [r.error for r in full] == [r.error for r in basic]
+    assert (basic[2].error.code, basic[2].error.reason) == ("NOT_FOUND", "FLOW_NOT_FOUND")
+    assert list(basic[4].error.field_violations) == ["flow_run.state.data.loss"]
+    assert full[0].flow_run.id == basic[0].id and not full[0].created
+    assert full[1].flow_run.state.type == basic[1].state_type
+    assert await client.count_flow_runs() == 3  # keyed once, the deployment's run twice
+
+
+async def test_an_unknown_view_is_refused_before_anything_is_sent(client):
+    flow_id = await client.create_flow_from_name("etl")
+    with pytest.raises(ValueError, match="view must be 'full' or 'basic'"):
+        await client.create_flow_runs([FlowRunCreate(flow_id=flow_id)], view="ids")
+    assert await client.count_flow_runs() == 0

@@ -151,9 +151,15 @@ def optional(message: Message, field: str) -> Any:
 def require_id(value: str, field: str) -> str:
     """A UUID string in canonical form, or INVALID_ARGUMENT naming the field."""
     try:
-        return str(uuid.UUID(value))
+        return _canonical_id(value)
     except ValueError:
         raise InvalidArgument({field: f"must be a UUID, got {quote(value)}"}) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_id(value: str) -> str:
+    """Cached: the runs of a bulk create mostly name the same few flows and deployments."""
+    return str(uuid.UUID(value))
 
 
 def optional_id(value: str, field: str) -> str | None:

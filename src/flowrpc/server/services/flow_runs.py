@@ -35,6 +35,7 @@ BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk 
 STATES_SORT = "TIMESTAMP_ASC"  # the one order of ListFlowRunStates, named in its page tokens
 # Runs one CreateFlowRuns message may carry: one write transaction, one response (mostly).
 MAX_CREATE_RUNS = 1000
+BASIC = pb.CREATE_FLOW_RUNS_VIEW_BASIC
 UPDATABLE = {
     "name",
     "flow_version",
@@ -249,10 +250,14 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             while (item := await writes.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                runs, now, written = item
+                request, now, written = item
+                result = _basic_result if request.view == BASIC else _full_result
                 results = []
-                for run, outcome in zip(runs, await written, strict=True):
-                    results.append(_create_result(index, run, outcome, now))
+                for run, outcome in zip(request.runs, await written, strict=True):
+                    if isinstance(outcome, ServiceError):
+                        results.append(_error_result(index, run, outcome))
+                    else:
+                        results.append(result(index, *outcome, now))
                     index += 1
                 for message in split(pb.CreateFlowRunsResponse(results=results), "results"):
                     yield message
@@ -262,7 +267,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def _start_writes(
         self, requests: AsyncIterator[pb.CreateFlowRunsRequest], writes: asyncio.Queue[Any]
     ) -> None:
-        """For each message: (its runs, now, the future of its write), into `writes`; then
+        """For each message: (the message, now, the future of its write), into `writes`; then
         None, or the error that ends the call."""
         budget = run_budget(self.settings)
         check = functools.partial(check_row, budget=budget)
@@ -284,7 +289,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 written = asyncio.ensure_future(self._write_after(written, creates, check))
                 # Retrieved here too: a call that ends early leaves later writes unanswered.
                 written.add_done_callback(_retrieved)
-                await writes.put((request.runs, now, written))
+                await writes.put((request, now, written))
         except Exception as error:  # noqa: BLE001 - the answering loop raises it in order
             await writes.put(error)
             return
@@ -345,12 +350,24 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 remaining -= len(ids)
 
 
-def _create_result(index: int, run: pb.FlowRunCreate, outcome: Any, now: int) -> dict[str, Any]:
-    """A CreateFlowRunsResult, as its constructor takes it (the response is built in one call
-    from these, not from result messages it would copy)."""
-    if not isinstance(outcome, ServiceError):
-        row, created = outcome
-        return {"index": index, "flow_run": c.flow_run_fields(row, now), "created": created}
+# CreateFlowRunsResults, as their constructor takes them (the response is built in one call
+# from these, not from result messages it would copy): a run in the FULL view, a run in the
+# BASIC view, a run not created.
+def _full_result(index: int, row: Any, created: bool, now: int) -> dict[str, Any]:
+    return {"index": index, "flow_run": c.flow_run_fields(row, now), "created": created}
+
+
+def _basic_result(index: int, row: Any, created: bool, now: int) -> dict[str, Any]:
+    summary = {
+        "id": row.id,
+        "name": row.name,
+        "state_type": c.state_type_number(row.state_type),
+        "state_name": row.state_name,
+    }
+    return {"index": index, "summary": summary, "created": created}
+
+
+def _error_result(index: int, run: pb.FlowRunCreate, outcome: ServiceError) -> dict[str, Any]:
     violations = getattr(outcome, "violations", {})
     source = run.WhichOneof("source")
     if source is not None:  # paths from the single create's request: from the FlowRunCreate

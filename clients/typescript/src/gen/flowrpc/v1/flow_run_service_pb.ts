@@ -2,8 +2,8 @@
 // @generated from file flowrpc/v1/flow_run_service.proto (package flowrpc.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { CreateFlowRunFromDeploymentRequest } from "./deployment_service_pb.js";
 import { file_flowrpc_v1_deployment_service } from "./deployment_service_pb.js";
 import type { FlowRunFilterSet } from "./filter_pb.js";
@@ -16,7 +16,7 @@ import type { HistoryInterval, HistoryStateSummary } from "./history_pb.js";
 import { file_flowrpc_v1_history } from "./history_pb.js";
 import type { OrchestrationResult } from "./orchestration_pb.js";
 import { file_flowrpc_v1_orchestration } from "./orchestration_pb.js";
-import type { State } from "./state_pb.js";
+import type { State, StateType } from "./state_pb.js";
 import { file_flowrpc_v1_state } from "./state_pb.js";
 import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -26,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file flowrpc/v1/flow_run_service.proto.
  */
 export const file_flowrpc_v1_flow_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFmbG93cnBjL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEi4QQKFENyZWF0ZUZsb3dSdW5SZXF1ZXN0Eg8KB2Zsb3dfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIgCgVzdGF0ZRgDIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSGQoMZmxvd192ZXJzaW9uGAQgASgJSACIAQESKwoKcGFyYW1ldGVycxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoScGFyZW50X3Rhc2tfcnVuX2lkGAcgASgJEiIKGmluZnJhc3RydWN0dXJlX2RvY3VtZW50X2lkGAggASgJEjMKEGVtcGlyaWNhbF9wb2xpY3kYCSABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5Qb2xpY3kSDAoEdGFncxgKIAMoCRInCgZsYWJlbHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhwKD2lkZW1wb3RlbmN5X2tleRgMIAEoCUgBiAEBEhsKDndvcmtfcG9vbF9uYW1lGA0gASgJSAKIAQESHAoPd29ya19xdWV1ZV9uYW1lGA4gASgJSAOIAQESLgoNam9iX3ZhcmlhYmxlcxgPIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZGVwbG95bWVudF9pZBgQIAEoCUIPCg1fZmxvd192ZXJzaW9uQhIKEF9pZGVtcG90ZW5jeV9rZXlCEQoPX3dvcmtfcG9vbF9uYW1lQhIKEF93b3JrX3F1ZXVlX25hbWUiTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiHwoRR2V0Rmxvd1J1blJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuIqwBChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBIlCgRzb3J0GAIgASgOMhcuZmxvd3JwYy52MS5GbG93UnVuU29ydBISCgVsaW1pdBgDIAEoBUgAiAEBEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQggKBl9saW1pdCJXChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKFENvdW50Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLmZsb3dycGMudjEuRmxvd1J1biIiChREZWxldGVGbG93UnVuUmVxdWVzdBIKCgJpZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UiXgoWU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlcKFFJlc3VtZUZsb3dSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEioKCXJ1bl9pbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSAoVUmVzdW1lRmxvd1J1blJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJhChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkSEgoFbGltaXQYAiABKAVIAIgBARISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9saW1pdCJXChlMaXN0Rmxvd1J1blN0YXRlc1Jlc3BvbnNlEiEKBnN0YXRlcxgBIAMoCzIRLmZsb3dycGMudjEuU3RhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KFkdldEZsb3dSdW5HcmFwaFJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiRgoXR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5HcmFwaE5vZGUi5AEKG1N0cmVhbUZsb3dSdW5IaXN0b3J5UmVxdWVzdBIxCg1oaXN0b3J5X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtoaXN0b3J5X2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoQaGlzdG9yeV9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgZmaWx0ZXIYBCABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQitQEKHFN0cmVhbUZsb3dSdW5IaXN0b3J5UmVzcG9uc2USMgoOaW50ZXJ2YWxfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGludGVydmFsX2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGc3RhdGVzGAMgAygLMh8uZmxvd3JwYy52MS5IaXN0b3J5U3RhdGVTdW1tYXJ5IuIBChlSZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKBmZpbHRlchgEIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCJMChpSZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRIuCglpbnRlcnZhbHMYASADKAsyGy5mbG93cnBjLnYxLkhpc3RvcnlJbnRlcnZhbCKZAQoaQnVsa1NldEZsb3dSdW5TdGF0ZVJlcXVlc3QSLAoGZmlsdGVyGAEgASgLMhwuZmxvd3JwYy52MS5GbG93UnVuRmlsdGVyU2V0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBISCgVsaW1pdBgEIAEoBUgAiAEBQggKBl9saW1pdCJVChtCdWxrU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3VsdCJhChlCdWxrU2V0Rmxvd1J1blN0YXRlUmVzdWx0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEi8KBnJlc3VsdBgCIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJnChlCdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBISCgVsaW1pdBgCIAEoBUgAiAEBQggKBl9saW1pdCI6ChpCdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZRIcChRkZWxldGVkX2Zsb3dfcnVuX2lkcxgBIAMoCSJrChNTdGFydEZsb3dSdW5SZXF1ZXN0EjIKCGZsb3dfcnVuGAEgASgLMiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUifwoUU3RhcnRGbG93UnVuUmVzcG9uc2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SDwoHY3JlYXRlZBgCIAEoCBIvCgZyZXN1bHQYAyABKAsyHy5mbG93cnBjLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQiQAoVQ3JlYXRlRmxvd1J1bnNSZXF1ZXN0EicKBHJ1bnMYASADKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGUimgEKDUZsb3dSdW5DcmVhdGUSNAoIZmxvd19ydW4YASABKAsyIC5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXF1ZXN0SAASSQoPZnJvbV9kZXBsb3ltZW50GAIgASgLMi4uZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuRnJvbURlcGxveW1lbnRSZXF1ZXN0SABCCAoGc291cmNlIksKFkNyZWF0ZUZsb3dSdW5zUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXN1bHQimwEKFENyZWF0ZUZsb3dSdW5zUmVzdWx0Eg0KBWluZGV4GAEgASgDEicKCGZsb3dfcnVuGAIgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuSAASLwoFZXJyb3IYAyABKAsyHi5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGVFcnJvckgAEg8KB2NyZWF0ZWQYBCABKAhCCQoHb3V0Y29tZSKGAQoSRmxvd1J1bkNyZWF0ZUVycm9yEgwKBGNvZGUYASABKAUSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSQQoQZmllbGRfdmlvbGF0aW9ucxgEIAMoCzInLmZsb3dycGMudjEuRmxvd1J1bkNyZWF0ZUZpZWxkVmlvbGF0aW9uIkEKG0Zsb3dSdW5DcmVhdGVGaWVsZFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJqChRXYXRjaEZsb3dSdW5zUmVxdWVzdBIsCgZmaWx0ZXIYASABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQSDQoFc2luY2UYAiABKAkSFQoNc2tpcF9zbmFwc2hvdBgDIAEoCCLWAQoVV2F0Y2hGbG93UnVuc1Jlc3BvbnNlEi0KCHNuYXBzaG90GAEgASgLMhkuZmxvd3JwYy52MS5XYXRjaFNuYXBzaG90SAASKQoGbWFya2VyGAIgASgLMhcuZmxvd3JwYy52MS5XYXRjaE1hcmtlckgAEisKB2NoYW5nZXMYAyABKAsyGC5mbG93cnBjLnYxLldhdGNoQ2hhbmdlc0gAEi0KCHByb2dyZXNzGAQgASgLMhkuZmxvd3JwYy52MS5XYXRjaFByb2dyZXNzSABCBwoFZXZlbnQiNwoNV2F0Y2hTbmFwc2hvdBImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4iHQoLV2F0Y2hNYXJrZXISDgoGY3Vyc29yGAEgASgJIjoKDFdhdGNoQ2hhbmdlcxIqCgdjaGFuZ2VzGAEgAygLMhkuZmxvd3JwYy52MS5GbG93UnVuQ2hhbmdlImgKDUZsb3dSdW5DaGFuZ2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SIAoFc3RhdGUYAiABKAsyES5mbG93cnBjLnYxLlN0YXRlEg4KBmN1cnNvchgDIAEoCSIfCg1XYXRjaFByb2dyZXNzEg4KBmN1cnNvchgBIAEoCTKjDAoORmxvd1J1blNlcnZpY2USVAoNQ3JlYXRlRmxvd1J1bhIgLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5SZXNwb25zZRJLCgpHZXRGbG93UnVuEh0uZmxvd3JwYy52MS5HZXRGbG93UnVuUmVxdWVzdBoeLmZsb3dycGMudjEuR2V0Rmxvd1J1blJlc3BvbnNlElEKDExpc3RGbG93UnVucxIfLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVxdWVzdBogLmZsb3dycGMudjEuTGlzdEZsb3dSdW5zUmVzcG9uc2USVAoNQ291bnRGbG93UnVucxIgLmZsb3dycGMudjEuQ291bnRGbG93UnVuc1JlcXVlc3QaIS5mbG93cnBjLnYxLkNvdW50Rmxvd1J1bnNSZXNwb25zZRJUCg1VcGRhdGVGbG93UnVuEiAuZmxvd3JwYy52MS5VcGRhdGVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuVXBkYXRlRmxvd1J1blJlc3BvbnNlElQKDURlbGV0ZUZsb3dSdW4SIC5mbG93cnBjLnYxLkRlbGV0ZUZsb3dSdW5SZXF1ZXN0GiEuZmxvd3JwYy52MS5EZWxldGVGbG93UnVuUmVzcG9uc2USWgoPU2V0Rmxvd1J1blN0YXRlEiIuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXF1ZXN0GiMuZmxvd3JwYy52MS5TZXRGbG93UnVuU3RhdGVSZXNwb25zZRJUCg1SZXN1bWVGbG93UnVuEiAuZmxvd3JwYy52MS5SZXN1bWVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuUmVzdW1lRmxvd1J1blJlc3BvbnNlEmAKEUxpc3RGbG93UnVuU3RhdGVzEiQuZmxvd3JwYy52MS5MaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QaJS5mbG93cnBjLnYxLkxpc3RGbG93UnVuU3RhdGVzUmVzcG9uc2USWgoPR2V0Rmxvd1J1bkdyYXBoEiIuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXF1ZXN0GiMuZmxvd3JwYy52MS5HZXRGbG93UnVuR3JhcGhSZXNwb25zZRJrChRTdHJlYW1GbG93UnVuSGlzdG9yeRInLmZsb3dycGMudjEuU3RyZWFtRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiguZmxvd3JwYy52MS5TdHJlYW1GbG93UnVuSGlzdG9yeVJlc3BvbnNlMAESYwoSUmVhZEZsb3dSdW5IaXN0b3J5EiUuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0GiYuZmxvd3JwYy52MS5SZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRJoChNCdWxrU2V0Rmxvd1J1blN0YXRlEiYuZmxvd3JwYy52MS5CdWxrU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBonLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3BvbnNlMAESZQoSQnVsa0RlbGV0ZUZsb3dSdW5zEiUuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0GiYuZmxvd3JwYy52MS5CdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZTABElEKDFN0YXJ0Rmxvd1J1bhIfLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVxdWVzdBogLmZsb3dycGMudjEuU3RhcnRGbG93UnVuUmVzcG9uc2USWwoOQ3JlYXRlRmxvd1J1bnMSIS5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5zUmVxdWVzdBoiLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXNwb25zZSgBMAESVgoNV2F0Y2hGbG93UnVucxIgLmZsb3dycGMudjEuV2F0Y2hGbG93UnVuc1JlcXVlc3QaIS5mbG93cnBjLnYxLldhdGNoRmxvd1J1bnNSZXNwb25zZTABYgZwcm90bzM", [file_flowrpc_v1_deployment_service, file_flowrpc_v1_filter, file_flowrpc_v1_flow_run, file_flowrpc_v1_graph, file_flowrpc_v1_history, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiFmbG93cnBjL3YxL2Zsb3dfcnVuX3NlcnZpY2UucHJvdG8SCmZsb3dycGMudjEi4QQKFENyZWF0ZUZsb3dSdW5SZXF1ZXN0Eg8KB2Zsb3dfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIgCgVzdGF0ZRgDIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSGQoMZmxvd192ZXJzaW9uGAQgASgJSACIAQESKwoKcGFyYW1ldGVycxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoScGFyZW50X3Rhc2tfcnVuX2lkGAcgASgJEiIKGmluZnJhc3RydWN0dXJlX2RvY3VtZW50X2lkGAggASgJEjMKEGVtcGlyaWNhbF9wb2xpY3kYCSABKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5Qb2xpY3kSDAoEdGFncxgKIAMoCRInCgZsYWJlbHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhwKD2lkZW1wb3RlbmN5X2tleRgMIAEoCUgBiAEBEhsKDndvcmtfcG9vbF9uYW1lGA0gASgJSAKIAQESHAoPd29ya19xdWV1ZV9uYW1lGA4gASgJSAOIAQESLgoNam9iX3ZhcmlhYmxlcxgPIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZGVwbG95bWVudF9pZBgQIAEoCUIPCg1fZmxvd192ZXJzaW9uQhIKEF9pZGVtcG90ZW5jeV9rZXlCEQoPX3dvcmtfcG9vbF9uYW1lQhIKEF93b3JrX3F1ZXVlX25hbWUiTwoVQ3JlYXRlRmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuEg8KB2NyZWF0ZWQYAiABKAgiHwoRR2V0Rmxvd1J1blJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0Rmxvd1J1blJlc3BvbnNlEiUKCGZsb3dfcnVuGAEgASgLMhMuZmxvd3JwYy52MS5GbG93UnVuIqwBChNMaXN0Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBIlCgRzb3J0GAIgASgOMhcuZmxvd3JwYy52MS5GbG93UnVuU29ydBISCgVsaW1pdBgDIAEoBUgAiAEBEg4KBm9mZnNldBgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQggKBl9saW1pdCJXChRMaXN0Rmxvd1J1bnNSZXNwb25zZRImCglmbG93X3J1bnMYASADKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKFENvdW50Rmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCImChVDb3VudEZsb3dSdW5zUmVzcG9uc2USDQoFY291bnQYASABKAMibgoUVXBkYXRlRmxvd1J1blJlcXVlc3QSJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFVVwZGF0ZUZsb3dSdW5SZXNwb25zZRIlCghmbG93X3J1bhgBIAEoCzITLmZsb3dycGMudjEuRmxvd1J1biIiChREZWxldGVGbG93UnVuUmVxdWVzdBIKCgJpZBgBIAEoCSIXChVEZWxldGVGbG93UnVuUmVzcG9uc2UiXgoWU2V0Rmxvd1J1blN0YXRlUmVxdWVzdBITCgtmbG93X3J1bl9pZBgBIAEoCRIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDQoFZm9yY2UYAyABKAgiSgoXU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8uZmxvd3JwYy52MS5PcmNoZXN0cmF0aW9uUmVzdWx0IlcKFFJlc3VtZUZsb3dSdW5SZXF1ZXN0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEioKCXJ1bl9pbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSAoVUmVzdW1lRmxvd1J1blJlc3BvbnNlEi8KBnJlc3VsdBgBIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJhChhMaXN0Rmxvd1J1blN0YXRlc1JlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkSEgoFbGltaXQYAiABKAVIAIgBARISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9saW1pdCJXChlMaXN0Rmxvd1J1blN0YXRlc1Jlc3BvbnNlEiEKBnN0YXRlcxgBIAMoCzIRLmZsb3dycGMudjEuU3RhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KFkdldEZsb3dSdW5HcmFwaFJlcXVlc3QSEwoLZmxvd19ydW5faWQYASABKAkiRgoXR2V0Rmxvd1J1bkdyYXBoUmVzcG9uc2USKwoFbm9kZXMYASADKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5HcmFwaE5vZGUi5AEKG1N0cmVhbUZsb3dSdW5IaXN0b3J5UmVxdWVzdBIxCg1oaXN0b3J5X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtoaXN0b3J5X2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoQaGlzdG9yeV9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgZmaWx0ZXIYBCABKAsyHC5mbG93cnBjLnYxLkZsb3dSdW5GaWx0ZXJTZXQitQEKHFN0cmVhbUZsb3dSdW5IaXN0b3J5UmVzcG9uc2USMgoOaW50ZXJ2YWxfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGludGVydmFsX2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGc3RhdGVzGAMgAygLMh8uZmxvd3JwYy52MS5IaXN0b3J5U3RhdGVTdW1tYXJ5IuIBChlSZWFkRmxvd1J1bkhpc3RvcnlSZXF1ZXN0EjEKDWhpc3Rvcnlfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2hpc3RvcnlfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzChBoaXN0b3J5X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKBmZpbHRlchgEIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldCJMChpSZWFkRmxvd1J1bkhpc3RvcnlSZXNwb25zZRIuCglpbnRlcnZhbHMYASADKAsyGy5mbG93cnBjLnYxLkhpc3RvcnlJbnRlcnZhbCKZAQoaQnVsa1NldEZsb3dSdW5TdGF0ZVJlcXVlc3QSLAoGZmlsdGVyGAEgASgLMhwuZmxvd3JwYy52MS5GbG93UnVuRmlsdGVyU2V0EiAKBXN0YXRlGAIgASgLMhEuZmxvd3JwYy52MS5TdGF0ZRINCgVmb3JjZRgDIAEoCBISCgVsaW1pdBgEIAEoBUgAiAEBQggKBl9saW1pdCJVChtCdWxrU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmZsb3dycGMudjEuQnVsa1NldEZsb3dSdW5TdGF0ZVJlc3VsdCJhChlCdWxrU2V0Rmxvd1J1blN0YXRlUmVzdWx0EhMKC2Zsb3dfcnVuX2lkGAEgASgJEi8KBnJlc3VsdBgCIAEoCzIfLmZsb3dycGMudjEuT3JjaGVzdHJhdGlvblJlc3VsdCJnChlCdWxrRGVsZXRlRmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBISCgVsaW1pdBgCIAEoBUgAiAEBQggKBl9saW1pdCI6ChpCdWxrRGVsZXRlRmxvd1J1bnNSZXNwb25zZRIcChRkZWxldGVkX2Zsb3dfcnVuX2lkcxgBIAMoCSJrChNTdGFydEZsb3dSdW5SZXF1ZXN0EjIKCGZsb3dfcnVuGAEgASgLMiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUifwoUU3RhcnRGbG93UnVuUmVzcG9uc2USJQoIZmxvd19ydW4YASABKAsyEy5mbG93cnBjLnYxLkZsb3dSdW4SDwoHY3JlYXRlZBgCIAEoCBIvCgZyZXN1bHQYAyABKAsyHy5mbG93cnBjLnYxLk9yY2hlc3RyYXRpb25SZXN1bHQibgoVQ3JlYXRlRmxvd1J1bnNSZXF1ZXN0EicKBHJ1bnMYASADKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5DcmVhdGUSLAoEdmlldxgCIAEoDjIeLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNWaWV3IpoBCg1GbG93UnVuQ3JlYXRlEjQKCGZsb3dfcnVuGAEgASgLMiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdEgAEkkKD2Zyb21fZGVwbG95bWVudBgCIAEoCzIuLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bkZyb21EZXBsb3ltZW50UmVxdWVzdEgAQggKBnNvdXJjZSJLChZDcmVhdGVGbG93UnVuc1Jlc3BvbnNlEjEKB3Jlc3VsdHMYASADKAsyIC5mbG93cnBjLnYxLkNyZWF0ZUZsb3dSdW5zUmVzdWx0IsoBChRDcmVhdGVGbG93UnVuc1Jlc3VsdBINCgVpbmRleBgBIAEoAxInCghmbG93X3J1bhgCIAEoCzITLmZsb3dycGMudjEuRmxvd1J1bkgAEi8KBWVycm9yGAMgASgLMh4uZmxvd3JwYy52MS5GbG93UnVuQ3JlYXRlRXJyb3JIABItCgdzdW1tYXJ5GAUgASgLMhouZmxvd3JwYy52MS5GbG93UnVuU3VtbWFyeUgAEg8KB2NyZWF0ZWQYBCABKAhCCQoHb3V0Y29tZSJpCg5GbG93UnVuU3VtbWFyeRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEikKCnN0YXRlX3R5cGUYAyABKA4yFS5mbG93cnBjLnYxLlN0YXRlVHlwZRISCgpzdGF0ZV9uYW1lGAQgASgJIoYBChJGbG93UnVuQ3JlYXRlRXJyb3ISDAoEY29kZRgBIAEoBRIOCgZyZWFzb24YAiABKAkSDwoHbWVzc2FnZRgDIAEoCRJBChBmaWVsZF92aW9sYXRpb25zGAQgAygLMicuZmxvd3JwYy52MS5GbG93UnVuQ3JlYXRlRmllbGRWaW9sYXRpb24iQQobRmxvd1J1bkNyZWF0ZUZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJImoKFFdhdGNoRmxvd1J1bnNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmZsb3dycGMudjEuRmxvd1J1bkZpbHRlclNldBINCgVzaW5jZRgCIAEoCRIVCg1za2lwX3NuYXBzaG90GAMgASgIItYBChVXYXRjaEZsb3dSdW5zUmVzcG9uc2USLQoIc25hcHNob3QYASABKAsyGS5mbG93cnBjLnYxLldhdGNoU25hcHNob3RIABIpCgZtYXJrZXIYAiABKAsyFy5mbG93cnBjLnYxLldhdGNoTWFya2VySAASKwoHY2hhbmdlcxgDIAEoCzIYLmZsb3dycGMudjEuV2F0Y2hDaGFuZ2VzSAASLQoIcHJvZ3Jlc3MYBCABKAsyGS5mbG93cnBjLnYxLldhdGNoUHJvZ3Jlc3NIAEIHCgVldmVudCI3Cg1XYXRjaFNuYXBzaG90EiYKCWZsb3dfcnVucxgBIAMoCzITLmZsb3dycGMudjEuRmxvd1J1biIdCgtXYXRjaE1hcmtlchIOCgZjdXJzb3IYASABKAkiOgoMV2F0Y2hDaGFuZ2VzEioKB2NoYW5nZXMYASADKAsyGS5mbG93cnBjLnYxLkZsb3dSdW5DaGFuZ2UiaAoNRmxvd1J1bkNoYW5nZRIlCghmbG93X3J1bhgBIAEoCzITLmZsb3dycGMudjEuRmxvd1J1bhIgCgVzdGF0ZRgCIAEoCzIRLmZsb3dycGMudjEuU3RhdGUSDgoGY3Vyc29yGAMgASgJIh8KDVdhdGNoUHJvZ3Jlc3MSDgoGY3Vyc29yGAEgASgJKnwKEkNyZWF0ZUZsb3dSdW5zVmlldxIlCiFDUkVBVEVfRkxPV19SVU5TX1ZJRVdfVU5TUEVDSUZJRUQQABIeChpDUkVBVEVfRkxPV19SVU5TX1ZJRVdfRlVMTBABEh8KG0NSRUFURV9GTE9XX1JVTlNfVklFV19CQVNJQxACMqMMCg5GbG93UnVuU2VydmljZRJUCg1DcmVhdGVGbG93UnVuEiAuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuUmVxdWVzdBohLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1blJlc3BvbnNlEksKCkdldEZsb3dSdW4SHS5mbG93cnBjLnYxLkdldEZsb3dSdW5SZXF1ZXN0Gh4uZmxvd3JwYy52MS5HZXRGbG93UnVuUmVzcG9uc2USUQoMTGlzdEZsb3dSdW5zEh8uZmxvd3JwYy52MS5MaXN0Rmxvd1J1bnNSZXF1ZXN0GiAuZmxvd3JwYy52MS5MaXN0Rmxvd1J1bnNSZXNwb25zZRJUCg1Db3VudEZsb3dSdW5zEiAuZmxvd3JwYy52MS5Db3VudEZsb3dSdW5zUmVxdWVzdBohLmZsb3dycGMudjEuQ291bnRGbG93UnVuc1Jlc3BvbnNlElQKDVVwZGF0ZUZsb3dSdW4SIC5mbG93cnBjLnYxLlVwZGF0ZUZsb3dSdW5SZXF1ZXN0GiEuZmxvd3JwYy52MS5VcGRhdGVGbG93UnVuUmVzcG9uc2USVAoNRGVsZXRlRmxvd1J1bhIgLmZsb3dycGMudjEuRGVsZXRlRmxvd1J1blJlcXVlc3QaIS5mbG93cnBjLnYxLkRlbGV0ZUZsb3dSdW5SZXNwb25zZRJaCg9TZXRGbG93UnVuU3RhdGUSIi5mbG93cnBjLnYxLlNldEZsb3dSdW5TdGF0ZVJlcXVlc3QaIy5mbG93cnBjLnYxLlNldEZsb3dSdW5TdGF0ZVJlc3BvbnNlElQKDVJlc3VtZUZsb3dSdW4SIC5mbG93cnBjLnYxLlJlc3VtZUZsb3dSdW5SZXF1ZXN0GiEuZmxvd3JwYy52MS5SZXN1bWVGbG93UnVuUmVzcG9uc2USYAoRTGlzdEZsb3dSdW5TdGF0ZXMSJC5mbG93cnBjLnYxLkxpc3RGbG93UnVuU3RhdGVzUmVxdWVzdBolLmZsb3dycGMudjEuTGlzdEZsb3dSdW5TdGF0ZXNSZXNwb25zZRJaCg9HZXRGbG93UnVuR3JhcGgSIi5mbG93cnBjLnYxLkdldEZsb3dSdW5HcmFwaFJlcXVlc3QaIy5mbG93cnBjLnYxLkdldEZsb3dSdW5HcmFwaFJlc3BvbnNlEmsKFFN0cmVhbUZsb3dSdW5IaXN0b3J5EicuZmxvd3JwYy52MS5TdHJlYW1GbG93UnVuSGlzdG9yeVJlcXVlc3QaKC5mbG93cnBjLnYxLlN0cmVhbUZsb3dSdW5IaXN0b3J5UmVzcG9uc2UwARJjChJSZWFkRmxvd1J1bkhpc3RvcnkSJS5mbG93cnBjLnYxLlJlYWRGbG93UnVuSGlzdG9yeVJlcXVlc3QaJi5mbG93cnBjLnYxLlJlYWRGbG93UnVuSGlzdG9yeVJlc3BvbnNlEmgKE0J1bGtTZXRGbG93UnVuU3RhdGUSJi5mbG93cnBjLnYxLkJ1bGtTZXRGbG93UnVuU3RhdGVSZXF1ZXN0GicuZmxvd3JwYy52MS5CdWxrU2V0Rmxvd1J1blN0YXRlUmVzcG9uc2UwARJlChJCdWxrRGVsZXRlRmxvd1J1bnMSJS5mbG93cnBjLnYxLkJ1bGtEZWxldGVGbG93UnVuc1JlcXVlc3QaJi5mbG93cnBjLnYxLkJ1bGtEZWxldGVGbG93UnVuc1Jlc3BvbnNlMAESUQoMU3RhcnRGbG93UnVuEh8uZmxvd3JwYy52MS5TdGFydEZsb3dSdW5SZXF1ZXN0GiAuZmxvd3JwYy52MS5TdGFydEZsb3dSdW5SZXNwb25zZRJbCg5DcmVhdGVGbG93UnVucxIhLmZsb3dycGMudjEuQ3JlYXRlRmxvd1J1bnNSZXF1ZXN0GiIuZmxvd3JwYy52MS5DcmVhdGVGbG93UnVuc1Jlc3BvbnNlKAEwARJWCg1XYXRjaEZsb3dSdW5zEiAuZmxvd3JwYy52MS5XYXRjaEZsb3dSdW5zUmVxdWVzdBohLmZsb3dycGMudjEuV2F0Y2hGbG93UnVuc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_flowrpc_v1_deployment_service, file_flowrpc_v1_filter, file_flowrpc_v1_flow_run, file_flowrpc_v1_graph, file_flowrpc_v1_history, file_flowrpc_v1_orchestration, file_flowrpc_v1_state, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message flowrpc.v1.CreateFlowRunRequest
@@ -850,6 +850,16 @@ export type CreateFlowRunsRequest = Message<"flowrpc.v1.CreateFlowRunsRequest"> 
    * @generated from field: repeated flowrpc.v1.FlowRunCreate runs = 1;
    */
   runs: FlowRunCreate[];
+
+  /**
+   * How much of each run this message's results carry: FULL (the default) or BASIC. A client
+   * that needs only ids and states asks for BASIC: the server then neither reads back nor sends
+   * the whole run, and the client does not parse it, which makes a large call several times
+   * cheaper on both sides.
+   *
+   * @generated from field: flowrpc.v1.CreateFlowRunsView view = 2;
+   */
+  view: CreateFlowRunsView;
 };
 
 /**
@@ -914,7 +924,8 @@ export const CreateFlowRunsResponseSchema: GenMessage<CreateFlowRunsResponse> = 
   messageDesc(file_flowrpc_v1_flow_run_service, 33);
 
 /**
- * The outcome for one run of CreateFlowRuns: exactly one of flow_run and error is set.
+ * The outcome for one run of CreateFlowRuns: exactly one of flow_run (view FULL), summary (view
+ * BASIC) and error is set.
  *
  * @generated from message flowrpc.v1.CreateFlowRunsResult
  */
@@ -946,11 +957,19 @@ export type CreateFlowRunsResult = Message<"flowrpc.v1.CreateFlowRunsResult"> & 
      */
     value: FlowRunCreateError;
     case: "error";
+  } | {
+    /**
+     * The run created, or the existing run its idempotency key names, in the BASIC view.
+     *
+     * @generated from field: flowrpc.v1.FlowRunSummary summary = 5;
+     */
+    value: FlowRunSummary;
+    case: "summary";
   } | { case: undefined; value?: undefined };
 
   /**
-   * True when flow_run was created by this call; false for an existing run returned for its
-   * idempotency key, and for an error.
+   * True when the run (flow_run or summary) was created by this call; false for an existing run
+   * returned for its idempotency key, and for an error.
    *
    * @generated from field: bool created = 4;
    */
@@ -963,6 +982,50 @@ export type CreateFlowRunsResult = Message<"flowrpc.v1.CreateFlowRunsResult"> & 
  */
 export const CreateFlowRunsResultSchema: GenMessage<CreateFlowRunsResult> = /*@__PURE__*/
   messageDesc(file_flowrpc_v1_flow_run_service, 34);
+
+/**
+ * A run in CreateFlowRuns' BASIC view: what a caller needs to find it again and to know how it
+ * started.
+ *
+ * @generated from message flowrpc.v1.FlowRunSummary
+ */
+export type FlowRunSummary = Message<"flowrpc.v1.FlowRunSummary"> & {
+  /**
+   * The run's id (GetFlowRun reads the whole run).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The run's name (generated when the create gave none).
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The type of the run's state: its orchestrated initial state, or, for an existing run
+   * returned for its idempotency key, its current state.
+   *
+   * @generated from field: flowrpc.v1.StateType state_type = 3;
+   */
+  stateType: StateType;
+
+  /**
+   * The name of that state ("Scheduled", "Late", ...).
+   *
+   * @generated from field: string state_name = 4;
+   */
+  stateName: string;
+};
+
+/**
+ * Describes the message flowrpc.v1.FlowRunSummary.
+ * Use `create(FlowRunSummarySchema)` to create a new message.
+ */
+export const FlowRunSummarySchema: GenMessage<FlowRunSummary> = /*@__PURE__*/
+  messageDesc(file_flowrpc_v1_flow_run_service, 35);
 
 /**
  * A run that was not created: the status its single create would have ended with.
@@ -1006,7 +1069,7 @@ export type FlowRunCreateError = Message<"flowrpc.v1.FlowRunCreateError"> & {
  * Use `create(FlowRunCreateErrorSchema)` to create a new message.
  */
 export const FlowRunCreateErrorSchema: GenMessage<FlowRunCreateError> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 35);
+  messageDesc(file_flowrpc_v1_flow_run_service, 36);
 
 /**
  * A field of a run to create and what is wrong with it.
@@ -1030,7 +1093,7 @@ export type FlowRunCreateFieldViolation = Message<"flowrpc.v1.FlowRunCreateField
  * Use `create(FlowRunCreateFieldViolationSchema)` to create a new message.
  */
 export const FlowRunCreateFieldViolationSchema: GenMessage<FlowRunCreateFieldViolation> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 36);
+  messageDesc(file_flowrpc_v1_flow_run_service, 37);
 
 /**
  * @generated from message flowrpc.v1.WatchFlowRunsRequest
@@ -1066,7 +1129,7 @@ export type WatchFlowRunsRequest = Message<"flowrpc.v1.WatchFlowRunsRequest"> & 
  * Use `create(WatchFlowRunsRequestSchema)` to create a new message.
  */
 export const WatchFlowRunsRequestSchema: GenMessage<WatchFlowRunsRequest> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 37);
+  messageDesc(file_flowrpc_v1_flow_run_service, 38);
 
 /**
  * One message of a watch: a page of the snapshot, the marker, a batch of changes, or progress.
@@ -1117,7 +1180,7 @@ export type WatchFlowRunsResponse = Message<"flowrpc.v1.WatchFlowRunsResponse"> 
  * Use `create(WatchFlowRunsResponseSchema)` to create a new message.
  */
 export const WatchFlowRunsResponseSchema: GenMessage<WatchFlowRunsResponse> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 38);
+  messageDesc(file_flowrpc_v1_flow_run_service, 39);
 
 /**
  * A page of the snapshot.
@@ -1136,7 +1199,7 @@ export type WatchSnapshot = Message<"flowrpc.v1.WatchSnapshot"> & {
  * Use `create(WatchSnapshotSchema)` to create a new message.
  */
 export const WatchSnapshotSchema: GenMessage<WatchSnapshot> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 39);
+  messageDesc(file_flowrpc_v1_flow_run_service, 40);
 
 /**
  * The end of the snapshot.
@@ -1158,7 +1221,7 @@ export type WatchMarker = Message<"flowrpc.v1.WatchMarker"> & {
  * Use `create(WatchMarkerSchema)` to create a new message.
  */
 export const WatchMarkerSchema: GenMessage<WatchMarker> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 40);
+  messageDesc(file_flowrpc_v1_flow_run_service, 41);
 
 /**
  * A batch of state changes, oldest first.
@@ -1177,7 +1240,7 @@ export type WatchChanges = Message<"flowrpc.v1.WatchChanges"> & {
  * Use `create(WatchChangesSchema)` to create a new message.
  */
 export const WatchChangesSchema: GenMessage<WatchChanges> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 41);
+  messageDesc(file_flowrpc_v1_flow_run_service, 42);
 
 /**
  * One committed state change of one run.
@@ -1213,7 +1276,7 @@ export type FlowRunChange = Message<"flowrpc.v1.FlowRunChange"> & {
  * Use `create(FlowRunChangeSchema)` to create a new message.
  */
 export const FlowRunChangeSchema: GenMessage<FlowRunChange> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 42);
+  messageDesc(file_flowrpc_v1_flow_run_service, 43);
 
 /**
  * Progress without a matching change.
@@ -1234,7 +1297,41 @@ export type WatchProgress = Message<"flowrpc.v1.WatchProgress"> & {
  * Use `create(WatchProgressSchema)` to create a new message.
  */
 export const WatchProgressSchema: GenMessage<WatchProgress> = /*@__PURE__*/
-  messageDesc(file_flowrpc_v1_flow_run_service, 43);
+  messageDesc(file_flowrpc_v1_flow_run_service, 44);
+
+/**
+ * How much of each run a CreateFlowRunsResult carries.
+ *
+ * @generated from enum flowrpc.v1.CreateFlowRunsView
+ */
+export enum CreateFlowRunsView {
+  /**
+   * As CREATE_FLOW_RUNS_VIEW_FULL.
+   *
+   * @generated from enum value: CREATE_FLOW_RUNS_VIEW_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The whole run, as CreateFlowRun answers it (CreateFlowRunsResult.flow_run).
+   *
+   * @generated from enum value: CREATE_FLOW_RUNS_VIEW_FULL = 1;
+   */
+  FULL = 1,
+
+  /**
+   * The run's id, name and state (CreateFlowRunsResult.summary); GetFlowRun reads the rest.
+   *
+   * @generated from enum value: CREATE_FLOW_RUNS_VIEW_BASIC = 2;
+   */
+  BASIC = 2,
+}
+
+/**
+ * Describes the enum flowrpc.v1.CreateFlowRunsView.
+ */
+export const CreateFlowRunsViewSchema: GenEnum<CreateFlowRunsView> = /*@__PURE__*/
+  enumDesc(file_flowrpc_v1_flow_run_service, 0);
 
 /**
  * Creates, queries, steers and deletes flow runs. Every state change is orchestrated with
@@ -1420,7 +1517,9 @@ export const FlowRunService: GenService<{
    * result (what the single create would have failed with) and the others are created. The call
    * itself fails only for a malformed message: more than 1,000 runs (INVALID_ARGUMENT, reason
    * LIMIT_EXCEEDED) or over max_request_bytes (RESOURCE_EXHAUSTED); results already received
-   * stand. The runs of one message are committed together.
+   * stand. The runs of one message are committed together. Each message's `view` says how much
+   * of each run its results carry: the whole FlowRun (FULL, the default), or its id, name and
+   * state (BASIC), far cheaper for both sides in a large call.
    *
    * @generated from rpc flowrpc.v1.FlowRunService.CreateFlowRuns
    */
