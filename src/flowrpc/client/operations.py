@@ -709,7 +709,7 @@ def _task_run_request(
             "retry_delay": retry_delay,
             "retry_jitter_factor": getattr(task, "retry_jitter_factor", None),
         },
-        "state": _proposal(state or Pending()),
+        "state": _proposal(state) if state is not None else None,  # unset: Pending
         "task_inputs": task_inputs or {},
         "id": id,
     }
@@ -877,13 +877,13 @@ def start_task_run(
 def _start_request(
     create: dict[str, Any], running: State, then: Iterable[State] = ()
 ) -> task_runs_pb.StartTaskRunRequest:
-    """A StartTaskRunRequest: the create (_task_run_request's fields), `running`, then `then`."""
-    fields = {
-        "task_run": create,
-        "state": _proposal(running),
-        "then": [_proposal(state) for state in then],
-    }
-    return to_message(task_runs_pb.StartTaskRunRequest, fields)
+    """A StartTaskRunRequest: the create (_task_run_request's fields), `running`, then `then`
+    (the states filled directly: the generic conversion cost a third of the request)."""
+    message = to_message(task_runs_pb.StartTaskRunRequest, {"task_run": create})
+    _fill_state(message.state, running)
+    for state in then:
+        _fill_state(message.then.add(), state)
+    return message
 
 
 @unary
