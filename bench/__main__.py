@@ -5,6 +5,7 @@ the other in one invocation, plus a bare gRPC echo ceiling; prints one table and
                     [--bulk-create 100000] [--sections api,scale,postgres,bulk-create,watch,sdk]
                     [--skip-prefect]
                     [--watch-seconds 10] [--watch-rate 1000] [--watch-watchers 100]
+                    [--watch-processes 4] [--watch-bulk 50]
                     [--sdk-tasks 1000] [--sdk-calls 20] [--sdk-modes server,local]
                     [--sdk-large-map 0] [--out bench/results/latest.json]
 """
@@ -323,6 +324,9 @@ def main() -> None:
     parser.add_argument("--watch-rate", type=float, default=1000.0, help="watch: changes/s")
     parser.add_argument("--watch-watchers", type=int, default=100)
     parser.add_argument("--watch-processes", type=int, default=4, help="watch: client processes")
+    parser.add_argument(
+        "--watch-bulk", type=int, default=50, help="watch: runs per bulk state call (0: unary)"
+    )
     parser.add_argument("--skip-prefect", action="store_true")
     parser.add_argument(
         "--postgres-url",
@@ -360,6 +364,7 @@ def main() -> None:
                 watchers=args.watch_watchers,
                 processes=args.watch_processes,
                 writers=16,
+                bulk=args.watch_bulk,
                 runs=500,
             )
         )

@@ -404,16 +404,20 @@ async def test_start_many_names_the_field_of_a_bad_start(stubs):
         assert list(field_violations(raised.value)) == [field]
 
 
-@pytest.mark.parametrize("failing", ["missing flow run", "id of another key's run"])
+@pytest.mark.parametrize(
+    "failing", ["missing flow run", "id of another key's run", "id of an earlier run"]
+)
 async def test_start_many_writes_all_or_none(stubs, failing):
     flow = await make_flow(stubs)
     run = await make_run(stubs, flow.id, state=state(RUNNING))
-    first_id = minted()
-    last = (
-        start_request(MISSING, "b", minted())
-        if failing == "missing flow run"
-        else start_request(run.id, "b", first_id)
-    )
+    first_id, earlier_id = minted(), minted()
+    await start(stubs, run.id, key="earlier", id=earlier_id)
+    last = {
+        "missing flow run": start_request(MISSING, "b", minted()),
+        "id of another key's run": start_request(run.id, "b", first_id),
+        # New runs are written together: the conflict is found when they are.
+        "id of an earlier run": start_request(run.id, "b", earlier_id),
+    }[failing]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await start_many(stubs, start_request(run.id, "a", first_id), last)
     expected = "FLOW_RUN_NOT_FOUND" if failing == "missing flow run" else "TASK_RUN_ALREADY_EXISTS"
@@ -435,3 +439,49 @@ async def test_started_runs_are_then_finished_in_bulk(stubs):
     assert [r.status for r in finished] == [orc.SET_STATE_STATUS_ACCEPT] * 3
     for task_run_id in ids:
         assert (await get_task(stubs, task_run_id)).state_type == COMPLETED
+
+
+# ---- then: a start's following states ----
+
+
+async def test_start_with_then_decides_each_state_after_running(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    create = tr.CreateTaskRunRequest(flow_run_id=run.id, task_key="k", dynamic_key="0")
+    done = state(COMPLETED, message="done")
+    response = await stubs.task_runs.StartTaskRun(
+        tr.StartTaskRunRequest(task_run=create, state=state(RUNNING), then=[done])
+    )
+    assert response.result.state.type == RUNNING
+    assert [r.status for r in response.then] == [orc.SET_STATE_STATUS_ACCEPT]
+    (completed,) = response.then
+    # The run carries its final state in full; the `then` results without message or data.
+    assert completed.state.type == COMPLETED and not completed.state.HasField("message")
+    assert response.task_run.state.message == "done" and response.task_run.run_count == 1
+    assert response.task_run.state.id == completed.state.id
+    # The states keep their order: Running's timestamp before Completed's.
+    started = response.result.state.timestamp.ToMicroseconds()
+    assert completed.state.timestamp.ToMicroseconds() > started
+
+
+async def test_then_states_are_checked_as_proposals(stubs):
+    flow = await make_flow(stubs)
+    run = await make_run(stubs, flow.id, state=state(RUNNING))
+    unspecified = state_pb2.State()  # no type
+    one = start_request(run.id, "k", minted())
+    one.then.append(unspecified)
+    many = start_request(run.id, "m")
+    many.then.extend([state(COMPLETED)] * 101)
+    calls = {
+        "then[0].type": lambda: stubs.task_runs.StartTaskRun(one),
+        "starts[1].then[0].type": lambda: start_many(stubs, start_request(run.id, "o"), one),
+        "then": lambda: stubs.task_runs.StartTaskRun(many),
+        "starts[0].then": lambda: start_many(stubs, many),
+    }
+    for field, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert list(field_violations(raised.value)) == [field]
+    listed = await stubs.task_runs.ListTaskRuns(tr.ListTaskRunsRequest())
+    assert list(listed.task_runs) == []

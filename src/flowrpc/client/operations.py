@@ -709,7 +709,7 @@ def _task_run_request(
             "retry_delay": retry_delay,
             "retry_jitter_factor": getattr(task, "retry_jitter_factor", None),
         },
-        "state": _proposal(state or Pending()),
+        "state": _proposal(state) if state is not None else None,  # unset: Pending
         "task_inputs": task_inputs or {},
         "id": id,
     }
@@ -874,19 +874,26 @@ def start_task_run(
     return TaskRun.from_proto(response.task_run), OrchestrationResult.from_proto(response.result)
 
 
-def _start_request(create: dict[str, Any], running: State) -> task_runs_pb.StartTaskRunRequest:
-    """A StartTaskRunRequest: the create (_task_run_request's fields), then `running`."""
-    fields = {"task_run": create, "state": _proposal(running)}
-    return to_message(task_runs_pb.StartTaskRunRequest, fields)
+def _start_request(
+    create: dict[str, Any], running: State, then: Iterable[State] = ()
+) -> task_runs_pb.StartTaskRunRequest:
+    """A StartTaskRunRequest: the create (_task_run_request's fields), `running`, then `then`
+    (the states filled directly: the generic conversion cost a third of the request)."""
+    message = to_message(task_runs_pb.StartTaskRunRequest, {"task_run": create})
+    _fill_state(message.state, running)
+    for state in then:
+        _fill_state(message.then.add(), state)
+    return message
 
 
 @unary
 def start_task_runs(starts: Iterable[TaskRunStart]) -> Operation:
-    """start_task_run for each TaskRunStart, in order, in one call of 1 to 100 and one
-    transaction (all or none: ObjectNotFound for a missing flow run); returns one
-    StartedTaskRun (task run id, created, OrchestrationResult without the state's data and
-    message) per start, not the runs themselves. With client-minted ids a caller runs its tasks
-    at once and reports their starts in bulk."""
+    """start_task_run for each TaskRunStart, in order, in one call of 1 to 100 (with at most
+    100 `then` states in all) and one transaction (all or none: ObjectNotFound for a missing
+    flow run); returns one StartedTaskRun (task run id, created, OrchestrationResult without the
+    state's data and message, one more per `then` state) per start, not the runs themselves.
+    With client-minted ids a caller runs its tasks at once and reports their starts in bulk,
+    each with the states that followed it (`then`)."""
     items = [
         _start_request(
             _task_run_request(
@@ -900,6 +907,7 @@ def start_task_runs(starts: Iterable[TaskRunStart]) -> Operation:
                 start.id,
             ),
             start.running,
+            start.then,
         )
         for start in starts
     ]

@@ -3,8 +3,10 @@
 The engine hands over what the server's answer is already known for (engine/task_engine.py):
 the start of a run whose id it minted, and states whose decision it made by the server's rules.
 One thread sends them in the order they were given, as many a call as have queued up within
-10 ms (up to 100): the starts of a batch in one StartTaskRuns call, then its states in one
-SetTaskRunStates call, so each run's start still comes before its states. A flow waits for
+10 ms (up to 100): the starts of a batch in one StartTaskRuns call, each carrying the states of
+its run that are in the batch (a task that ran and finished within the batch costs the server one
+write), then the batch's other states in one SetTaskRunStates call, so each run's start still
+comes before its states. A flow waits for
 everything it handed over before it proposes its own final state, and the process waits at
 exit, so nothing is lost at a normal exit; an answer other than the expected one is logged.
 When the SDK's client is replaced, its reporter sends what it holds and its thread ends.
@@ -107,21 +109,35 @@ class StateReporter:
                     self._changed.notify_all()
 
     def _deliver(self, batch: list[_Proposal | _Start]) -> None:
-        """The batch's starts in one call, then its states in another."""
+        """The batch's starts in one call, each with the states of its run that follow it in
+        the batch (in order), then the other states in another."""
+        then: dict[Any, list[_Proposal]] = {
+            item.start.id: [] for item in batch if isinstance(item, _Start)
+        }
+        others = []
+        for item in batch:
+            if isinstance(item, _Proposal):
+                then.get(item.task_run_id, others).append(item)
         starts = [item for item in batch if isinstance(item, _Start)]
         if starts:
-            self._start(starts)
-        if len(starts) < len(batch):
-            self._propose([item for item in batch if isinstance(item, _Proposal)])
+            self._start(starts, then)
+        if others:
+            self._propose(others)
 
-    def _start(self, starts: list[_Start]) -> None:
-        """One StartTaskRuns call; one call each if a flow run was deleted meanwhile."""
+    def _start(self, starts: list[_Start], then: dict[Any, list[_Proposal]]) -> None:
+        """One StartTaskRuns call; one call each if a flow run was deleted meanwhile. `then`:
+        each start's following proposals, by its run id."""
         try:
-            results = self.client.start_task_runs([item.start for item in starts])
+            results = self.client.start_task_runs(
+                [
+                    item.start._replace(then=tuple(p.state for p in then[item.start.id]))
+                    for item in starts
+                ]
+            )
         except ObjectNotFound:
             if len(starts) > 1:
                 for item in starts:
-                    self._start([item])
+                    self._start([item], then)
             else:
                 logger.warning("task run %s: its flow run was deleted", starts[0].start.id)
             return
@@ -132,13 +148,13 @@ class StateReporter:
             if started.task_run_id != start.id:  # a run of this key existed: its states go there
                 self._moved[start.id] = started.task_run_id
             state = started.result.state
-            if state is not None and state.type is decided.type:
-                continue
-            if decided.is_final() and state is not None and state.is_running():
-                # The process used a cache entry the server no longer has: record that result.
-                self._propose([_Proposal(start.id, decided, decided.type)])
-            else:
-                _refused(start.id, start.running, started.result)
+            if state is None or state.type is not decided.type:
+                if decided.is_final() and state is not None and state.is_running():
+                    # The process used a cache entry the server no longer has: record that.
+                    self._propose([_Proposal(start.id, decided, decided.type)])
+                else:
+                    _refused(start.id, start.running, started.result)
+            _check(then[start.id], started.then)
 
     def _propose(self, batch: list[_Proposal]) -> None:
         """One SetTaskRunStates call for the batch; one call each if a run in it was deleted
@@ -161,9 +177,7 @@ class StateReporter:
         except Exception as error:
             logger.error("could not report %d task run states: %s", len(batch), error)
             return
-        for item, result in zip(batch, results, strict=True):
-            if result.state is None or result.state.type is not item.expected:
-                _refused(item.task_run_id, item.state, result)
+        _check(batch, results)
 
 
 class _Proposal(NamedTuple):
@@ -175,6 +189,13 @@ class _Proposal(NamedTuple):
 class _Start(NamedTuple):
     start: TaskRunStart
     decided: State  # what the process went on with
+
+
+def _check(proposals: list[_Proposal], results: list[Any]) -> None:
+    """Logs each proposal whose decision is not a state of its expected type."""
+    for item, result in zip(proposals, results, strict=True):
+        if result.state is None or result.state.type is not item.expected:
+            _refused(item.task_run_id, item.state, result)
 
 
 def _refused(task_run_id: Any, state: State, result: Any) -> None:

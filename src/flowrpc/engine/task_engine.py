@@ -37,6 +37,8 @@ from flowrpc.states import AwaitingRetry, Completed, Pending, Running
 
 logger = logging.getLogger("flowrpc.engine")
 MAX_DEPTH = 8  # how deep in nested lists, tuples, sets and dicts futures are looked for
+# What a run started here copies (model_construct would make every default anew, slowly).
+_BLANK_TASK_RUN = TaskRun.model_construct(id=UUID(int=0), name="", task_key="")
 
 
 class CreateArguments(NamedTuple):
@@ -91,7 +93,7 @@ class TaskRunEngine(RunEngine):
         )
         create = CreateArguments(
             (self.task, flow_run.id if flow_run else None, dynamic_key),
-            {"name": self._run_name(), "state": Pending(), "task_inputs": inputs},
+            {"name": self._run_name(), "task_inputs": inputs},  # created Pending
         )
         if not futures and self.task.cache_key_fn is None:
             self._start = create
@@ -274,19 +276,22 @@ class TaskRunEngine(RunEngine):
         self.run_id = uuid7()  # time-ordered, as the server's ids: lists sort newest first
         if self.on_task_run_id is not None:
             self.on_task_run_id(self.run_id)
-        self.task_run = TaskRun.model_construct(
-            id=self.run_id,
-            name=create["name"],
-            flow_run_id=flow_run_id,
-            task_key=task.task_key,
-            dynamic_key=dynamic_key,
-            task_version=task.version,
-            empirical_policy=TaskRunPolicy.model_construct(
-                retries=task.retries, retry_jitter_factor=task.retry_jitter_factor
-            ),
-            tags=sorted(task.tags),
-            task_inputs=create["task_inputs"],
-            expected_start_time=now(),
+        self.task_run = _BLANK_TASK_RUN.model_copy(
+            update={
+                "id": self.run_id,
+                "name": create["name"],
+                "flow_run_id": flow_run_id,
+                "task_key": task.task_key,
+                "dynamic_key": dynamic_key,
+                "task_version": task.version,
+                "empirical_policy": TaskRunPolicy.model_construct(
+                    retries=task.retries, retry_jitter_factor=task.retry_jitter_factor
+                ),
+                "tags": sorted(task.tags),
+                "labels": {},
+                "task_inputs": create["task_inputs"],
+                "expected_start_time": now(),
+            }
         )
         running = self.running_state()
         running.state_details.task_run_id = self.run_id

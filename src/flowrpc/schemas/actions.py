@@ -77,7 +77,9 @@ class FlowRunCreate(ActionBaseModel):
 
 class TaskRunStart(NamedTuple):
     """One start for `start_task_runs`: the arguments of `start_task_run`. `id` is the new
-    run's id when the client mints it (a UUID; UUIDv7 keeps task runs newest first by id)."""
+    run's id when the client mints it (a UUID; UUIDv7 keeps task runs newest first by id).
+    `then`: states proposed after `running`, in order, each decided as set_task_run_state
+    would decide it, in the same call (a task that has already finished)."""
 
     task: Any
     flow_run_id: UUID | str | None
@@ -86,3 +88,4 @@ class TaskRunStart(NamedTuple):
     name: str | None = None
     task_inputs: dict[str, list[TaskRunInput | dict[str, Any]]] | None = None
     id: UUID | str | None = None
+    then: tuple[State, ...] = ()

@@ -101,12 +101,14 @@ class OrchestrationResult(FlowRPCBaseModel):
 
 class StartedTaskRun(FlowRPCBaseModel):
     """One start's outcome in `start_task_runs`: the run's id, whether this start created it
-    (False: the run with its key existed), and the decision on its Running proposal (the
-    result's state carries no data and no message; read the run for them)."""
+    (False: the run with its key existed), the decision on its Running proposal and one on each
+    of its `then` states (the results' states carry no data and no message; read the run for
+    them)."""
 
     task_run_id: UUID
     created: bool = False
     result: OrchestrationResult
+    then: list[OrchestrationResult] = []
 
 
 class BulkSetStateResult(OrchestrationResult):

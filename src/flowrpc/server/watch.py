@@ -13,7 +13,8 @@ drops it and the watcher reads the changes it missed from the change log at its 
 joins the hub again.
 
 Each change is converted and encoded once per hub stretch, whatever the number of watchers: a
-watcher's message is the concatenation of the encoded changes it matches.
+watcher's message is the concatenation of the encoded changes it matches, made once per stretch
+and filter and sent as is to every live watcher with that filter that is not catching up.
 """
 
 from __future__ import annotations
@@ -134,6 +135,25 @@ def _encode(rows: list[Any], cache: dict[int, bytes] | None = None) -> list[Entr
     return entries
 
 
+class _Stretch:
+    """One filter's matching changes in one hub stretch, and (made on first use, then shared by
+    every watcher with that filter) the messages that carry them: building each watcher's own
+    copy cost as much of the event loop as sending it."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self._messages: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def messages(self) -> list[bytes]:
+        if self._messages is None:
+            self._messages = _changes_messages(self.entries)
+        return self._messages
+
+
 @dataclass
 class _Cursor:
     """Where a stream is: every change up to `position` was sent or did not match."""
@@ -154,19 +174,19 @@ class _Subscription:
     covered: int = 0  # the hub has looked at every change up to here for this watcher
     dropped: bool = False
 
-    def offer(self, upto: int, entries: list[Entry]) -> None:
-        """The hub's stretch up to `upto`: these entries match. Never blocks."""
+    def offer(self, upto: int, stretch: _Stretch) -> None:
+        """The hub's stretch up to `upto`: these changes match. Never blocks."""
         if self.dropped:
             return
         self.covered = upto
-        if not entries:
+        if not stretch:
             return
-        if self.buffered + len(entries) > self.limit:
+        if self.buffered + len(stretch) > self.limit:
             self.dropped = True  # the watcher reads the change log from its cursor instead
             self.queue.put_nowait(OVERFLOW)
             return
-        self.buffered += len(entries)
-        self.queue.put_nowait((upto, entries))
+        self.buffered += len(stretch)
+        self.queue.put_nowait((upto, stretch))
 
 
 class Watches:
@@ -246,8 +266,9 @@ class Watches:
             upto, found = await self.db.read(self._read_stretch, self.position, groups)
             if upto <= self.position:
                 return False
+            stretches = {key: _Stretch(entries) for key, entries in found.items()}
             for subscription in list(self._subscriptions):
-                subscription.offer(upto, found.get(subscription.key, []))
+                subscription.offer(upto, stretches[subscription.key])
             full = upto - self.position >= STRETCH
             self.position = upto
             return full
@@ -378,18 +399,7 @@ class Watches:
             # stretches sends one message, not one per stretch.
             while not subscription.queue.empty() and isinstance(items[-1], tuple):
                 items.append(subscription.queue.get_nowait())
-            fresh: list[Entry] = []
-            for item in items:
-                if item == OVERFLOW:
-                    break
-                if item == CLOSING:
-                    raise _stopping()
-                upto, entries = item
-                subscription.buffered -= len(entries)
-                # A fresh watch may start after the hub's position: nothing is sent twice.
-                fresh += [entry for entry in entries if entry[0] > at.position]
-                at.position = max(at.position, upto)
-            for message in _changes_messages(fresh):
+            for message in _messages(items, subscription, at):
                 yield message
             if items[-1] == OVERFLOW:
                 return
@@ -408,6 +418,27 @@ class Watches:
             if len(rows) < SNAPSHOT_PAGE:
                 return
             after = (rows[-1].id, rows[-1].id)
+
+
+def _messages(items: list[Any], subscription: _Subscription, at: _Cursor) -> list[bytes]:
+    """The messages for the hub's stretches in `items` (up to an OVERFLOW or CLOSING), `at`
+    moved past them."""
+    stretches: list[tuple[int, _Stretch]] = []
+    for item in items:
+        if item == OVERFLOW:
+            break
+        if item == CLOSING:
+            raise _stopping()
+        stretches.append(item)
+    after = at.position
+    for upto, stretch in stretches:
+        subscription.buffered -= len(stretch)
+        at.position = max(at.position, upto)
+    if len(stretches) == 1 and stretches[0][1].entries[0][0] > after:
+        return stretches[0][1].messages  # the usual case: as the hub made them
+    # A fresh watch may start after the hub's position: nothing is sent twice.
+    fresh = [entry for _, stretch in stretches for entry in stretch.entries if entry[0] > after]
+    return _changes_messages(fresh)
 
 
 def _read_log(conn: Connection, after: int, upto: int, criteria: Any) -> list[Entry]:

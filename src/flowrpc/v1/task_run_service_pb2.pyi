@@ -313,6 +313,7 @@ class StartTaskRunRequest(_message.Message):
 
     TASK_RUN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    THEN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def task_run(self) -> Global___CreateTaskRunRequest:
         """The task run to create (or find), as CreateTaskRun takes it."""
@@ -323,15 +324,25 @@ class StartTaskRunRequest(_message.Message):
         timestamp are assigned by the server. Must be RUNNING.
         """
 
+    @_builtins.property
+    def then(self) -> _containers.RepeatedCompositeFieldContainer[_state_pb2.State]:
+        """States proposed after `state`, in order, each decided by the task-run rules exactly as
+        SetTaskRunState would decide it (not forced), in the same transaction: how a workflow
+        engine records a task that has already finished (Completed; Failed, then Running again for
+        a retry) in one call. Their ids and timestamps are assigned by the server, later than
+        `state`'s. At most 100 in a call (StartTaskRuns: in all its starts together).
+        """
+
     def __init__(
         self,
         *,
         task_run: Global___CreateTaskRunRequest | None = ...,
         state: _state_pb2.State | None = ...,
+        then: _abc.Iterable[_state_pb2.State] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "task_run", b"task_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "task_run", b"task_run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "task_run", b"task_run", "then", b"then"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,6 +355,7 @@ class StartTaskRunResponse(_message.Message):
     TASK_RUN_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    THEN_FIELD_NUMBER: _builtins.int
     created: _builtins.bool
     """False when an existing task run was found."""
     @_builtins.property
@@ -354,16 +366,23 @@ class StartTaskRunResponse(_message.Message):
     def result(self) -> _orchestration_pb2.OrchestrationResult:
         """The decision on the proposed state."""
 
+    @_builtins.property
+    def then(self) -> _containers.RepeatedCompositeFieldContainer[_orchestration_pb2.OrchestrationResult]:
+        """One decision per `then` state, in order. Each result's state carries no data and no
+        message (task_run has the current state's), so a response stays small.
+        """
+
     def __init__(
         self,
         *,
         task_run: _task_run_pb2.TaskRun | None = ...,
         created: _builtins.bool = ...,
         result: _orchestration_pb2.OrchestrationResult | None = ...,
+        then: _abc.Iterable[_orchestration_pb2.OrchestrationResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "task_run", b"task_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "result", b"result", "task_run", b"task_run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "result", b"result", "task_run", b"task_run", "then", b"then"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -500,6 +519,7 @@ class StartedTaskRun(_message.Message):
     TASK_RUN_ID_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    THEN_FIELD_NUMBER: _builtins.int
     task_run_id: _builtins.str
     created: _builtins.bool
     """False when the run with this key existed."""
@@ -509,16 +529,21 @@ class StartedTaskRun(_message.Message):
         SetTaskRunStates' results).
         """
 
+    @_builtins.property
+    def then(self) -> _containers.RepeatedCompositeFieldContainer[_orchestration_pb2.OrchestrationResult]:
+        """One decision per `then` state of the start, in order, without data and message likewise."""
+
     def __init__(
         self,
         *,
         task_run_id: _builtins.str = ...,
         created: _builtins.bool = ...,
         result: _orchestration_pb2.OrchestrationResult | None = ...,
+        then: _abc.Iterable[_orchestration_pb2.OrchestrationResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "result", b"result", "task_run_id", b"task_run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "result", b"result", "task_run_id", b"task_run_id", "then", b"then"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,6 +111,8 @@ class TaskRunServiceServicer:
         Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
         only the proposal is made. The result says whether to run (ACCEPT), use the state the
         server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+        States proposed after it (`then`: a task that has already finished) are decided in the
+        same call and transaction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,6 +49,8 @@ class TaskRunServiceStub:
     Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
     only the proposal is made. The result says whether to run (ACCEPT), use the state the
     server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+    States proposed after it (`then`: a task that has already finished) are decided in the
+    same call and transaction.
     """
     SetTaskRunStates: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStatesRequest, _task_run_service_pb2.SetTaskRunStatesResponse]
     """Many SetTaskRunState proposals in one call: each decided by the task-run rules exactly as
@@ -83,6 +85,8 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
     only the proposal is made. The result says whether to run (ACCEPT), use the state the
     server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+    States proposed after it (`then`: a task that has already finished) are decided in the
+    same call and transaction.
     """
     SetTaskRunStates: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStatesRequest, _task_run_service_pb2.SetTaskRunStatesResponse]  # type: ignore[assignment]
     """Many SetTaskRunState proposals in one call: each decided by the task-run rules exactly as
@@ -144,6 +148,8 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         Idempotent on (flow_run_id, task_key, dynamic_key) like CreateTaskRun; for an existing run
         only the proposal is made. The result says whether to run (ACCEPT), use the state the
         server chose (REJECT: Cached, already Completed, NotReady), wait (WAIT) or stop (ABORT).
+        States proposed after it (`then`: a task that has already finished) are decided in the
+        same call and transaction.
         """
 
     @_abc_1.abstractmethod

@@ -168,14 +168,20 @@ def test_async_tasks_report_completed_in_the_background_unless_the_state_is_aske
     client, monkeypatch
 ):
     sdk = sdk_client()
-    propose_many = sdk.set_task_run_states
-    in_background = []
+    propose_many, start_many = sdk.set_task_run_states, sdk.start_task_runs
+    in_background = []  # the runs whose states the reporter sent
 
     def recorded(proposals):
         in_background.extend(task_run_id for task_run_id, _ in proposals)
         return propose_many(proposals)
 
+    def recorded_starts(starts):
+        # A start carries its run's states when both are in one batch (`then`).
+        in_background.extend(start.id for start in starts if start.then)
+        return start_many(starts)
+
     monkeypatch.setattr(sdk, "set_task_run_states", recorded)
+    monkeypatch.setattr(sdk, "start_task_runs", recorded_starts)
 
     @task
     async def double(x):

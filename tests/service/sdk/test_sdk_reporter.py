@@ -6,10 +6,12 @@ import logging
 from types import SimpleNamespace
 
 from sdk_support import reporter_threads
+from uuid_utils.compat import uuid7
 
 from flowrpc import flow, task
 from flowrpc.engine.client import reset_sdk_client, sdk_client
 from flowrpc.engine.reporter import StateReporter
+from flowrpc.schemas.actions import TaskRunStart
 from flowrpc.states import Completed, Running
 
 
@@ -74,3 +76,37 @@ def test_replacing_the_sdk_client_leaves_no_reporter_thread_behind(client):
         assert reports() == 1  # its task's Completed went through a reporter thread
         reset_sdk_client()  # the next call opens a new client, and a new reporter
     assert reporter_threads() <= before
+
+
+def count_calls(monkeypatch, client, name, calls):
+    """Wraps the client's method `name`: each call appends (name, number of items)."""
+    method = getattr(client, name)
+
+    def counted(items, *args, **kwargs):
+        items = list(items)
+        calls.append((name, len(items)))
+        return method(items, *args, **kwargs)
+
+    monkeypatch.setattr(client, name, counted)
+
+
+def test_a_start_and_its_states_in_one_batch_make_one_call(client, caplog, monkeypatch):
+    flow_run = client.create_flow_run(SimpleNamespace(name="folded"), state=Running())
+    sdk, calls = sdk_client(), []
+    for name in ("start_task_runs", "set_task_run_states"):
+        count_calls(monkeypatch, sdk, name, calls)
+    task, ids = SimpleNamespace(name="t", task_key="t"), [uuid7(), uuid7()]
+    persisted = Completed(data={"type": "result", "payload": "1"})
+    reporter = StateReporter(sdk)
+    with caplog.at_level(logging.WARNING, logger="flowrpc.engine"):
+        with reporter._changed:  # the sender takes them all as one batch
+            for key, task_run_id in enumerate(ids):
+                start = TaskRunStart(task, flow_run.id, str(key), Running(), id=task_run_id)
+                reporter.report_start(start, start.running)
+            reporter.report(ids[0], Completed())
+            reporter.report(ids[1], persisted)
+            reporter.report(ids[1], Running())  # completed with a result: refused
+        reporter.close()
+    assert calls == [("start_task_runs", 2)]
+    assert [client.read_task_run(i).state_name for i in ids] == ["Completed", "Completed"]
+    assert f"task run {ids[1]}: the server did not accept Running (REJECT)" in caplog.text

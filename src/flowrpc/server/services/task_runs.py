@@ -7,7 +7,7 @@ from typing import Any
 from flowrpc.server.errors import InvalidArgument
 from flowrpc.server.ids import now_micros
 from flowrpc.server.limits import check_run_size, run_budget, run_size
-from flowrpc.server.orchestration.records import State, StateType
+from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.services import convert as c
 from flowrpc.server.services.creates import initial_state
 from flowrpc.server.services.pages import PageTokens
@@ -22,6 +22,9 @@ from flowrpc.v1 import task_run_service_pb2 as pb
 # each run's state (its name may be max_string_length long), so the count keeps it well under
 # the 4 MiB a client accepts.
 MAX_STATE_PROPOSALS = 100
+# States proposed after the starts of one StartTaskRun(s) call (`then`), in all: the response
+# echoes each one's decision, as SetTaskRunStates does.
+MAX_THEN_STATES = 100
 
 
 SORT = "ID_DESC"  # the one order of ListTaskRuns, named in its page tokens
@@ -34,6 +37,21 @@ def _is_text(value: Any) -> bool:
 def _check_count(field: str, count: int) -> None:
     if not 1 <= count <= MAX_STATE_PROPOSALS:
         raise InvalidArgument({field: f"give 1 to {MAX_STATE_PROPOSALS} {field}; got {count}"})
+
+
+def _check_then(starts: Any, field: str = "") -> None:
+    """At most MAX_THEN_STATES `then` states in a call's starts; the field past it named."""
+    counts = [len(start.then) for start in starts]
+    if sum(counts) <= MAX_THEN_STATES:
+        return
+    index = next(i for i in range(len(counts)) if sum(counts[: i + 1]) > MAX_THEN_STATES)
+    where = f"{field}[{index}].then" if field else "then"
+    raise InvalidArgument(
+        {
+            where: f"give at most {MAX_THEN_STATES} then states in a call (all its starts); "
+            f"got {sum(counts)}"
+        }
+    )
 
 
 def _bare(outcome: Outcome) -> orchestration_pb2.OrchestrationResult:
@@ -60,30 +78,37 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
         return pb.CreateTaskRunResponse(task_run=c.task_run_to_proto(row, now), created=created)
 
     async def StartTaskRun(self, request: pb.StartTaskRunRequest, context: Any) -> Any:
+        _check_then([request])
         now = now_micros()
-        values, initial, proposed = self._start_of(request, now)
-        row, created, outcome = await self.db.write(
-            storage.start_task_run, values, initial, proposed, now
-        )
+        start = self._start_of(request, now)
+        row, created, (outcome, *then) = await self.db.write(storage.start_task_run, start, now)
         return pb.StartTaskRunResponse(
             task_run=c.task_run_to_proto(row, now),
             created=created,
             result=c.result_to_proto(outcome.decision, outcome.state),
+            then=[_bare(item) for item in then],
         )
 
     async def StartTaskRuns(self, request: pb.StartTaskRunsRequest, context: Any) -> Any:
         _check_count("starts", len(request.starts))
+        _check_then(request.starts, "starts")
         now = now_micros()
-        starts = []
+        starts, stamp = [], now
         for index, item in enumerate(request.starts):
             with c.fields_within(f"starts[{index}]"):
-                # Two microseconds a start, so every state keeps its order in the history.
-                starts.append(self._start_of(item, now + 2 * index))
+                # A microsecond a state, so every state keeps its order in the history.
+                starts.append(self._start_of(item, stamp))
+            stamp += 2 + len(item.then)
         started = await self.db.write(storage.start_task_runs, starts, now)
         return pb.StartTaskRunsResponse(
             results=[
-                pb.StartedTaskRun(task_run_id=task_run_id, created=created, result=_bare(outcome))
-                for task_run_id, created, outcome in started
+                pb.StartedTaskRun(
+                    task_run_id=task_run_id,
+                    created=created,
+                    result=_bare(outcome),
+                    then=[_bare(item) for item in then],
+                )
+                for task_run_id, created, (outcome, *then) in started
             ]
         )
 
@@ -101,20 +126,22 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
         outcomes = await self.db.write(storage.set_states, proposals, now)
         return pb.SetTaskRunStatesResponse(results=[_bare(outcome) for outcome in outcomes])
 
-    def _start_of(
-        self, request: pb.StartTaskRunRequest, now: int
-    ) -> tuple[dict[str, Any], State, State]:
-        """A start request's (create values, initial state, proposed state), checked."""
+    def _start_of(self, request: pb.StartTaskRunRequest, now: int) -> storage.Start:
+        """A start request's create values and states, checked; its states stamped now, now + 1,
+        ..., so they keep their order in the history."""
         with c.fields_within("task_run"):
             values = self._create_values(request.task_run)
             initial = initial_state(request.task_run, now, StateType.PENDING)
-        # One microsecond later, so the two states keep their order in the history.
         proposed = c.proposed_state(request.state, now + 1)
         if proposed.type is not StateType.RUNNING:
             raise InvalidArgument(
                 {"state.type": "must be RUNNING (other proposals go through SetTaskRunState)"}
             )
-        return values, initial, proposed
+        then = [
+            c.proposed_state(state, now + 2 + index, f"then[{index}]")
+            for index, state in enumerate(request.then)
+        ]
+        return storage.Start(values, initial, proposed, then)
 
     def _create_values(self, request: pb.CreateTaskRunRequest) -> dict[str, Any]:
         """A create request's columns, its size checked against the run budget."""

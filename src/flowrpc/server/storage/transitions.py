@@ -4,6 +4,7 @@ orchestration decide, write the decision (new state row and run bookkeeping) ato
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,12 +288,34 @@ def insert_task_run(
     orchestrating its first proposals in order, each over the run as the one before left it:
     what set_task_run_state would decide one by one, but the run row written once, with no
     lock (nobody else sees it yet) and no re-read. The caller inserts nothing else first."""
+    new = decide_task_run(conn, values, proposals, now, flow_runs)
+    write_task_runs(conn, [new], now)
+    return new.outcomes
+
+
+@dataclass
+class NewTaskRun:
+    """A new task run decided (its row and its states' rows) and not written yet."""
+
+    row: dict[str, Any]
+    states: list[dict[str, Any]]
+    outcomes: list[Outcome]
+
+
+def decide_task_run(
+    conn: Connection,
+    values: dict[str, Any],
+    proposals: list[tuple[State, TaskPolicy]],
+    now: int,
+    flow_runs: FlowRunFacts,
+) -> NewTaskRun:
+    """insert_task_run's decisions, written by write_task_runs (nothing written here)."""
     task_run = task_run_record(Row({**TASK_RUN_DEFAULTS, **values}))
     inserted = copy_record(task_run)
     flow_run = flow_runs.get(task_run.flow_run_id)
     current: State | None = None
-    writes = _Writes(t.task_run)
-    outcomes = []
+    states = []
+    decided: list[tuple[Decision, State | None]] = []
     for proposed, policy in proposals:
         decision = orchestrate_task_run(
             task_run,
@@ -301,18 +324,31 @@ def insert_task_run(
             policy=policy,
             now=now,
             flow_run=flow_run,
-            cached_state=_cached_state(conn, proposed, now),
+            cached_state=_cached_state(conn, proposed, now, decided),
         )
         if decision.state is not None:
-            writes.states.append({**state_values(decision.state), "task_run_id": task_run.id})
+            states.append({**state_values(decision.state), "task_run_id": task_run.id})
             task_run.state_id = decision.state.id
             current = decision.state
-        outcomes.append((decision, current))
-    INSERT[t.task_run].execute(conn, {**values, **record_changes(inserted, task_run)})
-    INSERT[t.task_run_state].execute(conn, writes.states)
-    for decision, _ in outcomes:
-        _insert_cache_entry(conn, decision, now)
-    return [Outcome(decision, state) for decision, state in outcomes]
+        decided.append((decision, current))
+    row = {**values, **record_changes(inserted, task_run)}
+    return NewTaskRun(row, states, [Outcome(decision, state) for decision, state in decided])
+
+
+def write_task_runs(conn: Connection, runs: list[NewTaskRun], now: int) -> None:
+    """Writes decided new runs: their rows in one statement (one per set of columns), then
+    their states in one, then their cache entries. The rows go first: if one conflicts (a key
+    or an id taken), nothing of them is written but on PostgreSQL the transaction needs a
+    savepoint to go on."""
+    columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for run in runs:
+        columns.setdefault(frozenset(run.row), []).append(run.row)
+    for rows in columns.values():
+        INSERT[t.task_run].execute(conn, rows)
+    INSERT[t.task_run_state].execute(conn, [state for run in runs for state in run.states])
+    for run in runs:
+        for outcome in run.outcomes:
+            _insert_cache_entry(conn, outcome.decision, now)
 
 
 def _insert_cache_entry(conn: Connection, decision: Decision, now: int) -> None:
@@ -347,10 +383,21 @@ class FlowRunFacts:
         return self._records[flow_run_id]
 
 
-def _cached_state(conn: Connection, proposed: State, now: int) -> State | None:
-    """The valid cached COMPLETED state for the proposal's cache key, if it may be used."""
+def _cached_state(
+    conn: Connection,
+    proposed: State,
+    now: int,
+    unwritten: Sequence[tuple[Decision, State | None]] = (),
+) -> State | None:
+    """The valid cached COMPLETED state for the proposal's cache key, if it may be used. The
+    newest entry may be among `unwritten` (a new run's earlier decisions, not inserted yet)."""
     details = proposed.details
     if proposed.type != StateType.RUNNING or not details.cache_key or details.refresh_cache:
         return None
+    for decision, _ in reversed(unwritten):
+        if decision.cache_insert is not None and decision.cache_insert[0] == details.cache_key:
+            expiration = decision.cache_insert[1]
+            if expiration is None or expiration > now:
+                return decision.state
     row = CACHED.first(conn, {"cache_key": details.cache_key, "now": now})
     return state_from_row(row) if row else None
