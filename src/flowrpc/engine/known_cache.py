@@ -47,5 +47,6 @@ def lookup(api_url: str, key: str) -> State | None:
 
 
 def forget() -> None:
+    """Drops every entry (the SDK's client was replaced: it may point elsewhere now)."""
     with _lock:
         _entries.clear()

@@ -6,10 +6,10 @@ One thread sends them in the order they were given, as many a call as have queue
 10 ms (up to 100): the starts of a batch in one StartTaskRuns call, each carrying the states of
 its run that are in the batch (a task that ran and finished within the batch costs the server one
 write), then the batch's other states in one SetTaskRunStates call, so each run's start still
-comes before its states. A flow waits for
-everything it handed over before it proposes its own final state, and the process waits at
-exit, so nothing is lost at a normal exit; an answer other than the expected one is logged.
-When the SDK's client is replaced, its reporter sends what it holds and its thread ends.
+comes before its states. A flow waits for everything it handed over before it proposes its own
+final state, and the process waits at exit, so nothing is lost at a normal exit; an answer
+other than the expected one is logged. When the SDK's client is replaced, its reporter sends
+what it holds and its thread ends.
 """
 
 from __future__ import annotations
