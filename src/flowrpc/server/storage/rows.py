@@ -113,9 +113,8 @@ def record_columns(record: Any) -> dict[str, Any]:
     takes the columns of every run it makes)."""
     fields = vars(record)
     columns = {name: fields[name] for name in _field_names(type(record))}
-    columns["empirical_policy"] = policy_to_json(columns["empirical_policy"])
-    if columns["state_type"] is not None:
-        columns["state_type"] = columns["state_type"].value
+    for name in ("empirical_policy", "state_type"):  # the columns _column converts
+        columns[name] = _column(name, columns[name])
     return columns
 
 

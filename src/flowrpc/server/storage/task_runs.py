@@ -160,11 +160,7 @@ def _decide_new(
     """The start's new run decided, not written; None when its key's run exists or it has no
     key (those go through _start)."""
     values = start.values
-    if not values.get("flow_run_id"):
-        return None
-    if flow_runs.get(values["flow_run_id"]) is None:
-        raise not_found("flow run", values["flow_run_id"])
-    if BY_KEY.first(conn, _key(values)) is not None:
+    if not values.get("flow_run_id") or _key_run(conn, values, flow_runs) is not None:
         return None
     return decide_task_run(conn, _new_values(values, now), _proposals(start), now, flow_runs)
 
@@ -202,11 +198,8 @@ def _insert(
     (and their outcomes). The new run's id is values["id"] when the client minted one."""
     flow_runs = flow_runs or FlowRunFacts(conn)
     keyed = bool(values.get("flow_run_id"))
-    if keyed:
-        if flow_runs.get(values["flow_run_id"]) is None:
-            raise not_found("flow run", values["flow_run_id"])
-        if (existing := BY_KEY.first(conn, _key(values))) is not None:
-            return existing.id, None
+    if keyed and (existing := _key_run(conn, values, flow_runs)) is not None:
+        return existing, None
     minted = values.get("id")  # by the client; else the server mints one
     values = _new_values(values, now)
     task_run_id = values["id"]
@@ -226,6 +219,15 @@ def _insert(
             raise _id_taken(minted) from None
         raise
     return task_run_id, outcomes
+
+
+def _key_run(conn: Connection, values: dict[str, Any], flow_runs: FlowRunFacts) -> str | None:
+    """The id of the run with the key of `values` (which names a flow run), None when there is
+    none; NOT_FOUND when the flow run does not exist."""
+    if flow_runs.get(values["flow_run_id"]) is None:
+        raise not_found("flow run", values["flow_run_id"])
+    existing = BY_KEY.first(conn, _key(values))
+    return existing.id if existing is not None else None
 
 
 def _new_values(values: dict[str, Any], now: int) -> dict[str, Any]:
