@@ -35,6 +35,9 @@ BULK_CHUNK = 500  # runs per write transaction and per streamed message in bulk 
 STATES_SORT = "TIMESTAMP_ASC"  # the one order of ListFlowRunStates, named in its page tokens
 # Runs one CreateFlowRuns message may carry: one write transaction, one response (mostly).
 MAX_CREATE_RUNS = 1000
+# CreateFlowRuns messages read and handed to the writer before the earliest is answered: on
+# SQLite those waiting are committed in one transaction.
+CREATE_MESSAGES_AHEAD = 4
 BASIC = pb.CREATE_FLOW_RUNS_VIEW_BASIC
 UPDATABLE = {
     "name",
@@ -243,7 +246,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         # the previous message is still being written (SQLite's own work runs without the GIL),
         # and this loop answers each message as soon as its write is done: a client that waits
         # for each answer before sending its next message is answered too.
-        writes: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        writes: asyncio.Queue[Any] = asyncio.Queue(maxsize=CREATE_MESSAGES_AHEAD)
         reader = asyncio.create_task(self._start_writes(requests, writes))
         index = 0  # of the next run in the call
         try:
@@ -298,10 +301,11 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def _write_after(
         self, previous: asyncio.Future[Any] | None, creates: list[Any], check: Any
     ) -> Any:
-        """Writes a message's runs once the previous message's write is done: on PostgreSQL
-        two writes could otherwise commit out of order, and a key used in both messages would
-        be created by the later one."""
-        if previous is not None:
+        """Writes a message's runs after the previous message's: a key used in both messages is
+        created by the earlier one. On SQLite the writer takes writes in turn, so a message is
+        handed over at once and those waiting are committed together; on PostgreSQL it waits
+        for the previous message's write."""
+        if previous is not None and not self.db.writes_in_order:
             await asyncio.wait([previous])
         return await self.db.write(run_creates.create_flow_runs, creates, check)
 
