@@ -5,6 +5,8 @@ and sorts by expected start time walks the sort index instead of sorting every m
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 import time
 
 import pytest
@@ -16,7 +18,7 @@ from flowrpc.server.orchestration.records import StateType
 from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.storage import flow_runs, flows
 from flowrpc.server.storage import tables as t
-from flowrpc.server.storage.database import STATISTICS_CHECK, Database
+from flowrpc.server.storage.database import CHECKPOINT_SECONDS, STATISTICS_CHECK, Database
 from flowrpc.settings import Settings
 
 READ = {"flow_runs": {"state": {"name": {"any_of": ["Scheduled", "Late"]}}}}
@@ -79,6 +81,34 @@ async def test_a_failing_call_undoes_only_itself(tmp_path):
         with pytest.raises(RuntimeError):
             await db.write(_failing, "again")
         assert (await db.write(flows.create_flow, {"name": "later"}, now_micros()))[1]
+    finally:
+        db.close()
+
+
+def _flows_in_database_file(tmp_path) -> int:
+    """The flows in the database file alone (a copy without its WAL): what a checkpoint has
+    copied there, after syncing the WAL."""
+    shutil.copy(tmp_path / "flowrpc.db", tmp_path / "file-alone.db")
+    with sqlite3.connect(tmp_path / "file-alone.db") as conn:
+        return conn.execute("SELECT count(*) FROM flow").fetchone()[0]
+
+
+async def test_commits_are_checkpointed_within_a_second(tmp_path):
+    """With synchronous=NORMAL a power loss can lose what the WAL holds since its last sync, at
+    a checkpoint: the writer checkpoints at most CHECKPOINT_SECONDS after a commit, whether
+    more writes follow or none (SQLite's own checkpoints wait for 64 MB of WAL)."""
+    db = Database(f"sqlite:///{tmp_path / 'flowrpc.db'}")
+    try:
+        db.migrate()
+        await db.write(flows.create_flow, {"name": "first"}, now_micros())
+        await asyncio.sleep(CHECKPOINT_SECONDS + 0.5)  # idle: checkpointed while waiting
+        assert _flows_in_database_file(tmp_path) == 1
+        await db.write(flows.create_flow, {"name": "second"}, now_micros())
+        assert _flows_in_database_file(tmp_path) == 1  # not yet
+        deadline = time.monotonic() + CHECKPOINT_SECONDS + 0.5
+        while time.monotonic() < deadline:  # busy: checkpointed after a later commit
+            await db.write(_hold, 0.05)
+        assert _flows_in_database_file(tmp_path) == 2
     finally:
         db.close()
 

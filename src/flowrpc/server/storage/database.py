@@ -53,6 +53,9 @@ JSON_CODEC = {
 MAX_GROUP = 256  # calls committed together at most
 WRITER_CACHE_KB = 16 * 1024  # the writer's page cache (SQLite's default is 2 MB)
 CHECKPOINT_PAGES = 16_384  # WAL pages (of 4 KB) that start a checkpoint: 64 MB
+# The longest a commit waits for a checkpoint, which syncs the WAL: with synchronous=NORMAL a
+# power loss can lose what was committed since the last one (docs/reliability.md).
+CHECKPOINT_SECONDS = 1.0
 # How long SQLite waits for a lock before answering "database is locked". The writer then asks
 # again (logging that it waits); other statements fail past it.
 BUSY_TIMEOUT_MS = 60_000
@@ -422,6 +425,7 @@ class _GroupCommitWriter(_Writer):
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.on_group: Callable[[int], None] | None = None  # metrics: each group's size
         self.on_changes: Callable[[], None] | None = None
+        self._checkpoint_due: float | None = None  # when commits not yet checkpointed must be
         self._thread = threading.Thread(target=self._loop, name="flowrpc-writer", daemon=True)
         self._thread.start()
 
@@ -441,14 +445,27 @@ class _GroupCommitWriter(_Writer):
     def _loop(self) -> None:
         since_check = 0
         with self._engine.connect() as conn:
-            while (batch := self._next_batch()) is not None:
+            while (batch := self._next_batch(conn)) is not None:
                 if self.on_group is not None:
                     self.on_group(len(batch))
                 self._commit(conn, batch)
+                if self._checkpoint_due is None:
+                    self._checkpoint_due = time.monotonic() + CHECKPOINT_SECONDS
+                elif time.monotonic() >= self._checkpoint_due:
+                    self._checkpoint(conn)
                 since_check += len(batch)
                 if since_check >= STATISTICS_CHECK:
                     since_check = 0
                     self._refresh_statistics(conn)
+
+    def _checkpoint(self, conn: Connection) -> None:
+        """Copies the WAL's commits into the database, syncing the WAL first; PASSIVE: what
+        readers still use is left for the next one."""
+        self._checkpoint_due = None
+        try:
+            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:  # the next checkpoint catches up
+            log.exception("checkpointing the SQLite WAL failed")
 
     def _refresh_statistics(self, conn: Connection) -> None:
         try:
@@ -457,9 +474,9 @@ class _GroupCommitWriter(_Writer):
         except Exception:  # stale statistics make queries slower, never wrong
             log.exception("refreshing SQLite statistics failed")
 
-    def _next_batch(self) -> list[Any] | None:
+    def _next_batch(self, conn: Connection) -> list[Any] | None:
         """Blocks for one call, then takes every call already waiting, up to MAX_GROUP."""
-        job = self._jobs.get()
+        job = self._next_job(conn)
         if job is None:
             return None
         batch = [job]
@@ -473,6 +490,15 @@ class _GroupCommitWriter(_Writer):
                 break
             batch.append(job)
         return batch
+
+    def _next_job(self, conn: Connection) -> Any:
+        """Blocks for the next call; a checkpoint that falls due meanwhile is made first."""
+        while self._checkpoint_due is not None:
+            try:
+                return self._jobs.get(timeout=max(0, self._checkpoint_due - time.monotonic()))
+            except queue.Empty:
+                self._checkpoint(conn)
+        return self._jobs.get()
 
     def _commit(self, conn: Connection, batch: list[Any]) -> None:
         outcomes, wrote = [], False
