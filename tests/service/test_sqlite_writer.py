@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -111,6 +112,26 @@ async def test_commits_are_checkpointed_within_a_second(tmp_path):
         assert _flows_in_database_file(tmp_path) == 2
     finally:
         db.close()
+
+
+def test_a_database_opened_while_another_connection_writes_waits_for_it(tmp_path):
+    """Switching a file to WAL needs a lock SQLite does not wait for (it answers "database is
+    locked" at once, busy timeout or not): a server starting while another one migrates the
+    same new file used to fail. It waits for the lock instead."""
+    path = tmp_path / "flowrpc.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other (value)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other VALUES (1)")
+    threading.Timer(0.3, other.execute, ["COMMIT"]).start()
+    db = Database(f"sqlite:///{path}")
+    try:
+        db.migrate()
+    finally:
+        db.close()
+        other.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def _synchronous(conn) -> int:

@@ -318,11 +318,9 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int, synchronous:
     def _configure(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, issue BEGIN, so SAVEPOINTs work.
         dbapi_conn.isolation_level = None
+        dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _use_wal(dbapi_conn)
         for pragma in (
-            # First: switching to WAL takes a lock that another server starting on the file may
-            # hold (it migrates), and only a busy timeout makes this one wait for it.
-            f"busy_timeout={BUSY_TIMEOUT_MS}",
-            "journal_mode=WAL",
             # WAL with NORMAL never corrupts and survives a killed process; a power loss may
             # lose the last commits. FULL syncs the WAL on every commit (docs/reliability.md).
             f"synchronous={synchronous}",
@@ -353,6 +351,21 @@ def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int, synchronous:
             driver.execute("BEGIN")
 
     return engine
+
+
+def _use_wal(driver: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode=WAL, asked again while another connection holds a lock it needs (a
+    server starting on the same file, migrating it): SQLite may answer "database is locked" at
+    once instead of waiting, when waiting could deadlock."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            driver.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _take_write_lock(driver: sqlite3.Connection, database: str | None) -> None:
