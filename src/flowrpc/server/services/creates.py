@@ -4,6 +4,7 @@ exactly as a single create would create it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,12 @@ def run_values(request: Any) -> dict[str, Any]:
         "name": request.name,
         "parameters": c.plain_struct(request, "parameters") or {},
         "context": c.plain_struct(request, "context") or {},
-        "empirical_policy": c.flow_run_policy(request.empirical_policy),
+        # Unset: the policy's defaults, which the run's record starts from anyway.
+        "empirical_policy": (
+            c.flow_run_policy(request.empirical_policy)
+            if request.HasField("empirical_policy")
+            else None
+        ),
         "tags": list(request.tags),
         "labels": c.plain_struct(request, "labels") or {},
         "idempotency_key": c.optional(request, "idempotency_key"),
@@ -35,9 +41,11 @@ def run_values(request: Any) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=16)
 def within_budget(write: Callable[..., Any], budget: int) -> Callable[..., Any]:
     """A storage write of a run that fails (and so rolls back) when the run it leaves is over
-    the run budget: updates and deployments add to what a request alone brings."""
+    the run budget: updates and deployments add to what a request alone brings. (Cached: each
+    run of a bulk create would otherwise make its own.)"""
 
     def checked(conn: Connection, *args: Any) -> Any:
         result = write(conn, *args)

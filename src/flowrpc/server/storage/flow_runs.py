@@ -234,18 +234,18 @@ def new_run_values(
 def inserted_row(
     columns: dict[str, Any], state: State | None, pool_id: str | None, pool_name: str | None
 ) -> SimpleNamespace:
-    """What READ would return for a run just inserted, without reading it back."""
-    return SimpleNamespace(
-        **{
-            **RUN_DEFAULTS,
-            **columns,
-            "state_message": state.message if state else None,
-            "state_data": state.data if state else None,
-            "state_details": details_to_json(state.details) if state else None,
-            "work_pool_id": pool_id,
-            "work_pool_name": pool_name,
-        }
-    )
+    """What READ would return for a run just inserted, without reading it back (its fields
+    filled in place: a bulk create makes one a run)."""
+    row = SimpleNamespace()
+    fields = row.__dict__
+    fields.update(RUN_DEFAULTS)
+    fields.update(columns)
+    fields["state_message"] = state.message if state else None
+    fields["state_data"] = state.data if state else None
+    fields["state_details"] = details_to_json(state.details) if state else None
+    fields["work_pool_id"] = pool_id
+    fields["work_pool_name"] = pool_name
+    return row
 
 
 def by_idempotency_keys(
