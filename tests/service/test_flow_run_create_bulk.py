@@ -398,6 +398,23 @@ async def test_a_value_the_database_cannot_store_fails_that_run_alone(stubs, dat
     assert count.count == 2
 
 
+async def test_text_that_copy_escapes_is_stored_as_sent(stubs):
+    """On PostgreSQL a message's rows go through COPY, whose text format gives tabs, newlines,
+    backslashes and \\N meanings of their own: each comes back as it was sent."""
+    flow = await make_flow(stubs)
+    awkward = ["tab\there", "new\nline", "back\\slash", "\\N", "", "quote'\"", "ünï\u2603"]
+    runs = [
+        of_flow(flow.id, name=text or "empty", tags=[text], parameters={"text": text, text: 1})
+        for text in awkward
+    ]
+    results = await create_runs(stubs, runs)
+    for text, result in zip(awkward, results, strict=True):
+        run = await get_run(stubs, result.flow_run.id)
+        assert run.name == (text or "empty")
+        assert list(run.tags) == [text]
+        assert dict(run.parameters) == {"text": text, text: 1}
+
+
 async def test_an_undecodable_message_ends_the_call_with_invalid_argument(stubs):
     create_runs_raw = stubs.channel.stream_stream(
         "/flowrpc.v1.FlowRunService/CreateFlowRuns",

@@ -4,7 +4,7 @@ SQLAlchemy's execute path (cache lookup, execution context, events, result set-u
 a statement: more than SQLite takes to run the three statements of a create or a transition. A
 Prepared statement is compiled once per set of parameter names; on SQLite it goes straight to the
 driver with SQLAlchemy's own bind and result processors (JSON, booleans), on PostgreSQL through
-SQLAlchemy as usual.
+SQLAlchemy as usual but for many rows inserted at once, which go through COPY.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
@@ -60,6 +61,12 @@ class _Plan:
             for name, bind, default in self._slots
         ]
 
+    @property
+    def plain_insert(self) -> bool:
+        """An INSERT ending with its VALUES (no ON CONFLICT, no RETURNING): its rows may be
+        sent together."""
+        return self.sql.startswith("INSERT") and self.sql.endswith(")")
+
     @functools.cached_property
     def _slots(self) -> tuple[tuple[str, Processor, Any], ...]:
         return tuple(
@@ -80,20 +87,24 @@ class Prepared:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._plans: dict[frozenset[str], _Plan] = {}
+        self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
 
     def execute(self, conn: Connection, params: Params | list[Params]) -> None:
         """Runs the statement once, or once per parameter set (all with the same names)."""
         many = isinstance(params, list)
         if not params:
             return
+        rows = many and self.statement.is_insert
         if conn.dialect.name != "sqlite":
-            conn.execute(self.statement, params)
+            if rows and (plan := self._plan(conn.dialect, params[0])).plain_insert:
+                _copy_rows(conn, self.statement.table.name, plan, params)
+            else:
+                conn.execute(self.statement, params)
             return
         plan = self._plan(conn.dialect, params[0] if many else params)
         driver = conn.connection.driver_connection
         with _as_sqlalchemy_errors(plan.sql):
-            if many and plan.sql.startswith("INSERT") and plan.sql.endswith(")"):  # VALUES last
+            if rows and plan.plain_insert:
                 _insert_rows(driver, plan, [plan.parameters(p) for p in params])
             elif many:
                 driver.executemany(plan.sql, [plan.parameters(p) for p in params])
@@ -111,9 +122,9 @@ class Prepared:
         return None if values is None else plan.row(values)
 
     def _plan(self, dialect: Dialect, params: Params) -> _Plan:
-        key = frozenset(params)
+        key = (dialect.name, frozenset(params))
         if (plan := self._plans.get(key)) is None:
-            plan = self._plans[key] = _compile(self.statement, dialect, key)
+            plan = self._plans[key] = _compile(self.statement, dialect, key[1])
         return plan
 
 
@@ -131,23 +142,39 @@ def _insert_rows(driver: sqlite3.Connection, plan: _Plan, rows: list[list[Any]])
         driver.execute(sql, [value for row in chunk for value in row])
 
 
+def _copy_rows(conn: Connection, table: str, plan: _Plan, params: list[Params]) -> None:
+    """Many rows into a PostgreSQL table with COPY: psycopg's executemany sends a statement a
+    row, and a multi-row INSERT makes psycopg parse thousands of placeholders in Python."""
+    quote = conn.dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table)} ({', '.join(map(quote, plan.names))}) FROM STDIN"
+    driver = conn.connection.driver_connection
+    with (
+        _as_sqlalchemy_errors(sql, psycopg.Error),
+        driver.cursor() as cursor,
+        cursor.copy(sql) as copy,
+    ):
+        for given in params:
+            copy.write_row(plan.parameters(given))
+
+
 @contextlib.contextmanager
-def _as_sqlalchemy_errors(sql: str) -> Iterator[None]:
+def _as_sqlalchemy_errors(sql: str, kind: type[Exception] = sqlite3.Error) -> Iterator[None]:
     """Driver errors raised as SQLAlchemy would (IntegrityError, ...): callers catch one kind."""
     try:
         yield
-    except sqlite3.Error as error:
-        raise sa.exc.DBAPIError.instance(sql, None, error, sqlite3.Error) from error
+    except kind as error:
+        raise sa.exc.DBAPIError.instance(sql, None, error, kind) from error
 
 
 def _compile(statement: Any, dialect: Dialect, names: frozenset[str]) -> _Plan:
     """SQL with positional parameters for these parameter names, and the type processors."""
     defaults: dict[str, Any] = {}
+    writer = dialect if dialect.positional else _positional(type(dialect))
     if statement.is_insert:
         defaults = insert_defaults(statement.table)
-        compiled = statement.compile(dialect=dialect, column_keys=list(defaults))
+        compiled = statement.compile(dialect=writer, column_keys=list(defaults))
     else:
-        compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
+        compiled = statement.compile(dialect=writer, column_keys=sorted(names))
     if compiled.insert_prefetch or compiled.update_prefetch:
         raise ValueError(f"columns with Python-side defaults need SQLAlchemy: {statement}")
     order = tuple(compiled.positiontup or ())
@@ -155,6 +182,13 @@ def _compile(statement: Any, dialect: Dialect, names: frozenset[str]) -> _Plan:
     selected = list(statement.selected_columns.items()) if statement.is_select else []
     results = tuple(_type(c.type, dialect).result_processor(dialect, None) for _, c in selected)
     return _Plan(compiled.string, order, defaults, binds, tuple(k for k, _ in selected), results)
+
+
+@functools.cache
+def _positional(dialect_class: type[Dialect]) -> Dialect:
+    """The dialect writing positional parameters, for the order of a plan's values; the types'
+    processors still come from the engine's own dialect."""
+    return dialect_class(paramstyle="format")
 
 
 def _type(type_: Any, dialect: Dialect) -> Any:
