@@ -97,3 +97,22 @@ def test_many_rows_past_one_statements_bound_values_are_all_stored_as_given(data
         assert _stored(conn, runs[0]["id"]) == _stored(conn, reference["id"])
         names = conn.execute(sa.select(t.flow_run.c.id, t.flow_run.c.name)).all()
         assert {(r["id"], r["name"]) for r in runs} <= set(map(tuple, names))
+
+
+def test_columns_none_in_some_rows_or_in_every_row_are_stored_as_given(database):
+    # On SQLite a column None in every row of a statement is written NULL rather than bound.
+    with _transaction_with_a_flow(database) as (conn, flow_id):
+        runs = [
+            {
+                **_run(flow_id, f"run-{i}"),
+                "idempotency_key": f"key-{i}" if i % 2 else None,
+                "infrastructure_pid": None,
+                "run_count": i,
+            }
+            for i in range(10)
+        ]
+        INSERT.execute(conn, runs)
+        run = t.flow_run.c
+        columns = (run.name, run.idempotency_key, run.infrastructure_pid, run.run_count)
+        stored = sorted(map(tuple, conn.execute(sa.select(*columns))))
+        assert stored == [(r["name"], r["idempotency_key"], None, r["run_count"]) for r in runs]
