@@ -438,7 +438,7 @@ class _GroupCommitWriter(_Writer):
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.on_group: Callable[[int], None] | None = None  # metrics: each group's size
         self.on_changes: Callable[[], None] | None = None
-        self._checkpoint_due: float | None = None  # when commits not yet checkpointed must be
+        self._checkpoint_due: float | None = None  # the next checkpoint, while commits wait for one
         self._thread = threading.Thread(target=self._loop, name="flowrpc-writer", daemon=True)
         self._thread.start()
 
