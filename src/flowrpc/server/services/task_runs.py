@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from flowrpc.server.errors import InvalidArgument
@@ -41,15 +42,15 @@ def _check_count(field: str, count: int) -> None:
 
 def _check_then(starts: Any, field: str = "") -> None:
     """At most MAX_THEN_STATES `then` states in a call's starts; the field past it named."""
-    counts = [len(start.then) for start in starts]
-    if sum(counts) <= MAX_THEN_STATES:
+    totals = list(itertools.accumulate(len(start.then) for start in starts))
+    if not totals or totals[-1] <= MAX_THEN_STATES:
         return
-    index = next(i for i in range(len(counts)) if sum(counts[: i + 1]) > MAX_THEN_STATES)
+    index = next(i for i, total in enumerate(totals) if total > MAX_THEN_STATES)
     where = f"{field}[{index}].then" if field else "then"
     raise InvalidArgument(
         {
             where: f"give at most {MAX_THEN_STATES} then states in a call (all its starts); "
-            f"got {sum(counts)}"
+            f"got {totals[-1]}"
         }
     )
 
