@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -10,10 +11,19 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
+from flowrpc.v1 import (
+    asset_service_pb2_grpc,
+    deployment_service_pb2_grpc,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2_grpc,
+    log_service_pb2_grpc,
+    state_pb2,
+    task_run_service_pb2_grpc,
+    work_pool_service_pb2_grpc,
+)
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import flow_run_service_pb2 as fr
 from flowrpc.v1 import flow_service_pb2 as fl
-from flowrpc.v1 import state_pb2
 
 # Fixed instants, so tests never depend on the wall clock unless they compare with "now".
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -28,6 +38,20 @@ CANCELLED = state_pb2.STATE_TYPE_CANCELLED
 CRASHED = state_pb2.STATE_TYPE_CRASHED
 PAUSED = state_pb2.STATE_TYPE_PAUSED
 CANCELLING = state_pb2.STATE_TYPE_CANCELLING
+
+
+def service_stubs(channel: grpc.aio.Channel) -> SimpleNamespace:
+    """A stub of each service on the channel (and the channel), named as the tests use them."""
+    return SimpleNamespace(
+        channel=channel,
+        flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
+        flows=flow_service_pb2_grpc.FlowServiceStub(channel),
+        deployments=deployment_service_pb2_grpc.DeploymentServiceStub(channel),
+        work_pools=work_pool_service_pb2_grpc.WorkPoolServiceStub(channel),
+        task_runs=task_run_service_pb2_grpc.TaskRunServiceStub(channel),
+        logs=log_service_pb2_grpc.LogServiceStub(channel),
+        assets=asset_service_pb2_grpc.AssetServiceStub(channel),
+    )
 
 
 # ---- times ----

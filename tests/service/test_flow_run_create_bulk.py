@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -23,16 +22,12 @@ from helpers import (
     make_flow,
     make_run,
     scheduled,
+    service_stubs,
     state,
 )
 
 from flowrpc.settings import Settings
 from flowrpc.v1 import deployment_service_pb2 as dp
-from flowrpc.v1 import (
-    deployment_service_pb2_grpc,
-    flow_run_service_pb2_grpc,
-    flow_service_pb2_grpc,
-)
 from flowrpc.v1 import flow_run_service_pb2 as fr
 from flowrpc.v1 import task_run_service_pb2 as tr
 
@@ -302,11 +297,7 @@ async def server_with(database: Settings, **limits):
     """Stubs on a server with these settings changed."""
     with running_server(database.model_copy(update=limits)) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield SimpleNamespace(
-                flows=flow_service_pb2_grpc.FlowServiceStub(channel),
-                flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
-                deployments=deployment_service_pb2_grpc.DeploymentServiceStub(channel),
-            )
+            yield service_stubs(channel)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ summaries, validation. Every history here is asked for both ways and must come b
 from __future__ import annotations
 
 from datetime import timedelta
-from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -22,6 +21,7 @@ from helpers import (
     make_run,
     now,
     scheduled,
+    service_stubs,
     set_state,
     state,
     strings,
@@ -30,7 +30,6 @@ from helpers import (
 
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import flow_run_service_pb2 as fr
-from flowrpc.v1 import flow_run_service_pb2_grpc
 
 
 def span(delta: timedelta) -> Duration:
@@ -117,7 +116,7 @@ async def test_the_interval_limit_is_a_setting(database):
     settings = database.model_copy(update={"max_history_intervals": 10})
     with running_server(settings) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stubs = SimpleNamespace(flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel))
+            stubs = service_stubs(channel)
             assert len(await history(stubs, T0, T0 + hours(10), hours(1))) == 10
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await history(stubs, T0, T0 + hours(11), hours(1))

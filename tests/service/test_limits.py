@@ -20,6 +20,7 @@ from helpers import (
     make_flow,
     make_run,
     rich_status,
+    service_stubs,
     state,
     strings,
 )
@@ -27,15 +28,12 @@ from helpers import (
 from flowrpc.settings import Settings
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import flow_run_service_pb2 as fr
+from flowrpc.v1 import flow_service_pb2 as fl
 from flowrpc.v1 import (
-    flow_run_service_pb2_grpc,
     flow_service_pb2_grpc,
     state_pb2,
     task_run_pb2,
-    task_run_service_pb2_grpc,
-    work_pool_service_pb2_grpc,
 )
-from flowrpc.v1 import flow_service_pb2 as fl
 from flowrpc.v1 import task_run_service_pb2 as tr
 from flowrpc.v1 import work_pool_service_pb2 as wp
 
@@ -54,12 +52,7 @@ async def small(database: Settings) -> AsyncIterator[SimpleNamespace]:
     """Stubs on a server with small limits (SMALL), over a default gRPC channel."""
     with running_server(database.model_copy(update=SMALL)) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield SimpleNamespace(
-                flows=flow_service_pb2_grpc.FlowServiceStub(channel),
-                flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
-                task_runs=task_run_service_pb2_grpc.TaskRunServiceStub(channel),
-                work_pools=work_pool_service_pb2_grpc.WorkPoolServiceStub(channel),
-            )
+            yield service_stubs(channel)
 
 
 async def refused(call: Any, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> Any:

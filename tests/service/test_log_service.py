@@ -3,21 +3,16 @@ limits apply to every record, and pages of large records stay within 4 MiB."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import grpc
 import pytest
 from harness import running_server
-from helpers import RUNNING, error_info, field_violations, make_flow, make_run, state
+from helpers import RUNNING, error_info, field_violations, make_flow, make_run, service_stubs, state
 
 from flowrpc.settings import Settings
 from flowrpc.v1 import asset_service_pb2 as asp
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import (
-    flow_run_service_pb2_grpc,
-    flow_service_pb2_grpc,
     log_pb2,
-    log_service_pb2_grpc,
 )
 from flowrpc.v1 import log_service_pb2 as lsp
 from flowrpc.v1 import task_run_service_pb2 as tr
@@ -82,11 +77,8 @@ async def test_limits_bound_every_record(database: Settings):
     batch a list (max_list_length): each over its limit is refused, naming the setting."""
     with running_server(database.model_copy(update=SMALL)) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stubs = SimpleNamespace(
-                flows=flow_service_pb2_grpc.FlowServiceStub(channel),
-                flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
-            )
-            logs = log_service_pb2_grpc.LogServiceStub(channel)
+            stubs = service_stubs(channel)
+            logs = stubs.logs
             run = await running_flow_run(stubs)
             fine = log_pb2.LogCreate(flow_run_id=run.id, name="n" * 50, message="m" * 2_000)
             assert (await logs.CreateLogs(create(fine))).created == 1

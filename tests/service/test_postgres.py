@@ -7,14 +7,13 @@ import asyncio
 import os
 import time
 import uuid
-from types import SimpleNamespace
 
 import grpc
 import pytest
 import sqlalchemy as sa
 import uuid_utils
 from harness import postgres_schema, running_server
-from helpers import RUNNING, error_info, make_flow, make_run, state
+from helpers import RUNNING, error_info, make_flow, make_run, service_stubs, state
 
 from flowrpc.server.errors import ResourceExhausted
 from flowrpc.server.ids import now_micros
@@ -23,7 +22,6 @@ from flowrpc.server.orchestration.states import new_state
 from flowrpc.server.storage import task_runs
 from flowrpc.server.storage.database import Database
 from flowrpc.settings import Settings
-from flowrpc.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc, task_run_service_pb2_grpc
 from flowrpc.v1 import task_run_service_pb2 as tr
 
 POSTGRES_URL = os.environ.get("FLOWRPC_TEST_DATABASE_URL")
@@ -93,11 +91,8 @@ async def test_a_create_waiting_on_a_concurrent_one_with_its_id_or_key(url, conf
     settings = Settings(database_url=database_url, port=0, late_runs_enabled=False)
     with running_server(settings) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stubs = SimpleNamespace(
-                flows=flow_service_pb2_grpc.FlowServiceStub(channel),
-                flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
-            )
-            tasks = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+            stubs = service_stubs(channel)
+            tasks = stubs.task_runs
             flow = await make_flow(stubs)
             run = await make_run(stubs, flow.id, state=state(RUNNING))
             held_id, own_id = str(uuid_utils.uuid7()), str(uuid_utils.uuid7())

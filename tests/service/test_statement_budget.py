@@ -12,12 +12,11 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from harness import running_server
-from helpers import error_info, make_flow, make_run
+from helpers import error_info, make_flow, make_run, service_stubs
 
 from flowrpc.server.storage import tables as t
 from flowrpc.v1 import filter_pb2 as f
 from flowrpc.v1 import flow_run_service_pb2 as fr
-from flowrpc.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
 
 # Each run's name against this pattern costs tens of milliseconds on either database (the match
 # is tried at every position of the name), so 60 runs take seconds: a slow filter that a short
@@ -32,10 +31,7 @@ async def served(database, budget: float):
     settings = database.model_copy(update={"statement_timeout_seconds": budget})
     with running_server(settings) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stubs = SimpleNamespace(
-                flow_runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
-                flows=flow_service_pb2_grpc.FlowServiceStub(channel),
-            )
+            stubs = service_stubs(channel)
             flow = await make_flow(stubs)
             runs = await asyncio.gather(*(make_run(stubs, flow.id) for _ in range(RUNS)))
             # Long names written straight to the table: no request limit on names is in the way.
