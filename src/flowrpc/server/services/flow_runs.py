@@ -289,7 +289,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     continue
                 now = now_micros()
                 creates = [self._run_create(run, now, budget) for run in request.runs]
-                written = asyncio.ensure_future(self._write_after(written, creates, check))
+                # Planned on a reader while the previous message is written, in turn.
+                ahead = await self.db.read(run_creates.plan_ahead, creates, check)
+                written = asyncio.ensure_future(self._write_after(written, creates, check, ahead))
                 # Retrieved here too: a call that ends early leaves later writes unanswered.
                 written.add_done_callback(_retrieved)
                 await writes.put((request, now, written))
@@ -299,7 +301,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         await writes.put(None)
 
     async def _write_after(
-        self, previous: asyncio.Future[Any] | None, creates: list[Any], check: Any
+        self, previous: asyncio.Future[Any] | None, creates: list[Any], check: Any, ahead: Any
     ) -> Any:
         """Writes a message's runs after the previous message's: a key used in both messages is
         created by the earlier one. On SQLite the writer takes writes in turn, so a message is
@@ -307,7 +309,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         for the previous message's write."""
         if previous is not None and not self.db.writes_in_order:
             await asyncio.wait([previous])
-        return await self.db.write(run_creates.create_flow_runs, creates, check)
+        return await self.db.write(run_creates.create_flow_runs, creates, check, ahead)
 
     def _run_create(self, run: pb.FlowRunCreate, now: int, budget: int) -> Any:
         """The run's create, as its single create makes it, or why it cannot be made."""

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.util import ClauseAdapter
 
 from flowrpc.server.storage import tables as t
+from flowrpc.server.storage.prepared import insert_rows
 from flowrpc.server.storage.rows import plain
 
 PENDING = "flowrpc.pending_changes"  # conn.info key: the notes of the call in progress
@@ -56,7 +57,7 @@ change = t.flow_run_change
 run = t.flow_run
 state = t.flow_run_state
 
-SQLITE_INSERT = "INSERT INTO flow_run_change (flow_run_id, state_id, created) VALUES (?, ?, ?)"
+SQLITE_INSERT = "INSERT INTO flow_run_change (flow_run_id, state_id, created)"
 # The single writer's rows are numbered as written: their ids are in commit order.
 SQLITE_NUMBER = "UPDATE flow_run_change SET position = id WHERE position IS NULL"
 PG_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', current_schema())")
@@ -104,10 +105,10 @@ def flush(conn: Connection, now: int) -> bool:
     pending = conn.info.pop(PENDING, None)
     if not pending:
         return False
-    rows = [(run_id, state_id, now) for run_id, state_id in pending]
+    rows = [[run_id, state_id, now] for run_id, state_id in pending]
     if conn.dialect.name == "sqlite":
         driver = conn.connection.driver_connection
-        driver.executemany(SQLITE_INSERT, rows)
+        insert_rows(driver, SQLITE_INSERT, rows)
         driver.execute(SQLITE_NUMBER)
         return True
     conn.execute(

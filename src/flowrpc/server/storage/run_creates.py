@@ -1,10 +1,13 @@
 """Many runs created in one write call (CreateFlowRuns): each as its single create creates it.
 
-Fast path: the flows, deployments, work queues and used idempotency keys of all the runs are
-read with a few queries, each run's first state is decided by the single create's own functions
-(`new_run_values`, `merge_deployment`, `first_transition`), and the runs and their states are
-inserted with one statement each. A run that cannot be created (unknown flow, deployment, pool or
-queue) is known before anything of it is written, so it fails alone.
+Fast path: a message's runs are planned, then written. Planning reads the flows, deployments,
+work queues and used idempotency keys of all the runs with a few queries (the plan's facts),
+decides each run's first state with the single create's own functions (`new_run_values`,
+`merge_deployment`, `first_transition`) and binds its row. A run that cannot be created (unknown
+flow, deployment, pool or queue) is known before anything of it is written, so it fails alone.
+A message is planned on a reader thread while the writer writes the one before (`plan_ahead`):
+the write reads the facts again and, when they are unchanged, only inserts the rows; else (or
+when only the writer may plan: a work queue to create) the writer plans again itself.
 
 Exact path: anything else that goes wrong (a run over the run budget after its deployment's
 values were merged in, a database error such as a concurrent create of the same idempotency
@@ -15,17 +18,19 @@ storage write, each in a savepoint of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flowrpc.server.errors import ServiceError, not_found
+from flowrpc.server.orchestration import Decision
 from flowrpc.server.orchestration.records import State
 from flowrpc.server.storage import changes, deployments, flow_runs
 from flowrpc.server.storage import tables as t
 from flowrpc.server.storage.database import caller_error, savepoint
+from flowrpc.server.storage.prepared import Bound
 from flowrpc.server.storage.transitions import (
     INSERT,
     first_state_row,
@@ -59,14 +64,75 @@ class _Retry(Exception):
 BudgetCheck = Callable[[Any], None]
 
 
-def create_flow_runs(
+@dataclass
+class Facts:
+    """What a plan was made from, each read with one query: read again before the plan is
+    written by another transaction than the one that made it."""
+
+    flow_ids: set[str]
+    labels: dict[str, Any]  # of the flows found
+    deployment_ids: set[str]
+    deployments: dict[str, Any]  # FOR_RUN rows of the deployments found
+    queues: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # by (pool, name, create)
+    keys: set[tuple[str, str]] = field(default_factory=set)  # (flow_id, idempotency_key)
+    used: dict[tuple[str, str], Any] = field(default_factory=dict)  # runs of the keys found
+
+    def current(self, conn: Connection) -> bool:
+        try:
+            queues = {key: resolve_work_queue(conn, *key[:2]) for key in self.queues}
+        except ServiceError:
+            return False
+        return (
+            queues == self.queues
+            and flow_runs.flow_labels(conn, self.flow_ids) == self.labels
+            and deployments.for_runs(conn, self.deployment_ids) == self.deployments
+            and flow_runs.by_idempotency_keys(conn, self.keys) == self.used
+        )
+
+
+@dataclass
+class Plan:
+    """A message's runs ready to write: their outcomes, bound rows, and what the write does
+    besides inserting them."""
+
+    facts: Facts
+    outcomes: list[Outcome]
+    runs: list[Bound | None]  # a statement per set of columns given
+    states: Bound | None
+    noted: list[tuple[str, str]]  # (run id, state id) of the states written
+    parents: list[tuple[str, Decision, int]]  # subflows' parent task runs to update
+
+
+def plan_ahead(
     conn: Connection, creates: list[RunCreate | ServiceError], check: BudgetCheck
+) -> Plan | None:
+    """On a reader: the plan of these runs, or None when only the writer can make it."""
+    try:
+        return _plan(conn, creates, check, writer=False)
+    except (_Retry, sa.exc.DBAPIError):
+        return None
+
+
+def create_flow_runs(
+    conn: Connection,
+    creates: list[RunCreate | ServiceError],
+    check: BudgetCheck,
+    ahead: Plan | None = None,
 ) -> list[Outcome]:
     """Creates the runs in order; each outcome is (run, created) or the run's error (an error
-    given in place of a create is passed through)."""
+    given in place of a create is passed through). `ahead`: their plan_ahead, if made."""
     try:
         with savepoint(conn, "flowrpc_batch"):
-            return _fast(conn, creates, check)
+            plan = ahead
+            if plan is None or not plan.facts.current(conn):
+                plan = _plan(conn, creates, check, writer=True)
+            for bound in plan.runs:
+                INSERT[t.flow_run].insert(conn, bound)
+            INSERT[t.flow_run_state].insert(conn, plan.states)
+            changes.note(conn, plan.noted)
+            for parent_task_run_id, decision, now in plan.parents:
+                update_parent_task(conn, parent_task_run_id, decision, now)
+            return plan.outcomes
     except (_Retry, sa.exc.DBAPIError):
         return create_each(conn, [c if isinstance(c, ServiceError) else c.write for c in creates])
 
@@ -102,12 +168,16 @@ class _Planned:
     pool_name: str | None
 
 
-def _fast(
-    conn: Connection, creates: list[RunCreate | ServiceError], check: BudgetCheck
-) -> list[Outcome]:
+def _plan(
+    conn: Connection, creates: list[RunCreate | ServiceError], check: BudgetCheck, writer: bool
+) -> Plan:
     outcomes: list[Outcome | None] = [None] * len(creates)
-    planned = _resolve(conn, creates, outcomes)
-    used = flow_runs.by_idempotency_keys(conn, {key for p in planned if (key := _key(p.values))})
+    facts, planned = _resolve(conn, creates, outcomes, writer)
+    facts.keys = {key for p in planned if (key := _key(p.values))}
+    facts.used = flow_runs.by_idempotency_keys(conn, facts.keys)
+    if not writer:  # the facts are read: a snapshot held on would keep SQLite's WAL growing
+        conn.rollback()
+    used = dict(facts.used)
     runs: dict[frozenset[str], list[dict[str, Any]]] = {}  # by columns given: one statement each
     states, parents = [], []
     for p in planned:
@@ -135,13 +205,15 @@ def _fast(
         if key is not None:
             used[key] = row  # a later run with the key gets this one
         outcomes[p.index] = (row, True)
-    for same_columns in runs.values():  # columns left out get their defaults, as one by one
-        INSERT[t.flow_run].execute(conn, same_columns)
-    INSERT[t.flow_run_state].execute(conn, states)
-    changes.note(conn, [(state["flow_run_id"], state["id"]) for state in states])
-    for parent_task_run_id, decision, now in parents:
-        update_parent_task(conn, parent_task_run_id, decision, now)
-    return outcomes  # type: ignore[return-value]
+    return Plan(
+        facts,
+        outcomes,  # type: ignore[arg-type]
+        # columns left out get their defaults, as one by one
+        [INSERT[t.flow_run].bind(conn.dialect, same_columns) for same_columns in runs.values()],
+        INSERT[t.flow_run_state].bind(conn.dialect, states),
+        [(state["flow_run_id"], state["id"]) for state in states],
+        parents,
+    )
 
 
 def _key(values: dict[str, Any]) -> tuple[str, str] | None:
@@ -150,26 +222,35 @@ def _key(values: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _resolve(
-    conn: Connection, creates: list[RunCreate | ServiceError], outcomes: list[Any]
-) -> list[_Planned]:
+    conn: Connection, creates: list[RunCreate | ServiceError], outcomes: list[Any], writer: bool
+) -> tuple[Facts, list[_Planned]]:
     """Each run's flow or deployment and work queue, read once for all the runs; a run whose
     flow, deployment, pool or queue does not exist gets its error in `outcomes` (nothing of it
-    is written, as in its single create)."""
+    is written, as in its single create). Off the writer a queue that is not there is left for
+    the writer, which may create it."""
     ok = [(i, c) for i, c in enumerate(creates) if not isinstance(c, ServiceError)]
     for i, c in enumerate(creates):
         if isinstance(c, ServiceError):
             outcomes[i] = c
-    labels = flow_runs.flow_labels(
-        conn, {c.values["flow_id"] for _, c in ok if not c.deployment_id}
+    flow_ids = {c.values["flow_id"] for _, c in ok if not c.deployment_id}
+    deployment_ids = {c.deployment_id for _, c in ok if c.deployment_id}
+    facts = Facts(
+        flow_ids,
+        flow_runs.flow_labels(conn, flow_ids),
+        deployment_ids,
+        deployments.for_runs(conn, deployment_ids),
     )
-    found = deployments.for_runs(conn, {c.deployment_id for _, c in ok if c.deployment_id})
-    queues: dict[tuple[Any, ...], Any] = {}
+    queues: dict[tuple[Any, ...], Any] = {}  # resolved, or why not
 
     def queue(pool: str | None, name: str | None, create: bool, now: int) -> Any:
         if (pool, name, create) not in queues:
             try:
-                queues[pool, name, create] = resolve_work_queue(conn, pool, name, create, now)
+                queues[pool, name, create] = resolve_work_queue(
+                    conn, pool, name, create and writer, now
+                )
             except ServiceError as error:
+                if not writer:
+                    raise _Retry from None
                 queues[pool, name, create] = error
         found_queue = queues[pool, name, create]
         if isinstance(found_queue, ServiceError):
@@ -181,7 +262,7 @@ def _resolve(
         values = dict(create.values)
         try:
             if create.deployment_id is not None:
-                deployment = found.get(create.deployment_id)
+                deployment = facts.deployments.get(create.deployment_id)
                 if deployment is None:
                     raise not_found("deployment", create.deployment_id)
                 queue_name = deployments.merge_deployment(values, deployment)
@@ -189,13 +270,14 @@ def _resolve(
                 flow_labels = deployment.flow_labels
                 work_queue = queue(pool, queue_name, True, create.now)
             else:
-                if values["flow_id"] not in labels:
+                if values["flow_id"] not in facts.labels:
                     raise not_found("flow", values["flow_id"])
                 pool = create.work_pool_name
-                flow_labels = labels[values["flow_id"]]
+                flow_labels = facts.labels[values["flow_id"]]
                 work_queue = queue(pool, values.get("work_queue_name"), False, create.now)
         except ServiceError as error:
             outcomes[index] = error
             continue
         planned.append(_Planned(index, create, values, flow_labels, work_queue, pool))
-    return planned
+    facts.queues = queues
+    return facts, planned
