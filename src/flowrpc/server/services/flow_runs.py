@@ -242,10 +242,11 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def CreateFlowRuns(
         self, requests: AsyncIterator[pb.CreateFlowRunsRequest], context: Any
     ) -> AsyncIterator[pb.CreateFlowRunsResponse]:
-        # A reader task takes each message, converts its runs and hands them to the writer while
-        # the previous message is still being written (SQLite's own work runs without the GIL),
-        # and this loop answers each message as soon as its write is done: a client that waits
-        # for each answer before sending its next message is answered too.
+        # A reader task takes each message and converts its runs; each message is planned on a
+        # reader thread and written in turn, the next planned while the previous is written
+        # (SQLite's own work runs without the GIL), and this loop answers each message as soon
+        # as its write is done: a client that waits for each answer before sending its next
+        # message is answered too.
         writes: asyncio.Queue[Any] = asyncio.Queue(maxsize=CREATE_MESSAGES_AHEAD)
         reader = asyncio.create_task(self._start_writes(requests, writes))
         index = 0  # of the next run in the call
@@ -274,6 +275,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         None, or the error that ends the call."""
         budget = run_budget(self.settings)
         check = functools.partial(check_row, budget=budget)
+        planned: asyncio.Future[Any] | None = None
         written: asyncio.Future[Any] | None = None
         try:
             async for request in requests:
@@ -289,10 +291,10 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     continue
                 now = now_micros()
                 creates = [self._run_create(run, now, budget) for run in request.runs]
-                # Planned on a reader while the previous message is written, in turn.
-                ahead = await self.db.read(run_creates.plan_ahead, creates, check)
-                written = asyncio.ensure_future(self._write_after(written, creates, check, ahead))
-                # Retrieved here too: a call that ends early leaves later writes unanswered.
+                planned = asyncio.ensure_future(self._plan_after(planned, creates, check))
+                written = asyncio.ensure_future(self._write_after(written, planned, creates, check))
+                # Retrieved here too: a call that ends early leaves later ones unanswered.
+                planned.add_done_callback(_retrieved)
                 written.add_done_callback(_retrieved)
                 await writes.put((request, now, written))
         except Exception as error:  # noqa: BLE001 - the answering loop raises it in order
@@ -300,13 +302,28 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             return
         await writes.put(None)
 
+    async def _plan_after(
+        self, previous: asyncio.Future[Any] | None, creates: list[Any], check: Any
+    ) -> Any:
+        """Plans a message's runs on a reader (run_creates.plan_ahead) once the previous message
+        is planned: planning holds the GIL, so one at a time, while the writer writes."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        return await self.db.read(run_creates.plan_ahead, creates, check)
+
     async def _write_after(
-        self, previous: asyncio.Future[Any] | None, creates: list[Any], check: Any, ahead: Any
+        self,
+        previous: asyncio.Future[Any] | None,
+        planned: asyncio.Future[Any],
+        creates: list[Any],
+        check: Any,
     ) -> Any:
         """Writes a message's runs after the previous message's: a key used in both messages is
         created by the earlier one. On SQLite the writer takes writes in turn, so a message is
-        handed over at once and those waiting are committed together; on PostgreSQL it waits
-        for the previous message's write."""
+        handed over as soon as it is planned (plans end in turn, and the write of the earlier
+        is woken first) and those waiting are committed together; on PostgreSQL it waits for
+        the previous message's write."""
+        ahead = await planned
         if previous is not None and not self.db.writes_in_order:
             await asyncio.wait([previous])
         return await self.db.write(run_creates.create_flow_runs, creates, check, ahead)
