@@ -6,7 +6,7 @@ ErrorInfo{reason, domain="flowrpc"} and, for bad input, BadRequest field violati
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -173,8 +173,12 @@ def from_rpc_error(error: grpc.RpcError) -> FlowRPCError:
     return _BY_CODE.get(code, FlowRPCError)(message, code=code, **fields)
 
 
-def partial_results(error: FlowRPCError, results: list[Any]) -> FlowRPCError:
-    """The error of a bulk call that failed part way, carrying the results received before it
-    (runs already created stay created)."""
+E = TypeVar("E", bound=Exception)
+
+
+def partial_results(error: E, results: list[Any]) -> E:
+    """The error of a bulk call that failed part way (a FlowRPCError, or the error raised while
+    building a request), carrying the results received before it (runs already created stay
+    created)."""
     error.partial_results = results
     return error

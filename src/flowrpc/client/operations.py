@@ -11,10 +11,9 @@ from uuid import UUID, uuid4
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydantic_core import to_jsonable_python
 
 from flowrpc.client.protocol import Call, Exchange, Items, Operation, Stream, iterator, unary
-from flowrpc.schemas._proto import fill, to_message, to_python
+from flowrpc.schemas._proto import fill, jsonable, to_message, to_python
 from flowrpc.schemas.actions import FlowRunCreate, LogCreate, TaskRunStart, WorkPoolCreate
 from flowrpc.schemas.filters import (
     DeploymentFilter,
@@ -430,7 +429,7 @@ def _run_create(run: FlowRunCreate) -> flow_runs_pb.FlowRunCreate:
     }
     for name in _CREATE_JSON:
         if values[name]:
-            fields[name] = to_jsonable_python(values[name])
+            fields[name] = jsonable(values[name])
     if run.tags:
         fields["tags"] = run.tags
     if run.empirical_policy is not None:

@@ -54,6 +54,28 @@ class Exchange:
     items: Callable[[Message], Iterable[Any]]
 
 
+class Requests:
+    """An Exchange's requests as the call takes them, keeping the error raised while one was
+    built (a value that cannot be sent): gRPC reports it only as a failed call, so the driver
+    raises it instead."""
+
+    def __init__(self, requests: Iterable[Message]) -> None:
+        self._requests = iter(requests)
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Requests:
+        return self
+
+    def __next__(self) -> Message:
+        try:
+            return next(self._requests)
+        except StopIteration:
+            raise
+        except Exception as error:
+            self.error = error
+            raise
+
+
 Step = Call | Stream | Items | Exchange
 Operation = Generator[Step, Any, Any]
 

@@ -10,7 +10,7 @@ import grpc
 
 from flowrpc.client.base import BaseClient
 from flowrpc.client.errors import from_rpc_error, partial_results
-from flowrpc.client.protocol import Call, Exchange, Items, Operation, Stream, install
+from flowrpc.client.protocol import Call, Exchange, Items, Operation, Requests, Stream, install
 from flowrpc.client.retries import next_delay
 
 
@@ -51,15 +51,14 @@ class SyncFlowRPCClient(BaseClient):
 
     def _exchange(self, step: Exchange) -> list[Any]:
         # No deadline and no retry: a bulk call may take long, and a repeat could write twice.
-        call = self._rpc(step.stub, step.method)(
-            iter(step.requests), metadata=self._config.metadata
-        )
+        requests = Requests(step.requests)
+        call = self._rpc(step.stub, step.method)(requests, metadata=self._config.metadata)
         items: list[Any] = []
         try:
             for message in call:
                 items.extend(step.items(message))
         except grpc.RpcError as error:
-            raise partial_results(from_rpc_error(error), items) from error
+            raise partial_results(requests.error or from_rpc_error(error), items) from error
         finally:
             call.cancel()
         return items

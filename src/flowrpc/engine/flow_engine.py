@@ -19,6 +19,7 @@ from flowrpc.engine.client import sdk_client
 from flowrpc.engine.reporter import flush_reported_states
 from flowrpc.exceptions import ParameterTypeError
 from flowrpc.futures import PrefectFuture, resolve_futures
+from flowrpc.schemas._proto import inexact_integer
 from flowrpc.schemas.objects import State, TaskRunResult
 from flowrpc.schemas.responses import OrchestrationResult
 from flowrpc.states import Completed, Failed, Pending, Running
@@ -41,6 +42,8 @@ def jsonable_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
             encoded = f"<{type(value).__name__}>"
         if len(repr(encoded)) > MAX_RECORDED_PARAMETER_BYTES:
             encoded = f"<{type(value).__name__}: too large to record>"
+        elif inexact_integer(encoded) is not None:  # the server's JSON would round it
+            encoded = f"<{type(value).__name__}: an integer beyond ±2**53>"
         recorded[name] = encoded
     return recorded
 

@@ -81,9 +81,31 @@ def _is_map(field: FieldDescriptor) -> bool:
     return field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
 
 
-def _jsonable(value: Any) -> Any:
-    # Struct and Value hold JSON only: turn UUIDs, datetimes, models... into JSON-compatible values.
-    return to_jsonable_python(value)
+# Struct and Value hold every number as a double: integers are exact up to this magnitude only.
+EXACT_INTEGERS = 2**53
+
+
+def jsonable(value: Any) -> Any:
+    """A value for a Struct or Value field: JSON data (UUIDs, datetimes, models... converted).
+    ValueError for an integer the double would round: sent, it would come back changed."""
+    data = to_jsonable_python(value)
+    if (number := inexact_integer(data)) is not None:
+        raise ValueError(
+            f"{number} cannot be sent exactly: JSON fields (google.protobuf.Struct) hold numbers "
+            f"as doubles, exact to ±2**53 only; send it as a string"
+        )
+    return data
+
+
+def inexact_integer(data: Any) -> int | None:
+    """The first integer in JSON data beyond ±EXACT_INTEGERS, or None."""
+    if type(data) is int:
+        return data if abs(data) > EXACT_INTEGERS else None
+    items = data.values() if isinstance(data, dict) else data if isinstance(data, list) else ()
+    for item in items:
+        if (number := inexact_integer(item)) is not None:
+            return number
+    return None
 
 
 # ---- Python -> protobuf ----
@@ -109,7 +131,7 @@ def fill(message: Message, data: Any) -> None:
     elif full_name == _DURATION:
         message.FromTimedelta(data if isinstance(data, timedelta) else timedelta(seconds=data))
     elif full_name in (_STRUCT, _VALUE):
-        json_format.ParseDict(_jsonable(data), message)
+        json_format.ParseDict(jsonable(data), message)
     elif full_name == _FIELD_MASK:
         message.paths.extend(data)
     elif (wrapped := _list_wrapper_field(descriptor)) is not None:
@@ -258,7 +280,7 @@ def _json_value(message: Any) -> Any:
     kind = message.WhichOneof("kind")
     if kind == "number_value":
         number = message.number_value
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+        return int(number) if number.is_integer() and abs(number) <= EXACT_INTEGERS else number
     if kind == "struct_value":
         return _struct(message.struct_value)
     if kind == "list_value":

@@ -4,6 +4,7 @@ their single creates make them, per-run errors, batching."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pydantic
@@ -169,3 +170,19 @@ async def test_an_unknown_view_is_refused_before_anything_is_sent(client):
     with pytest.raises(ValueError, match="view must be 'full' or 'basic'"):
         await client.create_flow_runs([FlowRunCreate(flow_id=flow_id)], view="ids")
     assert await client.count_flow_runs() == 0
+
+
+async def test_integers_beyond_what_json_fields_hold_exactly_are_refused(client):
+    flow_id = await client.create_flow_from_name("ids")
+    edge = {"max": 2**53, "min": -(2**53), "list": [2**53 - 1]}
+    [result] = await client.create_flow_runs([FlowRunCreate(flow_id=flow_id, parameters=edge)])
+    assert (await client.read_flow_run(result.flow_run.id)).parameters == edge
+
+    too_large = {"nested": {"id": [2**53 + 1]}}
+    with pytest.raises(ValueError, match=r"9007199254740993 cannot be sent exactly"):
+        await client.create_flow_runs([FlowRunCreate(flow_id=flow_id, parameters=too_large)])
+    with pytest.raises(ValueError, match=r"-9007199254740993 cannot be sent exactly"):
+        await client.create_flow_run(
+            SimpleNamespace(name="ids"), flow_id=flow_id, parameters={"id": -(2**53) - 1}
+        )
+    assert await client.count_flow_runs() == 1

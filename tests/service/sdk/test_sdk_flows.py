@@ -147,6 +147,18 @@ def test_parameters_are_validated_and_coerced_from_type_hints(client):
     assert unchecked("seven") == "seven"
 
 
+def test_an_integer_json_would_round_is_recorded_as_a_stand_in(client):
+    @flow
+    def by_id(user_id: int, ids: list[int]) -> int:
+        return user_id + sum(ids)
+
+    state = by_id(2**60 + 1, [2**53], return_state=True)
+
+    assert state.result() == 2**60 + 1 + 2**53  # the body had the exact values
+    run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.parameters == {"user_id": "<int: an integer beyond ±2**53>", "ids": [2**53]}
+
+
 class Greeter:
     greeting = "hello"
 
