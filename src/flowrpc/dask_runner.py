@@ -96,7 +96,12 @@ class DaskTaskRunner(TaskRunner):
         self._lock = threading.Lock()
         self._settings: dict[str, Any] = {}  # the client settings each call carries
         self._fetcher: StateFetcher | None = None
-        self._mapping = threading.local()  # .batch: the calls of a map() being prepared
+        # The calls of each thread's map() being prepared. Not a threading.local: a runner goes
+        # to the workers with every call and is freed there by the garbage collector, and a
+        # threading.local freed by a collection that starts inside sys._current_frames() (Dask's
+        # profiler calls it every 10 ms) deadlocks the worker on CPython before 3.11.9 and
+        # 3.12.3 (CPython issue 106883).
+        self._batches: dict[int, list[Outgoing]] = {}
         self._flow_run: tuple[FlowRunContext, distributed.Future] | None = None
 
     def duplicate(self) -> DaskTaskRunner:
@@ -156,7 +161,7 @@ class DaskTaskRunner(TaskRunner):
         self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> PrefectFuture:
         outgoing = self._prepare(task, parameters, wait_for)
-        batch = getattr(self._mapping, "batch", None)
+        batch = self._batches.get(threading.get_ident())
         if batch is not None:  # inside map(): sent with the others
             batch.append(outgoing)
         else:
@@ -167,12 +172,12 @@ class DaskTaskRunner(TaskRunner):
         self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> PrefectFutureList:
         """As TaskRunner.map, with all the calls sent to the scheduler at once."""
-        self._mapping.batch = []
+        thread = threading.get_ident()
+        self._batches[thread] = []
         try:
             futures = super().map(task, parameters, wait_for)
-            batch = self._mapping.batch
         finally:
-            self._mapping.batch = None
+            batch = self._batches.pop(thread)
         self._send(batch)
         return futures
 

@@ -4,6 +4,7 @@ from there, and hand their results and graph edges to the flow and to each other
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -350,6 +351,37 @@ def test_a_cluster_of_threads_in_the_flows_own_process(client):
     [flow_run] = client.read_flow_runs()
     assert flow_run.state_name == "Completed"
     assert [r.state_name for r in task_runs_of(client, flow_run.id)] == ["Completed"] * 3
+
+
+@ONE_DATABASE
+def test_the_runs_leave_no_threading_local_for_the_workers_collector(client, runner, dask_address):
+    """On CPython before 3.11.9 a worker deadlocks for good when its garbage collector frees a
+    threading.local during sys._current_frames(), which Dask's profiler calls every 10 ms
+    (CPython issue 106883): what a call brings to a worker must hold none."""
+
+    def garbage_locals() -> int:  # threading.locals that only the collector would free
+        # (type(), not isinstance(): a lazy import's proxy would import its module to answer)
+        count = lambda: sum(issubclass(type(o), threading.local) for o in gc.get_objects())  # noqa: E731
+        before = count()
+        gc.collect()
+        return before - count()
+
+    @task
+    def double(x):
+        return 2 * x
+
+    @flow(task_runner=runner)
+    def doubling():
+        return double.submit(1).result() + sum(f.result() for f in double.map([2, 3]))
+
+    with distributed.Client(dask_address, set_as_default=False) as dask:
+        dask.run(gc.disable)  # what the run leaves stays until counted
+        try:
+            assert doubling() == 12
+            left = dask.run(garbage_locals)
+        finally:
+            dask.run(gc.enable)
+    assert set(left.values()) == {0}, left
 
 
 @ONE_DATABASE
