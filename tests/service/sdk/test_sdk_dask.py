@@ -354,14 +354,18 @@ def test_a_cluster_of_threads_in_the_flows_own_process(client):
 
 
 @ONE_DATABASE
-def test_the_runs_leave_no_threading_local_for_the_workers_collector(client, runner, dask_address):
+def test_the_runs_leave_no_threading_local_for_the_workers_collector(runner, dask_address):
     """On CPython before 3.11.9 a worker deadlocks for good when its garbage collector frees a
     threading.local during sys._current_frames(), which Dask's profiler calls every 10 ms
     (CPython issue 106883): what a call brings to a worker must hold none."""
 
-    def garbage_locals() -> int:  # threading.locals that only the collector would free
-        # (type(), not isinstance(): a lazy import's proxy would import its module to answer)
-        count = lambda: sum(issubclass(type(o), threading.local) for o in gc.get_objects())  # noqa: E731
+    def garbage_locals() -> int:
+        """The threading.locals only a collection frees (by type(): isinstance() of a lazy
+        import's proxy would import its module)."""
+
+        def count() -> int:
+            return sum(issubclass(type(o), threading.local) for o in gc.get_objects())
+
         before = count()
         gc.collect()
         return before - count()
